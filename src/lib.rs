@@ -1,0 +1,45 @@
+//! Attic logs everything that happens on an MQTT broker into time-rotated
+//! SQLite files.
+//!
+//! # Module map
+//!
+//! ```text
+//!   config      YAML -> typed, validated Config (the only user of serde_yaml)
+//!   mqtt/
+//!     framing   the only user of mqttbytes: frames bytes into packets, encodes ours
+//!     session   sans-IO MQTT 3.1.1 client: bytes + now -> events and bytes to send
+//!     backoff   jittered exponential reconnect policy
+//!   store/
+//!     rotation  pure time arithmetic: periods, day folders, file names
+//!     writer    rusqlite: pragmas, schema, batched inserts, finalise, recovery
+//!   net         nonblocking TCP connect, read/write until WouldBlock
+//!   signals     signalfd: SIGINT/SIGTERM/SIGHUP as a poll source
+//!   clock       the two clocks: monotonic deadlines and a CLOCK_REALTIME timerfd
+//!   stream      one stream = one session + one socket + one writer
+//!   app         the mio loop: tokens, deadlines, dispatch, shutdown sequence
+//! ```
+//!
+//! # Data flow
+//!
+//! ```text
+//!  broker --TCP--> net --bytes--> session --Message--> writer --rows--> .sqlite.part
+//!                   ^                |  ^                 |
+//!                   +--acks, pings---+  +---- committed ---+   (ack after commit)
+//! ```
+//!
+//! One thread, one `mio::Poll`. The loop waits until the earliest deadline
+//! or a ready socket, hands bytes and `now` to the session, carries out what
+//! the session asks for (send bytes, store a message, reconnect later), and
+//! commits, acknowledges and rotates when their deadline or trigger is due.
+
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod mqtt;
+pub mod net;
+pub mod signals;
+pub mod store;
+pub mod stream;
+
+/// Exit code for a bad configuration (`EX_CONFIG` from sysexits.h).
+pub const EXIT_CONFIG: i32 = 78;

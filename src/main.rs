@@ -1,0 +1,2 @@
+//! The `attic` binary (to be written).
+fn main() {}

@@ -1,0 +1,73 @@
+//! Storage: where a message goes once the session has delivered it.
+//!
+//! [`rotation`] is pure time arithmetic; [`writer`] owns the SQLite files.
+
+pub mod rotation;
+pub mod writer;
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// One received message, as it will be stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Unix microseconds of the local clock when the message was read.
+    pub timestamp_us: i64,
+    /// The topic exactly as the broker delivered it.
+    pub topic: String,
+    /// The payload, byte for byte (shares the read buffer; no copy).
+    pub payload: bytes::Bytes,
+    /// QoS the message was delivered with (0, 1 or 2).
+    pub qos: u8,
+    /// The retain flag as delivered.
+    pub retain: bool,
+}
+
+/// Errors of the storage layer. Each names the file it concerns.
+#[derive(Debug)]
+pub enum StoreError {
+    /// A file-system operation failed (create folder, rename, read dir).
+    Io {
+        /// What was being done, e.g. "create folder".
+        action: &'static str,
+        /// The path it was done to.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// SQLite refused an operation (disk full, I/O error, corrupt file).
+    Sqlite {
+        /// What was being done, e.g. "commit".
+        action: &'static str,
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        source: rusqlite::Error,
+    },
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Io {
+                action,
+                path,
+                source,
+            } => write!(f, "{action} {}: {source}", path.display()),
+            StoreError::Sqlite {
+                action,
+                path,
+                source,
+            } => write!(f, "{action} {}: {source}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Io { source, .. } => Some(source),
+            StoreError::Sqlite { source, .. } => Some(source),
+        }
+    }
+}

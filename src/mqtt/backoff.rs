@@ -1,1 +1,114 @@
-//! (to be written)
+//! Reconnect policy: jittered exponential backoff, about 0.5 s up to 30 s.
+//!
+//! Pure: the caller passes the time a connection lasted; randomness comes
+//! from a small seeded generator, so tests are deterministic.
+
+use std::time::Duration;
+
+/// First delay before jitter.
+pub const INITIAL: Duration = Duration::from_millis(500);
+/// Longest delay.
+pub const MAX: Duration = Duration::from_secs(30);
+/// A connection that lasted this long counts as healthy: the next failure
+/// starts again from [`INITIAL`]. Shorter-lived connections (a broker that
+/// accepts and then sends garbage) keep growing the delay, so a hostile
+/// broker cannot make Attic reconnect in a tight loop.
+pub const STABLE: Duration = Duration::from_secs(30);
+
+/// Jittered exponential backoff state of one connection.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    /// Consecutive failures since the last healthy connection.
+    attempts: u32,
+    /// xorshift64 state for the jitter.
+    rng: u64,
+}
+
+impl Backoff {
+    /// A fresh policy; `seed` varies the jitter between streams and processes.
+    pub fn new(seed: u64) -> Self {
+        Backoff {
+            attempts: 0,
+            rng: seed | 1,
+        }
+    }
+
+    /// Forget past failures (after a healthy connection).
+    pub fn reset(&mut self) {
+        self.attempts = 0;
+    }
+
+    /// The delay before the next attempt: uniform in `[d/2, d]` where `d`
+    /// doubles from [`INITIAL`] with each failure up to [`MAX`].
+    pub fn next_delay(&mut self) -> Duration {
+        let shift = self.attempts.min(16);
+        self.attempts = self.attempts.saturating_add(1);
+        let full = INITIAL.saturating_mul(1u32 << shift).min(MAX);
+        let half = full / 2;
+        let span = u64::try_from(half.as_micros()).unwrap_or(u64::MAX).max(1);
+        half + Duration::from_micros(self.random() % (span + 1))
+    }
+
+    /// Consecutive failures counted so far.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    fn random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_double_from_half_a_second_up_to_thirty_seconds_with_jitter() {
+        let mut b = Backoff::new(42);
+        let mut prev_max = Duration::ZERO;
+        for i in 0..20u32 {
+            let d = b.next_delay();
+            let full = INITIAL.saturating_mul(1 << i.min(16)).min(MAX);
+            assert!(
+                d >= full / 2 && d <= full,
+                "attempt {i}: {d:?} not in [{:?}, {full:?}]",
+                full / 2
+            );
+            prev_max = prev_max.max(d);
+        }
+        assert!(prev_max <= MAX);
+    }
+
+    #[test]
+    fn reset_starts_again_from_the_initial_delay() {
+        let mut b = Backoff::new(7);
+        for _ in 0..10 {
+            b.next_delay();
+        }
+        b.reset();
+        assert!(b.next_delay() <= INITIAL);
+    }
+
+    #[test]
+    fn different_seeds_give_different_jitter() {
+        let a: Vec<_> = (0..5)
+            .map({
+                let mut b = Backoff::new(1);
+                move |_| b.next_delay()
+            })
+            .collect();
+        let c: Vec<_> = (0..5)
+            .map({
+                let mut b = Backoff::new(99);
+                move |_| b.next_delay()
+            })
+            .collect();
+        assert_ne!(a, c);
+    }
+}

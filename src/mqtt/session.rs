@@ -1,1 +1,940 @@
-//! (to be written)
+//! The sans-IO MQTT 3.1.1 client session of one stream.
+//!
+//! It owns the protocol rules and nothing else: no socket, no clock. The loop
+//! feeds it bytes (`on_bytes`), transport changes (`on_transport_up`,
+//! `on_transport_down`) and time (`on_timer`), always with `now` as an
+//! argument; the session answers with [`Event`]s and with bytes to send,
+//! which it appends to its [`Session::outbox`].
+//!
+//! ```text
+//!             +--------+  Connect   +-----------+ transport up +-------------+
+//!   start --> |  Idle  | ---------> | Transport | -----------> | AwaitConnAck|
+//!             +--------+            +-----------+   CONNECT    +-------------+
+//!                 ^  backoff             |  down                    | CONNACK 0
+//!                 +----------------------+--------------------------+ (SUBSCRIBE
+//!                 |     any error, silence, refusal                 v  if needed)
+//!                 +-------------------------------------------- +------+
+//!                                                               |  Up  |
+//!                                         shutdown -> Stopped   +------+
+//! ```
+//!
+//! Acknowledgements of QoS 1 and 2 messages are *queued*, in arrival order,
+//! and written only when the loop calls [`Session::release_acks`] after the
+//! transaction holding those messages has committed (ack-after-commit).
+
+use super::backoff::{Backoff, STABLE};
+use super::framing::{self, Ack, ConnectParams, Decoder, Incoming};
+use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// Packet id of our one SUBSCRIBE per connection.
+const SUBSCRIBE_PKID: u16 = 1;
+
+/// What a session needs to know about its connection.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Name used in log lines (the stream's folder).
+    pub name: String,
+    /// MQTT client id.
+    pub client_id: String,
+    /// User name; `None` = anonymous.
+    pub user: Option<String>,
+    /// Password (sent only with a user).
+    pub password: Option<String>,
+    /// Keep-alive interval announced in CONNECT.
+    pub keep_alive: Duration,
+    /// Ask the broker to drop any previous session.
+    pub clean_session: bool,
+    /// Topic filters to subscribe to; empty for a publish-only connection.
+    pub filters: Vec<String>,
+    /// QoS requested for every filter.
+    pub qos: u8,
+    /// PUBLISH payloads larger than this are skipped.
+    pub max_payload: usize,
+}
+
+/// A message the broker delivered, to be stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Topic as received.
+    pub topic: String,
+    /// Payload bytes.
+    pub payload: Bytes,
+    /// QoS it was delivered with.
+    pub qos: u8,
+    /// Retain flag.
+    pub retain: bool,
+}
+
+/// What the session asks the loop to do, or tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Open a TCP connection to the broker now, then call
+    /// [`Session::on_transport_up`] or [`Session::on_transport_down`].
+    Connect,
+    /// Close the TCP connection now; a reconnect is already scheduled.
+    Close,
+    /// The broker accepted us and the subscriptions are in place (or were
+    /// kept by a persistent session).
+    Ready,
+    /// A message to store.
+    Message(Delivery),
+    /// A message larger than `max-payload-bytes`, skipped (and acknowledged
+    /// in order, like a stored one).
+    Oversize {
+        /// Its topic.
+        topic: String,
+        /// Its announced payload size.
+        payload_len: usize,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// No connection; the next attempt is at `retry_at`.
+    Idle { retry_at: Instant },
+    /// The loop is opening the TCP connection.
+    Transport { since: Instant },
+    /// CONNECT sent, waiting for CONNACK.
+    AwaitConnAck { since: Instant },
+    /// CONNACK accepted.
+    Up {
+        since: Instant,
+        /// SUBACK still awaited.
+        suback_pending: bool,
+    },
+    /// Shut down for good.
+    Stopped,
+}
+
+/// A set of packet ids: a pre-sized bitmap indexed by id (8 KiB).
+#[derive(Debug, Clone)]
+struct IdSet(Vec<u64>);
+
+impl IdSet {
+    fn new() -> Self {
+        IdSet(vec![0; 1024])
+    }
+    fn contains(&self, id: u16) -> bool {
+        self.0[usize::from(id >> 6)] & (1 << (id & 63)) != 0
+    }
+    fn insert(&mut self, id: u16) {
+        self.0[usize::from(id >> 6)] |= 1 << (id & 63);
+    }
+    fn remove(&mut self, id: u16) -> bool {
+        let had = self.contains(id);
+        self.0[usize::from(id >> 6)] &= !(1 << (id & 63));
+        had
+    }
+    fn clear(&mut self) {
+        self.0.iter_mut().for_each(|w| *w = 0);
+    }
+}
+
+/// Counters the self-report reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    /// Connections established (CONNACK accepted) after the first.
+    pub reconnects: u64,
+    /// Connections accepted in all.
+    pub connections: u64,
+    /// Connections lost or refused.
+    pub failures: u64,
+    /// Oversize messages skipped.
+    pub oversize: u64,
+}
+
+/// The MQTT session of one stream. See the module docs.
+#[derive(Debug)]
+pub struct Session {
+    cfg: SessionConfig,
+    state: State,
+    decoder: Decoder,
+    /// Bytes to send; the loop writes them and advances.
+    outbox: BytesMut,
+    /// Acks waiting for the commit of the messages they acknowledge, in
+    /// the order the messages arrived.
+    acks: VecDeque<(Ack, u16)>,
+    /// QoS 2 ids stored (or being stored) whose PUBREC is queued.
+    rec_queued: IdSet,
+    /// QoS 2 ids whose PUBREC was sent; waiting for PUBREL.
+    rec_sent: IdSet,
+    backoff: Backoff,
+    /// When we last queued bytes (keep-alive: ping after `keep_alive` of our
+    /// own silence).
+    last_sent: Instant,
+    /// When we last received bytes (a broker silent for 1.5 x keep-alive
+    /// is gone).
+    last_recv: Instant,
+    ping_outstanding: bool,
+    stats: SessionStats,
+}
+
+impl Session {
+    /// A session that will connect at `now`.
+    pub fn new(cfg: SessionConfig, seed: u64, now: Instant) -> Self {
+        let decoder = Decoder::new(cfg.max_payload);
+        let qos2 = cfg.qos == 2;
+        Session {
+            cfg,
+            state: State::Idle { retry_at: now },
+            decoder,
+            outbox: BytesMut::with_capacity(256),
+            acks: VecDeque::new(),
+            rec_queued: if qos2 {
+                IdSet::new()
+            } else {
+                IdSet(Vec::new())
+            },
+            rec_sent: if qos2 {
+                IdSet::new()
+            } else {
+                IdSet(Vec::new())
+            },
+            backoff: Backoff::new(seed),
+            last_sent: now,
+            last_recv: now,
+            ping_outstanding: false,
+            stats: SessionStats::default(),
+        }
+    }
+
+    /// The session's name (for logs).
+    pub fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    /// Bytes waiting to be written to the socket. The loop writes from the
+    /// front and advances past what the socket took.
+    pub fn outbox(&mut self) -> &mut BytesMut {
+        &mut self.outbox
+    }
+
+    /// True when CONNACK was accepted and the connection is up.
+    pub fn is_connected(&self) -> bool {
+        matches!(self.state, State::Up { .. })
+    }
+
+    /// True while the loop should hold a TCP connection (connecting or up).
+    pub fn wants_transport(&self) -> bool {
+        matches!(
+            self.state,
+            State::Transport { .. } | State::AwaitConnAck { .. } | State::Up { .. }
+        )
+    }
+
+    /// Counters for the self-report.
+    pub fn stats(&self) -> &SessionStats {
+        &self.stats
+    }
+
+    /// Acknowledgements waiting for a commit.
+    pub fn pending_acks(&self) -> usize {
+        self.acks.len()
+    }
+
+    /// The earliest moment [`Session::on_timer`] has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let ka = self.cfg.keep_alive;
+        match self.state {
+            State::Idle { retry_at } => Some(retry_at),
+            State::Transport { since } | State::AwaitConnAck { since } => {
+                Some(since + self.connect_timeout())
+            }
+            State::Up { .. } => {
+                let silence = self.last_recv + ka.mul_f32(1.5);
+                if self.ping_outstanding {
+                    Some(silence)
+                } else {
+                    Some((self.last_sent + ka).min(silence))
+                }
+            }
+            State::Stopped => None,
+        }
+    }
+
+    fn connect_timeout(&self) -> Duration {
+        self.cfg
+            .keep_alive
+            .clamp(Duration::from_secs(5), Duration::from_secs(30))
+    }
+
+    /// Time-driven work: start a connection, ping, or give up on a silent one.
+    pub fn on_timer(&mut self, now: Instant, events: &mut Vec<Event>) {
+        let ka = self.cfg.keep_alive;
+        match self.state {
+            State::Idle { retry_at } if now >= retry_at => {
+                self.state = State::Transport { since: now };
+                events.push(Event::Connect);
+            }
+            State::Transport { since } if now >= since + self.connect_timeout() => {
+                self.fail(now, "TCP connect timed out", events);
+            }
+            State::AwaitConnAck { since } if now >= since + self.connect_timeout() => {
+                self.fail(now, "no CONNACK from the broker", events);
+            }
+            State::Up { .. } => {
+                if now >= self.last_recv + ka.mul_f32(1.5) {
+                    let secs = now.saturating_duration_since(self.last_recv).as_secs_f32();
+                    let why = if self.ping_outstanding {
+                        format!("no PINGRESP and no bytes for {secs:.1} s")
+                    } else {
+                        format!("no bytes from the broker for {secs:.1} s")
+                    };
+                    self.fail(now, &why, events);
+                } else if !self.ping_outstanding && now >= self.last_sent + ka {
+                    framing::encode_pingreq(&mut self.outbox);
+                    self.last_sent = now;
+                    self.ping_outstanding = true;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The TCP connection is established: send CONNECT.
+    pub fn on_transport_up(&mut self, now: Instant, events: &mut Vec<Event>) {
+        if !matches!(self.state, State::Transport { .. }) {
+            return;
+        }
+        self.outbox.clear();
+        self.decoder.reset();
+        let ka_s = u16::try_from(self.cfg.keep_alive.as_secs()).unwrap_or(u16::MAX);
+        let params = ConnectParams {
+            client_id: &self.cfg.client_id,
+            keep_alive_s: ka_s,
+            clean_session: self.cfg.clean_session,
+            user: self.cfg.user.as_deref(),
+            password: self.cfg.password.as_deref(),
+        };
+        if let Err(e) = framing::encode_connect(&params, &mut self.outbox) {
+            self.fail(now, &e.to_string(), events);
+            return;
+        }
+        self.last_sent = now;
+        self.last_recv = now;
+        self.state = State::AwaitConnAck { since: now };
+    }
+
+    /// The TCP connection failed or was lost (`why` is logged).
+    pub fn on_transport_down(&mut self, now: Instant, why: &str, events: &mut Vec<Event>) {
+        if self.wants_transport() {
+            self.fail(now, why, events);
+        }
+    }
+
+    /// Bytes from the broker. Complete packets are handled at once;
+    /// a protocol violation closes the connection.
+    pub fn on_bytes(&mut self, data: &[u8], now: Instant, events: &mut Vec<Event>) {
+        if !matches!(self.state, State::AwaitConnAck { .. } | State::Up { .. }) {
+            return;
+        }
+        self.last_recv = now;
+        self.decoder.push(data);
+        loop {
+            match self.decoder.next_packet() {
+                Ok(Some(packet)) => {
+                    if let Err(why) = self.on_packet(packet, now, events) {
+                        self.fail(now, &why, events);
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    self.fail(now, &e.to_string(), events);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_packet(
+        &mut self,
+        p: Incoming,
+        now: Instant,
+        events: &mut Vec<Event>,
+    ) -> Result<(), String> {
+        let up = matches!(self.state, State::Up { .. });
+        match p {
+            Incoming::ConnAck {
+                session_present,
+                code,
+            } => {
+                if !matches!(self.state, State::AwaitConnAck { .. }) {
+                    return Err("second CONNACK".into());
+                }
+                if code != 0 {
+                    return Err(format!("broker refused the connection: {}", refusal(code)));
+                }
+                self.stats.connections += 1;
+                if self.stats.connections > 1 {
+                    self.stats.reconnects += 1;
+                }
+                let resubscribe = !session_present && !self.cfg.filters.is_empty();
+                if resubscribe {
+                    framing::encode_subscribe(
+                        SUBSCRIBE_PKID,
+                        &self.cfg.filters,
+                        self.cfg.qos,
+                        &mut self.outbox,
+                    )
+                    .map_err(|e| e.to_string())?;
+                    self.last_sent = now;
+                } else {
+                    events.push(Event::Ready);
+                }
+                log::info!(
+                    "[{}] connected to broker as {:?} (session present: {session_present})",
+                    self.cfg.name,
+                    self.cfg.client_id
+                );
+                self.state = State::Up {
+                    since: now,
+                    suback_pending: resubscribe,
+                };
+            }
+            Incoming::SubAck { pkid, granted } => {
+                let State::Up {
+                    since,
+                    suback_pending: true,
+                } = self.state
+                else {
+                    return Err(format!("SUBACK {pkid} for no SUBSCRIBE"));
+                };
+                if pkid != SUBSCRIBE_PKID || granted.len() != self.cfg.filters.len() {
+                    return Err(format!(
+                        "SUBACK {pkid} with {} codes for SUBSCRIBE {SUBSCRIBE_PKID} of {} filters",
+                        granted.len(),
+                        self.cfg.filters.len()
+                    ));
+                }
+                for (filter, g) in self.cfg.filters.iter().zip(&granted) {
+                    match g {
+                        None => log::error!(
+                            "[{}] broker refused subscription to {filter:?}",
+                            self.cfg.name
+                        ),
+                        Some(q) if *q < self.cfg.qos => log::warn!(
+                            "[{}] broker granted QoS {q} (asked {}) for {filter:?}",
+                            self.cfg.name,
+                            self.cfg.qos
+                        ),
+                        Some(_) => log::debug!("[{}] subscribed to {filter:?}", self.cfg.name),
+                    }
+                }
+                self.state = State::Up {
+                    since,
+                    suback_pending: false,
+                };
+                events.push(Event::Ready);
+            }
+            Incoming::Publish {
+                topic,
+                payload,
+                qos,
+                retain,
+                dup: _,
+                pkid,
+            } => {
+                if !up {
+                    return Err("PUBLISH before CONNACK".into());
+                }
+                if self.accept_publish(qos, pkid) {
+                    events.push(Event::Message(Delivery {
+                        topic,
+                        payload,
+                        qos,
+                        retain,
+                    }));
+                }
+            }
+            Incoming::Oversize {
+                topic,
+                qos,
+                pkid,
+                payload_len,
+            } => {
+                if !up {
+                    return Err("PUBLISH before CONNACK".into());
+                }
+                self.stats.oversize += 1;
+                if self.accept_publish(qos, pkid) {
+                    events.push(Event::Oversize { topic, payload_len });
+                }
+            }
+            Incoming::PubRel(pkid) => {
+                if !up {
+                    return Err("PUBREL before CONNACK".into());
+                }
+                // Unknown ids are completed too: after a reconnect the
+                // broker may resend a PUBREL for an id we acknowledged on
+                // the previous connection.
+                if self.cfg.qos == 2 {
+                    self.rec_sent.remove(pkid);
+                }
+                framing::encode_ack(Ack::PubComp, pkid, &mut self.outbox);
+                self.last_sent = now;
+            }
+            Incoming::PingResp => self.ping_outstanding = false,
+            // A subscriber never publishes at QoS > 0 nor unsubscribes, so
+            // these acknowledge packet ids we never used.
+            Incoming::PubAck(id) => return Err(format!("PUBACK for unknown packet id {id}")),
+            Incoming::PubRec(id) => return Err(format!("PUBREC for unknown packet id {id}")),
+            Incoming::PubComp(id) => return Err(format!("PUBCOMP for unknown packet id {id}")),
+            Incoming::UnsubAck(id) => return Err(format!("UNSUBACK for unknown packet id {id}")),
+            Incoming::Unexpected(kind) => return Err(format!("{kind} packet from the broker")),
+        }
+        Ok(())
+    }
+
+    /// Queues the acknowledgement of a PUBLISH; false if it is a QoS 2
+    /// duplicate that must not be stored again.
+    fn accept_publish(&mut self, qos: u8, pkid: u16) -> bool {
+        match qos {
+            1 => {
+                self.acks.push_back((Ack::PubAck, pkid));
+                true
+            }
+            2 if self.rec_queued.0.is_empty() => {
+                // Subscribed at QoS < 2 but the broker sent QoS 2: still
+                // answer correctly, without duplicate tracking.
+                self.acks.push_back((Ack::PubRec, pkid));
+                true
+            }
+            2 => {
+                if self.rec_queued.contains(pkid) {
+                    false // its PUBREC follows the commit already
+                } else if self.rec_sent.contains(pkid) {
+                    // Stored and acknowledged; the broker missed our PUBREC.
+                    framing::encode_ack(Ack::PubRec, pkid, &mut self.outbox);
+                    false
+                } else {
+                    self.rec_queued.insert(pkid);
+                    self.acks.push_back((Ack::PubRec, pkid));
+                    true
+                }
+            }
+            _ => true,
+        }
+    }
+
+    /// Everything delivered so far is committed: send the queued
+    /// acknowledgements, in arrival order.
+    pub fn release_acks(&mut self, now: Instant) {
+        if self.acks.is_empty() {
+            return;
+        }
+        for (kind, pkid) in self.acks.drain(..) {
+            framing::encode_ack(kind, pkid, &mut self.outbox);
+            if kind == Ack::PubRec && !self.rec_queued.0.is_empty() {
+                self.rec_queued.remove(pkid);
+                self.rec_sent.insert(pkid);
+            }
+        }
+        self.last_sent = now;
+    }
+
+    /// Publishes at QoS 0 (the self-report). Dropped when not connected.
+    pub fn publish(&mut self, topic: &str, payload: &[u8], now: Instant) -> bool {
+        if !self.is_connected() {
+            return false;
+        }
+        match framing::encode_publish(topic, payload, 0, false, 0, &mut self.outbox) {
+            Ok(()) => {
+                self.last_sent = now;
+                true
+            }
+            Err(e) => {
+                log::warn!("[{}] {e}", self.cfg.name);
+                false
+            }
+        }
+    }
+
+    /// Stop for good: queue DISCONNECT if connected. Acks not released
+    /// by now are dropped (the broker will redeliver those messages).
+    pub fn shutdown(&mut self) {
+        if matches!(self.state, State::Up { .. } | State::AwaitConnAck { .. }) {
+            framing::encode_disconnect(&mut self.outbox);
+        }
+        self.acks.clear();
+        self.state = State::Stopped;
+    }
+
+    /// Closes the connection after an error and schedules the next attempt.
+    fn fail(&mut self, now: Instant, why: &str, events: &mut Vec<Event>) {
+        if let State::Up { since, .. } = self.state
+            && now.saturating_duration_since(since) >= STABLE
+        {
+            self.backoff.reset();
+        }
+        let delay = self.backoff.next_delay();
+        log::warn!(
+            "[{}] connection closed: {why}; retrying in {:.1} s",
+            self.cfg.name,
+            delay.as_secs_f32()
+        );
+        self.stats.failures += 1;
+        self.decoder.reset();
+        self.outbox.clear();
+        // Unsent acks die with the connection: the broker redelivers those
+        // messages (they may then be stored twice; never lost).
+        self.acks.clear();
+        if !self.rec_queued.0.is_empty() {
+            self.rec_queued.clear();
+            self.rec_sent.clear();
+        }
+        self.ping_outstanding = false;
+        self.state = State::Idle {
+            retry_at: now + delay,
+        };
+        events.push(Event::Close);
+    }
+}
+
+fn refusal(code: u8) -> &'static str {
+    match code {
+        1 => "unacceptable protocol version (1)",
+        2 => "client identifier rejected (2)",
+        3 => "server unavailable (3)",
+        4 => "bad user name or password (4)",
+        5 => "not authorized (5)",
+        _ => "unknown return code",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mqtt::framing::encode_incoming;
+    use mqttbytes::v4::{self, Packet};
+
+    fn cfg(qos: u8) -> SessionConfig {
+        SessionConfig {
+            name: "test".into(),
+            client_id: "attic-test".into(),
+            user: Some("u".into()),
+            password: Some("p".into()),
+            keep_alive: Duration::from_secs(10),
+            clean_session: true,
+            filters: vec!["a/#".into(), "b".into()],
+            qos,
+            max_payload: 1000,
+        }
+    }
+
+    fn wire(p: Incoming) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        encode_incoming(&p, &mut out).unwrap();
+        out.to_vec()
+    }
+
+    fn sent(s: &mut Session) -> Vec<Packet> {
+        let mut buf = s.outbox().split();
+        let mut v = Vec::new();
+        while !buf.is_empty() {
+            v.push(v4::read(&mut buf, 1 << 20).unwrap());
+        }
+        v
+    }
+
+    fn publish(topic: &str, payload: &'static [u8], qos: u8, pkid: u16) -> Vec<u8> {
+        wire(Incoming::Publish {
+            topic: topic.into(),
+            payload: Bytes::from_static(payload),
+            qos,
+            retain: false,
+            dup: false,
+            pkid,
+        })
+    }
+
+    /// A session brought up to the point where messages flow.
+    fn connected(qos: u8) -> (Session, Instant, Vec<Event>) {
+        let t0 = Instant::now();
+        let mut s = Session::new(cfg(qos), 1, t0);
+        let mut ev = Vec::new();
+        s.on_timer(t0, &mut ev);
+        assert_eq!(ev, vec![Event::Connect]);
+        s.on_transport_up(t0, &mut ev);
+        let p = sent(&mut s);
+        assert!(matches!(p[..], [Packet::Connect(_)]));
+        s.on_bytes(
+            &wire(Incoming::ConnAck {
+                session_present: false,
+                code: 0,
+            }),
+            t0,
+            &mut ev,
+        );
+        let p = sent(&mut s);
+        let Packet::Subscribe(sub) = &p[0] else {
+            panic!("expected SUBSCRIBE, got {p:?}")
+        };
+        assert_eq!(sub.filters.len(), 2);
+        s.on_bytes(
+            &wire(Incoming::SubAck {
+                pkid: sub.pkid,
+                granted: vec![Some(qos), Some(qos)],
+            }),
+            t0,
+            &mut ev,
+        );
+        assert_eq!(ev.last(), Some(&Event::Ready));
+        ev.clear();
+        (s, t0, ev)
+    }
+
+    #[test]
+    fn connect_carries_client_id_credentials_keep_alive_and_clean_session() {
+        let t0 = Instant::now();
+        let mut s = Session::new(cfg(0), 1, t0);
+        let mut ev = Vec::new();
+        s.on_timer(t0, &mut ev);
+        s.on_transport_up(t0, &mut ev);
+        let Packet::Connect(c) = &sent(&mut s)[0] else {
+            panic!()
+        };
+        assert_eq!(c.client_id, "attic-test");
+        assert_eq!(c.keep_alive, 10);
+        assert!(c.clean_session);
+        assert_eq!(c.login.as_ref().unwrap().username, "u");
+    }
+
+    #[test]
+    fn messages_at_qos_0_are_delivered_without_acks() {
+        let (mut s, t0, mut ev) = connected(0);
+        s.on_bytes(&publish("a/x", b"1", 0, 0), t0, &mut ev);
+        assert!(
+            matches!(&ev[..], [Event::Message(d)] if d.topic == "a/x" && &d.payload[..] == b"1")
+        );
+        s.release_acks(t0);
+        assert!(sent(&mut s).is_empty());
+    }
+
+    #[test]
+    fn qos_1_acks_wait_for_the_commit_and_keep_arrival_order() {
+        let (mut s, t0, mut ev) = connected(1);
+        let mut bytes = publish("a/x", b"1", 1, 5);
+        bytes.extend(publish("a/x", b"2", 1, 3));
+        s.on_bytes(&bytes, t0, &mut ev);
+        assert_eq!(ev.len(), 2);
+        assert!(sent(&mut s).is_empty(), "no PUBACK before the commit");
+        assert_eq!(s.pending_acks(), 2);
+        s.release_acks(t0);
+        let acks: Vec<_> = sent(&mut s)
+            .into_iter()
+            .map(|p| match p {
+                Packet::PubAck(a) => a.pkid,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(acks, vec![5, 3]);
+    }
+
+    #[test]
+    fn qos_2_is_stored_once_per_packet_id_until_pubrel() {
+        let (mut s, t0, mut ev) = connected(2);
+        s.on_bytes(&publish("a/x", b"1", 2, 9), t0, &mut ev);
+        // a redelivery before our PUBREC went out is not stored again
+        s.on_bytes(&publish("a/x", b"1", 2, 9), t0, &mut ev);
+        assert_eq!(ev.len(), 1);
+        s.release_acks(t0);
+        assert!(matches!(&sent(&mut s)[..], [Packet::PubRec(r)] if r.pkid == 9));
+        // a redelivery after PUBREC gets PUBREC again, not a second row
+        s.on_bytes(&publish("a/x", b"1", 2, 9), t0, &mut ev);
+        assert_eq!(ev.len(), 1);
+        assert!(matches!(&sent(&mut s)[..], [Packet::PubRec(r)] if r.pkid == 9));
+        s.on_bytes(&wire(Incoming::PubRel(9)), t0, &mut ev);
+        assert!(matches!(&sent(&mut s)[..], [Packet::PubComp(c)] if c.pkid == 9));
+        // after PUBCOMP the id is free: a new message with it is stored
+        s.on_bytes(&publish("a/x", b"2", 2, 9), t0, &mut ev);
+        assert_eq!(ev.len(), 2);
+    }
+
+    #[test]
+    fn a_persistent_session_that_is_present_is_not_resubscribed() {
+        let t0 = Instant::now();
+        let mut c = cfg(1);
+        c.clean_session = false;
+        let mut s = Session::new(c, 1, t0);
+        let mut ev = Vec::new();
+        s.on_timer(t0, &mut ev);
+        s.on_transport_up(t0, &mut ev);
+        sent(&mut s);
+        s.on_bytes(
+            &wire(Incoming::ConnAck {
+                session_present: true,
+                code: 0,
+            }),
+            t0,
+            &mut ev,
+        );
+        assert!(sent(&mut s).is_empty());
+        assert_eq!(ev.last(), Some(&Event::Ready));
+    }
+
+    #[test]
+    fn a_refused_connack_closes_and_backs_off() {
+        let t0 = Instant::now();
+        let mut s = Session::new(cfg(0), 1, t0);
+        let mut ev = Vec::new();
+        s.on_timer(t0, &mut ev);
+        s.on_transport_up(t0, &mut ev);
+        s.on_bytes(
+            &wire(Incoming::ConnAck {
+                session_present: false,
+                code: 5,
+            }),
+            t0,
+            &mut ev,
+        );
+        assert_eq!(ev.last(), Some(&Event::Close));
+        let retry = s.next_deadline().unwrap();
+        assert!(retry > t0 && retry <= t0 + Duration::from_millis(500));
+        ev.clear();
+        s.on_timer(retry - Duration::from_millis(1), &mut ev);
+        assert!(ev.is_empty());
+        s.on_timer(retry, &mut ev);
+        assert_eq!(ev, vec![Event::Connect]);
+    }
+
+    #[test]
+    fn repeated_failures_back_off_exponentially() {
+        let t0 = Instant::now();
+        let mut s = Session::new(cfg(0), 3, t0);
+        let mut ev = Vec::new();
+        let mut now = t0;
+        let mut delays = Vec::new();
+        for _ in 0..8 {
+            s.on_timer(now, &mut ev);
+            s.on_transport_down(now, "refused", &mut ev);
+            let next = s.next_deadline().unwrap();
+            delays.push(next - now);
+            now = next;
+        }
+        assert!(delays[7] > delays[0] * 8, "{delays:?}");
+        assert!(delays.iter().all(|d| *d <= Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn a_quiet_connection_is_pinged_after_keep_alive() {
+        let (mut s, t0, mut ev) = connected(0);
+        let t = t0 + Duration::from_secs(10);
+        assert!(s.next_deadline().unwrap() <= t);
+        s.on_timer(t, &mut ev);
+        assert!(matches!(&sent(&mut s)[..], [Packet::PingReq]));
+        s.on_bytes(
+            &wire(Incoming::PingResp),
+            t + Duration::from_millis(5),
+            &mut ev,
+        );
+        assert!(ev.is_empty());
+        assert!(s.is_connected());
+    }
+
+    #[test]
+    fn a_broker_silent_for_one_and_a_half_keep_alives_is_dropped() {
+        let (mut s, t0, mut ev) = connected(0);
+        s.on_timer(t0 + Duration::from_secs(10), &mut ev);
+        sent(&mut s);
+        s.on_timer(t0 + Duration::from_millis(14_900), &mut ev);
+        assert!(ev.is_empty());
+        s.on_timer(t0 + Duration::from_secs(15), &mut ev);
+        assert_eq!(ev, vec![Event::Close]);
+        assert!(!s.is_connected());
+    }
+
+    #[test]
+    fn steady_inbound_traffic_keeps_the_connection_but_we_still_ping() {
+        let (mut s, t0, mut ev) = connected(0);
+        for i in 1..=40u64 {
+            let t = t0 + Duration::from_millis(500 * i);
+            s.on_bytes(&publish("a/x", b"v", 0, 0), t, &mut ev);
+            s.on_timer(t, &mut ev);
+            if !s.ping_outstanding {
+                continue;
+            }
+            s.on_bytes(&wire(Incoming::PingResp), t, &mut ev);
+        }
+        assert!(s.is_connected());
+        assert!(!ev.contains(&Event::Close));
+    }
+
+    #[test]
+    fn acks_for_unknown_ids_and_server_packets_close_the_connection() {
+        for bad in [
+            wire(Incoming::PubAck(77)),
+            wire(Incoming::PubComp(1)),
+            vec![0x10, 0x00],
+            vec![0xff, 0x00],
+            wire(Incoming::ConnAck {
+                session_present: false,
+                code: 0,
+            }),
+        ] {
+            let (mut s, t0, mut ev) = connected(1);
+            s.on_bytes(&bad, t0, &mut ev);
+            assert_eq!(ev.last(), Some(&Event::Close), "{bad:?}");
+            assert!(!s.is_connected());
+        }
+    }
+
+    #[test]
+    fn unreleased_acks_are_dropped_when_the_connection_fails() {
+        let (mut s, t0, mut ev) = connected(1);
+        s.on_bytes(&publish("a/x", b"1", 1, 5), t0, &mut ev);
+        s.on_transport_down(t0, "reset", &mut ev);
+        assert_eq!(s.pending_acks(), 0);
+        s.release_acks(t0);
+        assert!(s.outbox().is_empty());
+    }
+
+    #[test]
+    fn an_oversize_qos_1_message_is_acknowledged_in_order_and_not_delivered() {
+        let (mut s, t0, mut ev) = connected(1);
+        let big: &'static [u8] = Box::leak(vec![0u8; 5000].into_boxed_slice());
+        let mut bytes = publish("a/big", big, 1, 4);
+        bytes.extend(publish("a/x", b"ok", 1, 6));
+        s.on_bytes(&bytes, t0, &mut ev);
+        assert!(matches!(
+            &ev[0],
+            Event::Oversize {
+                payload_len: 5000,
+                ..
+            }
+        ));
+        assert!(matches!(&ev[1], Event::Message(_)));
+        s.release_acks(t0);
+        let ids: Vec<_> = sent(&mut s)
+            .into_iter()
+            .map(|p| match p {
+                Packet::PubAck(a) => a.pkid,
+                o => panic!("{o:?}"),
+            })
+            .collect();
+        assert_eq!(ids, vec![4, 6]);
+        assert!(s.is_connected());
+    }
+
+    #[test]
+    fn shutdown_sends_disconnect() {
+        let (mut s, _t0, _ev) = connected(0);
+        s.shutdown();
+        assert!(matches!(&sent(&mut s)[..], [Packet::Disconnect]));
+        assert_eq!(s.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_connection_that_lasted_resets_the_backoff() {
+        let (mut s, t0, mut ev) = connected(0);
+        for _ in 0..5 {
+            s.backoff.next_delay();
+        }
+        let later = t0 + Duration::from_secs(31);
+        s.on_bytes(&wire(Incoming::PingResp), later, &mut ev);
+        s.on_transport_down(later, "reset", &mut ev);
+        assert!(s.next_deadline().unwrap() <= later + Duration::from_millis(500));
+    }
+}

@@ -35,6 +35,7 @@
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod logging;
 pub mod mqtt;
 pub mod net;
 pub mod signals;

@@ -1,1 +1,466 @@
-//! (to be written)
+//! One stream: its MQTT session, its socket and its SQLite writer, and the
+//! rules that tie them together (ack after commit, commit deadlines,
+//! backpressure when the disk fails). The loop in `app` owns the streams and
+//! calls these handlers; protocol rules live in the session, file rules in
+//! the writer.
+
+use crate::clock;
+use crate::config::StreamConfig;
+use crate::mqtt::session::{Delivery, Event, Session, SessionConfig};
+use crate::mqtt::topic;
+use crate::net::{self, ReadOutcome};
+use crate::store::Message;
+use crate::store::writer::{FileMeta, Writer};
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// After a storage error, the next attempt comes this much later.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
+/// Counters for the self-report; totals since start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Messages received from the broker (stored, excluded or skipped).
+    pub received: u64,
+    /// Payload bytes received.
+    pub received_bytes: u64,
+    /// Messages committed to a file.
+    pub stored: u64,
+    /// Payload bytes committed.
+    pub stored_bytes: u64,
+    /// Messages dropped by `exclude`.
+    pub excluded: u64,
+    /// Messages skipped for exceeding `max-payload-bytes`.
+    pub oversize: u64,
+    /// Storage errors (each insert or commit that failed).
+    pub store_errors: u64,
+    /// Files finalised.
+    pub files_closed: u64,
+    /// Unix µs of the last message received (0 = none yet).
+    pub last_rx_us: i64,
+}
+
+/// One stream of the configuration, live.
+#[derive(Debug)]
+pub struct Stream {
+    /// The folder name, used in log lines.
+    pub name: String,
+    host: String,
+    port: u16,
+    exclude: Vec<String>,
+    commit_interval: Duration,
+    /// The MQTT protocol state.
+    pub session: Session,
+    /// This stream's poll token.
+    token: Token,
+    /// The TCP connection, while the session wants one.
+    socket: Option<TcpStream>,
+    /// The TCP connect has not finished yet.
+    connecting: bool,
+    /// WRITABLE interest is registered (only while the outbox is not empty).
+    want_write: bool,
+    writer: Writer,
+    /// When the oldest uncommitted row must be committed.
+    commit_due: Option<Instant>,
+    /// After a storage error: when to try again.
+    store_retry_at: Option<Instant>,
+    /// Messages received but not yet inserted because storage failed; while
+    /// any are held the socket is not read (backpressure to the broker).
+    held: VecDeque<Message>,
+    /// The socket may have unread bytes (reading paused while `held`).
+    unread: bool,
+    /// Payload bytes inserted but not yet committed.
+    uncommitted_bytes: u64,
+    /// Scratch for session events, reused.
+    events: Vec<Event>,
+    /// Self-report counters.
+    pub counters: Counters,
+}
+
+impl Stream {
+    /// Builds a stream; nothing is opened until the loop runs it.
+    pub fn new(cfg: &StreamConfig, data_folder: &std::path::Path, token: Token, host_name: &str, now: Instant) -> Self {
+        let name = cfg.folder_name.clone();
+        let session = Session::new(
+            SessionConfig {
+                name: name.clone(),
+                client_id: cfg.broker.client_id.clone(),
+                user: cfg.broker.user.clone(),
+                password: cfg.broker.password.clone(),
+                keep_alive: cfg.broker.keep_alive,
+                clean_session: cfg.broker.clean_session,
+                filters: cfg.topics.clone(),
+                qos: cfg.qos,
+                max_payload: cfg.max_payload_bytes,
+            },
+            seed(token),
+            now,
+        );
+        let writer = Writer::new(
+            data_folder.join(&cfg.folder_name),
+            cfg.rotation,
+            cfg.durability,
+            FileMeta {
+                stream_folder: cfg.folder_name.clone(),
+                topics: cfg.topics.clone(),
+                broker: format!("{}:{}", cfg.broker.host, cfg.broker.port),
+                host: host_name.to_owned(),
+            },
+        );
+        Stream {
+            name,
+            host: cfg.broker.host.clone(),
+            port: cfg.broker.port,
+            exclude: cfg.exclude.clone(),
+            commit_interval: cfg.commit_interval,
+            session,
+            token,
+            socket: None,
+            connecting: false,
+            want_write: false,
+            writer,
+            commit_due: None,
+            store_retry_at: None,
+            held: VecDeque::new(),
+            unread: false,
+            uncommitted_bytes: 0,
+            events: Vec::with_capacity(64),
+            counters: Counters::default(),
+        }
+    }
+
+    /// The earliest monotonic deadline of this stream.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        [self.session.next_deadline(), self.commit_due, self.store_retry_at]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// The wall-clock moment (unix µs) the open file must be finalised.
+    pub fn rotation_due_us(&self) -> Option<i64> {
+        self.writer.period_end_us()
+    }
+
+    /// The file being written, if any.
+    pub fn current_file(&self) -> Option<&std::path::Path> {
+        self.writer.current_file()
+    }
+
+    /// Rows inserted and not yet committed.
+    pub fn uncommitted(&self) -> usize {
+        self.writer.uncommitted()
+    }
+
+    /// The socket is ready: finish a connect, read until `WouldBlock`,
+    /// write what is pending. `buf` is the loop's shared read buffer.
+    pub fn on_ready(&mut self, registry: &Registry, readable: bool, writable: bool, buf: &mut [u8], now: Instant) {
+        if self.connecting {
+            let result = match &self.socket {
+                Some(s) => net::connect_finished(s),
+                None => return,
+            };
+            match result {
+                Ok(true) => {
+                    self.connecting = false;
+                    self.session.on_transport_up(now, &mut self.events);
+                    self.handle_events(registry, now);
+                }
+                Ok(false) => return,
+                Err(e) => {
+                    let why = format!("cannot connect to {}:{}: {e}", self.host, self.port);
+                    self.session.on_transport_down(now, &why, &mut self.events);
+                    self.handle_events(registry, now);
+                    return;
+                }
+            }
+        }
+        if readable || self.unread {
+            self.read_all(registry, buf, now);
+        }
+        if writable || !self.session.outbox().is_empty() {
+            self.flush(registry, now);
+        }
+    }
+
+    /// Reads until `WouldBlock` (edge-triggered), handing bytes to the
+    /// session; then, if acknowledgements wait, commits at once so that the
+    /// broker's in-flight window reopens.
+    fn read_all(&mut self, registry: &Registry, buf: &mut [u8], now: Instant) {
+        self.unread = false;
+        loop {
+            if !self.held.is_empty() {
+                // Storage is failing: leave the bytes in the kernel.
+                self.unread = true;
+                break;
+            }
+            let Some(sock) = self.socket.as_mut() else { break };
+            match net::read_once(sock, buf) {
+                Ok(ReadOutcome::Data(n)) => {
+                    self.session.on_bytes(&buf[..n], now, &mut self.events);
+                    self.handle_events(registry, now);
+                }
+                Ok(ReadOutcome::WouldBlock) => break,
+                Ok(ReadOutcome::Closed) => {
+                    self.session
+                        .on_transport_down(now, "the broker closed the connection", &mut self.events);
+                    self.handle_events(registry, now);
+                    break;
+                }
+                Err(e) => {
+                    let why = format!("read error: {e}");
+                    self.session.on_transport_down(now, &why, &mut self.events);
+                    self.handle_events(registry, now);
+                    break;
+                }
+            }
+        }
+        if self.session.pending_acks() > 0 {
+            self.commit(now);
+        }
+        self.flush(registry, now);
+    }
+
+    /// Carries out what the session asked for.
+    fn handle_events(&mut self, registry: &Registry, now: Instant) {
+        if self.events.is_empty() {
+            return;
+        }
+        // One timestamp per read: every message framed from the same bytes
+        // arrived at the same moment.
+        let ts = clock::now_us();
+        let mut events = std::mem::take(&mut self.events);
+        for ev in events.drain(..) {
+            match ev {
+                Event::Connect => self.open_socket(registry, now),
+                Event::Close => self.close_socket(registry),
+                Event::Ready => log::info!("[{}] subscribed; storing messages", self.name),
+                Event::Message(d) => self.on_message(d, ts, now),
+                Event::Oversize { topic, payload_len } => {
+                    self.counters.received += 1;
+                    self.counters.oversize += 1;
+                    log::warn!(
+                        "[{}] skipped a message of {payload_len} bytes on {topic:?} (max-payload-bytes)",
+                        self.name
+                    );
+                }
+            }
+        }
+        self.events = events;
+    }
+
+    fn on_message(&mut self, d: Delivery, ts: i64, now: Instant) {
+        self.counters.received += 1;
+        self.counters.received_bytes += d.payload.len() as u64;
+        self.counters.last_rx_us = ts;
+        if self.exclude.iter().any(|f| topic::matches(&d.topic, f)) {
+            self.counters.excluded += 1;
+            return;
+        }
+        let msg = Message {
+            timestamp_us: ts,
+            topic: d.topic,
+            payload: d.payload,
+            qos: d.qos,
+            retain: d.retain,
+        };
+        if !self.held.is_empty() {
+            self.held.push_back(msg);
+            return;
+        }
+        self.insert(msg, now);
+    }
+
+    fn insert(&mut self, msg: Message, now: Instant) {
+        match self.writer.insert(&msg) {
+            Ok(()) => {
+                self.uncommitted_bytes += msg.payload.len() as u64;
+                if self.commit_due.is_none() {
+                    self.commit_due = Some(now + self.commit_interval);
+                }
+            }
+            Err(e) => {
+                self.storage_failed(now, &e);
+                self.held.push_back(msg);
+            }
+        }
+    }
+
+    fn storage_failed(&mut self, now: Instant, e: &crate::store::StoreError) {
+        self.counters.store_errors += 1;
+        if self.store_retry_at.is_none() {
+            log::error!(
+                "[{}] cannot store: {e}; holding messages and not acknowledging, retrying every {} s",
+                self.name,
+                STORE_RETRY.as_secs()
+            );
+        }
+        self.store_retry_at = Some(now + STORE_RETRY);
+    }
+
+    /// Commits what was inserted; on success, releases the held
+    /// acknowledgements.
+    pub fn commit(&mut self, now: Instant) {
+        if !self.held.is_empty() {
+            // Rows after a failed insert are held: acking now would ack them.
+            return;
+        }
+        let rows = self.writer.uncommitted();
+        if rows > 0 {
+            if let Err(e) = self.writer.commit() {
+                self.storage_failed(now, &e);
+                return;
+            }
+            self.counters.stored += rows as u64;
+            self.counters.stored_bytes += self.uncommitted_bytes;
+            self.uncommitted_bytes = 0;
+        }
+        self.commit_due = None;
+        self.session.release_acks(now);
+    }
+
+    /// Time-driven work: session timers, commit deadline, storage retry.
+    pub fn on_timer(&mut self, registry: &Registry, buf: &mut [u8], now: Instant) {
+        self.session.on_timer(now, &mut self.events);
+        self.handle_events(registry, now);
+        if self.store_retry_at.is_some_and(|t| now >= t) {
+            self.retry_store(registry, buf, now);
+        }
+        if self.commit_due.is_some_and(|t| now >= t) {
+            self.commit(now);
+        }
+        self.flush(registry, now);
+    }
+
+    fn retry_store(&mut self, registry: &Registry, buf: &mut [u8], now: Instant) {
+        self.store_retry_at = None;
+        while let Some(msg) = self.held.pop_front() {
+            match self.writer.insert(&msg) {
+                Ok(()) => self.uncommitted_bytes += msg.payload.len() as u64,
+                Err(e) => {
+                    self.held.push_front(msg);
+                    self.storage_failed(now, &e);
+                    return;
+                }
+            }
+        }
+        self.commit(now);
+        if self.store_retry_at.is_none() {
+            log::info!("[{}] storage works again", self.name);
+            if self.unread {
+                self.read_all(registry, buf, now);
+            }
+        }
+    }
+
+    /// Finalises the open file (rotation deadline, SIGHUP, stop).
+    pub fn rotate(&mut self, now: Instant) {
+        self.commit(now);
+        if !self.held.is_empty() || self.store_retry_at.is_some() {
+            return; // storage is failing; the file stays open until it works
+        }
+        match self.writer.rotate() {
+            Ok(Some(path)) => {
+                self.counters.files_closed += 1;
+                log::info!("[{}] closed {}", self.name, path.display());
+            }
+            Ok(None) => {}
+            Err(e) => self.storage_failed(now, &e),
+        }
+    }
+
+    /// Graceful stop: commit, acknowledge, finalise the file, DISCONNECT.
+    /// Returns true when the outbox is fully written.
+    pub fn shutdown(&mut self, registry: &Registry, now: Instant) -> bool {
+        self.rotate(now);
+        if !self.held.is_empty() || self.store_retry_at.is_some() {
+            log::error!(
+                "[{}] stopping with {} message(s) not stored (not acknowledged; the broker keeps them for a persistent session)",
+                self.name,
+                self.held.len()
+            );
+            self.writer.abandon();
+        }
+        self.session.shutdown();
+        self.flush(registry, now);
+        self.session.outbox().is_empty() || self.socket.is_none()
+    }
+
+    /// Closes the socket at the end of the stop sequence.
+    pub fn close(&mut self, registry: &Registry) {
+        self.close_socket(registry);
+    }
+
+    fn open_socket(&mut self, registry: &Registry, now: Instant) {
+        self.close_socket(registry);
+        match net::connect(&self.host, self.port) {
+            Ok(mut sock) => {
+                match registry.register(&mut sock, self.token, Interest::READABLE | Interest::WRITABLE) {
+                    Ok(()) => {
+                        self.socket = Some(sock);
+                        self.connecting = true;
+                        self.want_write = true;
+                    }
+                    Err(e) => {
+                        let why = format!("cannot register socket: {e}");
+                        self.session.on_transport_down(now, &why, &mut self.events);
+                    }
+                }
+            }
+            Err(e) => {
+                let why = format!("cannot connect to {}:{}: {e}", self.host, self.port);
+                self.session.on_transport_down(now, &why, &mut self.events);
+            }
+        }
+    }
+
+    fn close_socket(&mut self, registry: &Registry) {
+        if let Some(mut sock) = self.socket.take() {
+            // Deregistering a socket that is about to be closed cannot fail
+            // in a way that matters; closing removes it from epoll anyway.
+            let _ = registry.deregister(&mut sock);
+        }
+        self.connecting = false;
+        self.want_write = false;
+        self.unread = false;
+    }
+
+    /// Writes the outbox; holds WRITABLE interest only while bytes remain.
+    fn flush(&mut self, registry: &Registry, now: Instant) {
+        if self.connecting {
+            return;
+        }
+        let Some(sock) = self.socket.as_mut() else {
+            return;
+        };
+        let result = net::write_some(sock, self.session.outbox());
+        match result {
+            Ok(done) => {
+                if done != !self.want_write {
+                    let interest = if done {
+                        Interest::READABLE
+                    } else {
+                        Interest::READABLE | Interest::WRITABLE
+                    };
+                    if registry.reregister(sock, self.token, interest).is_ok() {
+                        self.want_write = !done;
+                    }
+                }
+            }
+            Err(e) => {
+                let why = format!("write error: {e}");
+                self.session.on_transport_down(now, &why, &mut self.events);
+                self.handle_events(registry, now);
+            }
+        }
+    }
+}
+
+/// A per-stream, per-process seed for the backoff jitter.
+fn seed(token: Token) -> u64 {
+    let pid = u64::from(std::process::id());
+    let t = clock::now_us().unsigned_abs();
+    t ^ (pid << 32) ^ (token.0 as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}

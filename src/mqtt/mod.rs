@@ -4,3 +4,4 @@
 pub mod backoff;
 pub mod framing;
 pub mod session;
+pub mod topic;

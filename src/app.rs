@@ -60,19 +60,6 @@ impl From<io::Error> for AppError {
     }
 }
 
-/// The machine's host name (for default client ids and file metadata).
-pub fn host_name() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
-    // when it fits (we keep one spare byte).
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len() - 1) };
-    if rc != 0 {
-        return "localhost".into();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
-}
-
 /// Prepares the data folder and recovers files left by a crash. Runs
 /// before any connection is made, so new data never mixes with recovery.
 fn prepare(config: &Config) -> Result<(), AppError> {
@@ -85,12 +72,20 @@ fn prepare(config: &Config) -> Result<(), AppError> {
     for s in &config.streams {
         let dir = config.data_folder.join(&s.folder_name);
         std::fs::create_dir_all(&dir).map_err(|e| {
-            AppError::Startup(format!("cannot create stream folder {}: {e}", dir.display()))
+            AppError::Startup(format!(
+                "cannot create stream folder {}: {e}",
+                dir.display()
+            ))
         })?;
-        let recovered = writer::recover_parts(&dir)
-            .map_err(|e| AppError::Startup(format!("cannot recover files of {}: {e}", s.folder_name)))?;
+        let recovered = writer::recover_parts(&dir).map_err(|e| {
+            AppError::Startup(format!("cannot recover files of {}: {e}", s.folder_name))
+        })?;
         for path in recovered {
-            log::warn!("[{}] recovered {} left by an earlier run", s.folder_name, path.display());
+            log::warn!(
+                "[{}] recovered {} left by an earlier run",
+                s.folder_name,
+                path.display()
+            );
         }
     }
     Ok(())
@@ -106,7 +101,7 @@ pub fn run(config: &Config) -> Result<(), AppError> {
     let mut wall = WallTimer::new()?;
     wall.register(poll.registry(), WALL)?;
 
-    let host = host_name();
+    let host = crate::config::host_name();
     let start = Instant::now();
     let mut streams: Vec<Stream> = config
         .streams
@@ -179,7 +174,7 @@ pub fn run(config: &Config) -> Result<(), AppError> {
         let wall_now = clock::now_us();
         for s in &mut streams {
             if rotate_all || s.rotation_due_us().is_some_and(|d| d <= wall_now) {
-                s.rotate(now);
+                s.rotate(poll.registry(), now);
             }
         }
         if now >= report.due {
@@ -258,7 +253,10 @@ impl Report {
     }
 
     fn emit(&mut self, streams: &[Stream], now: Instant) {
-        let secs = now.saturating_duration_since(self.last).as_secs_f64().max(1e-3);
+        let secs = now
+            .saturating_duration_since(self.last)
+            .as_secs_f64()
+            .max(1e-3);
         self.prev.resize(streams.len(), (0, 0));
         for (s, prev) in streams.iter().zip(self.prev.iter_mut()) {
             let c = &s.counters;
@@ -267,14 +265,19 @@ impl Report {
             log::info!(
                 "[{}] {}; received {rx} ({:.1}/s), stored {st} ({:.1}/s), total stored {}, skipped {}, excluded {}, reconnects {}, file {}",
                 s.name,
-                if s.session.is_connected() { "connected" } else { "disconnected" },
+                if s.session.is_connected() {
+                    "connected"
+                } else {
+                    "disconnected"
+                },
                 rx as f64 / secs,
                 st as f64 / secs,
                 c.stored,
                 c.oversize,
                 c.excluded,
                 s.session.stats().reconnects,
-                s.current_file().map_or_else(|| "none".into(), |p| p.display().to_string()),
+                s.current_file()
+                    .map_or_else(|| "none".into(), |p| p.display().to_string()),
             );
             *prev = (c.received, c.stored);
         }

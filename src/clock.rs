@@ -48,7 +48,11 @@ impl WallTimer {
 
     /// Registers the timer with the loop.
     pub fn register(&self, registry: &Registry, token: Token) -> io::Result<()> {
-        registry.register(&mut SourceFd(&self.fd.as_raw_fd()), token, Interest::READABLE)
+        registry.register(
+            &mut SourceFd(&self.fd.as_raw_fd()),
+            token,
+            Interest::READABLE,
+        )
     }
 
     /// Arms the timer for the wall-clock moment `at_us` (unix µs), or
@@ -58,8 +62,14 @@ impl WallTimer {
             return Ok(());
         }
         let mut spec: libc::itimerspec = libc::itimerspec {
-            it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
-            it_value: libc::timespec { tv_sec: 0, tv_nsec: 0 },
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
         };
         if let Some(t) = at_us {
             // A zero it_value disarms; never ask for exactly the epoch.
@@ -69,7 +79,9 @@ impl WallTimer {
         }
         let flags = libc::TFD_TIMER_ABSTIME | libc::TFD_TIMER_CANCEL_ON_SET;
         // SAFETY: valid fd and pointer to an initialised itimerspec.
-        let rc = unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), flags, &spec, std::ptr::null_mut()) };
+        let rc = unsafe {
+            libc::timerfd_settime(self.fd.as_raw_fd(), flags, &spec, std::ptr::null_mut())
+        };
         if rc != 0 {
             return Err(io::Error::last_os_error());
         }

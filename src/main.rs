@@ -37,8 +37,12 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
                 Some(f) => config = Some(PathBuf::from(f)),
                 None => return Err(format!("{a} needs a file name")),
             },
-            s if s.starts_with("--config=") => config = Some(PathBuf::from(&s["--config=".len()..])),
-            "run" | "check" if sub.is_none() => sub = Some(if a == "run" { "run" } else { "check" }),
+            s if s.starts_with("--config=") => {
+                config = Some(PathBuf::from(&s["--config=".len()..]))
+            }
+            "run" | "check" if sub.is_none() => {
+                sub = Some(if a == "run" { "run" } else { "check" })
+            }
             other => return Err(format!("unexpected argument {other:?}")),
         }
     }
@@ -111,13 +115,22 @@ mod tests {
 
     #[test]
     fn no_arguments_runs_with_the_default_config() {
-        assert_eq!(p(&[]), Ok(Command::Run(PathBuf::from("config/config.yaml"))));
+        assert_eq!(
+            p(&[]),
+            Ok(Command::Run(PathBuf::from("config/config.yaml")))
+        );
     }
 
     #[test]
     fn run_and_check_take_a_config_file() {
-        assert_eq!(p(&["run", "--config", "a.yaml"]), Ok(Command::Run("a.yaml".into())));
-        assert_eq!(p(&["check", "-c", "b.yaml"]), Ok(Command::Check("b.yaml".into())));
+        assert_eq!(
+            p(&["run", "--config", "a.yaml"]),
+            Ok(Command::Run("a.yaml".into()))
+        );
+        assert_eq!(
+            p(&["check", "-c", "b.yaml"]),
+            Ok(Command::Check("b.yaml".into()))
+        );
         assert_eq!(p(&["--config=c.yaml"]), Ok(Command::Run("c.yaml".into())));
     }
 

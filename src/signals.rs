@@ -48,7 +48,11 @@ impl Signals {
 
     /// Registers the signalfd with the loop.
     pub fn register(&self, registry: &Registry, token: Token) -> io::Result<()> {
-        registry.register(&mut SourceFd(&self.fd.as_raw_fd()), token, Interest::READABLE)
+        registry.register(
+            &mut SourceFd(&self.fd.as_raw_fd()),
+            token,
+            Interest::READABLE,
+        )
     }
 
     /// Reads every pending signal (edge-triggered: drain until EAGAIN).

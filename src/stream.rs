@@ -38,6 +38,9 @@ pub struct Counters {
     pub store_errors: u64,
     /// Files finalised.
     pub files_closed: u64,
+    /// Rows lost because SQLite rolled back a transaction (disk full or
+    /// I/O error during commit); QoS 1/2 ones are redelivered.
+    pub lost: u64,
     /// Unix µs of the last message received (0 = none yet).
     pub last_rx_us: i64,
 }
@@ -81,7 +84,13 @@ pub struct Stream {
 
 impl Stream {
     /// Builds a stream; nothing is opened until the loop runs it.
-    pub fn new(cfg: &StreamConfig, data_folder: &std::path::Path, token: Token, host_name: &str, now: Instant) -> Self {
+    pub fn new(
+        cfg: &StreamConfig,
+        data_folder: &std::path::Path,
+        token: Token,
+        host_name: &str,
+        now: Instant,
+    ) -> Self {
         let name = cfg.folder_name.clone();
         let session = Session::new(
             SessionConfig {
@@ -133,14 +142,23 @@ impl Stream {
 
     /// The earliest monotonic deadline of this stream.
     pub fn next_deadline(&self) -> Option<Instant> {
-        [self.session.next_deadline(), self.commit_due, self.store_retry_at]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.session.next_deadline(),
+            self.commit_due,
+            self.store_retry_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The wall-clock moment (unix µs) the open file must be finalised.
+    /// While storage is failing the retry timer drives it instead (a past
+    /// rotation deadline would otherwise wake the loop continuously).
     pub fn rotation_due_us(&self) -> Option<i64> {
+        if self.store_retry_at.is_some() {
+            return None;
+        }
         self.writer.period_end_us()
     }
 
@@ -156,7 +174,14 @@ impl Stream {
 
     /// The socket is ready: finish a connect, read until `WouldBlock`,
     /// write what is pending. `buf` is the loop's shared read buffer.
-    pub fn on_ready(&mut self, registry: &Registry, readable: bool, writable: bool, buf: &mut [u8], now: Instant) {
+    pub fn on_ready(
+        &mut self,
+        registry: &Registry,
+        readable: bool,
+        writable: bool,
+        buf: &mut [u8],
+        now: Instant,
+    ) {
         if self.connecting {
             let result = match &self.socket {
                 Some(s) => net::connect_finished(s),
@@ -196,7 +221,9 @@ impl Stream {
                 self.unread = true;
                 break;
             }
-            let Some(sock) = self.socket.as_mut() else { break };
+            let Some(sock) = self.socket.as_mut() else {
+                break;
+            };
             match net::read_once(sock, buf) {
                 Ok(ReadOutcome::Data(n)) => {
                     self.session.on_bytes(&buf[..n], now, &mut self.events);
@@ -204,8 +231,11 @@ impl Stream {
                 }
                 Ok(ReadOutcome::WouldBlock) => break,
                 Ok(ReadOutcome::Closed) => {
-                    self.session
-                        .on_transport_down(now, "the broker closed the connection", &mut self.events);
+                    self.session.on_transport_down(
+                        now,
+                        "the broker closed the connection",
+                        &mut self.events,
+                    );
                     self.handle_events(registry, now);
                     break;
                 }
@@ -218,7 +248,7 @@ impl Stream {
             }
         }
         if self.session.pending_acks() > 0 {
-            self.commit(now);
+            self.commit(registry, now);
         }
         self.flush(registry, now);
     }
@@ -231,24 +261,29 @@ impl Stream {
         // One timestamp per read: every message framed from the same bytes
         // arrived at the same moment.
         let ts = clock::now_us();
-        let mut events = std::mem::take(&mut self.events);
-        for ev in events.drain(..) {
-            match ev {
-                Event::Connect => self.open_socket(registry, now),
-                Event::Close => self.close_socket(registry),
-                Event::Ready => log::info!("[{}] subscribed; storing messages", self.name),
-                Event::Message(d) => self.on_message(d, ts, now),
-                Event::Oversize { topic, payload_len } => {
-                    self.counters.received += 1;
-                    self.counters.oversize += 1;
-                    log::warn!(
-                        "[{}] skipped a message of {payload_len} bytes on {topic:?} (max-payload-bytes)",
-                        self.name
-                    );
+        let mut batch = std::mem::take(&mut self.events);
+        // Handling an event may raise more (a storage failure drops the
+        // connection): loop until none are left.
+        while !batch.is_empty() {
+            for ev in batch.drain(..) {
+                match ev {
+                    Event::Connect => self.open_socket(registry, now),
+                    Event::Close => self.close_socket(registry),
+                    Event::Ready => log::info!("[{}] subscribed; storing messages", self.name),
+                    Event::Message(d) => self.on_message(d, ts, now),
+                    Event::Oversize { topic, payload_len } => {
+                        self.counters.received += 1;
+                        self.counters.oversize += 1;
+                        log::warn!(
+                            "[{}] skipped a message of {payload_len} bytes on {topic:?} (max-payload-bytes)",
+                            self.name
+                        );
+                    }
                 }
             }
+            std::mem::swap(&mut batch, &mut self.events);
         }
-        self.events = events;
+        self.events = batch;
     }
 
     fn on_message(&mut self, d: Delivery, ts: i64, now: Instant) {
@@ -290,6 +325,17 @@ impl Stream {
 
     fn storage_failed(&mut self, now: Instant, e: &crate::store::StoreError) {
         self.counters.store_errors += 1;
+        if let crate::store::StoreError::RolledBack { rows, .. } = e {
+            // SQLite undid the open transaction: those rows are not stored
+            // and their acks must never be sent. Dropping the connection
+            // makes the broker redeliver every unacknowledged QoS 1/2
+            // message; QoS 0 messages of that transaction are lost.
+            self.counters.lost += *rows as u64;
+            self.uncommitted_bytes = 0;
+            self.commit_due = None;
+            let why = format!("storage rolled back {rows} row(s); reconnecting for redelivery");
+            self.session.on_transport_down(now, &why, &mut self.events);
+        }
         if self.store_retry_at.is_none() {
             log::error!(
                 "[{}] cannot store: {e}; holding messages and not acknowledging, retrying every {} s",
@@ -302,7 +348,7 @@ impl Stream {
 
     /// Commits what was inserted; on success, releases the held
     /// acknowledgements.
-    pub fn commit(&mut self, now: Instant) {
+    pub fn commit(&mut self, registry: &Registry, now: Instant) {
         if !self.held.is_empty() {
             // Rows after a failed insert are held: acking now would ack them.
             return;
@@ -311,6 +357,7 @@ impl Stream {
         if rows > 0 {
             if let Err(e) = self.writer.commit() {
                 self.storage_failed(now, &e);
+                self.handle_events(registry, now);
                 return;
             }
             self.counters.stored += rows as u64;
@@ -329,7 +376,7 @@ impl Stream {
             self.retry_store(registry, buf, now);
         }
         if self.commit_due.is_some_and(|t| now >= t) {
-            self.commit(now);
+            self.commit(registry, now);
         }
         self.flush(registry, now);
     }
@@ -346,7 +393,7 @@ impl Stream {
                 }
             }
         }
-        self.commit(now);
+        self.commit(registry, now);
         if self.store_retry_at.is_none() {
             log::info!("[{}] storage works again", self.name);
             if self.unread {
@@ -356,8 +403,8 @@ impl Stream {
     }
 
     /// Finalises the open file (rotation deadline, SIGHUP, stop).
-    pub fn rotate(&mut self, now: Instant) {
-        self.commit(now);
+    pub fn rotate(&mut self, registry: &Registry, now: Instant) {
+        self.commit(registry, now);
         if !self.held.is_empty() || self.store_retry_at.is_some() {
             return; // storage is failing; the file stays open until it works
         }
@@ -367,14 +414,17 @@ impl Stream {
                 log::info!("[{}] closed {}", self.name, path.display());
             }
             Ok(None) => {}
-            Err(e) => self.storage_failed(now, &e),
+            Err(e) => {
+                self.storage_failed(now, &e);
+                self.handle_events(registry, now);
+            }
         }
     }
 
     /// Graceful stop: commit, acknowledge, finalise the file, DISCONNECT.
     /// Returns true when the outbox is fully written.
     pub fn shutdown(&mut self, registry: &Registry, now: Instant) -> bool {
-        self.rotate(now);
+        self.rotate(registry, now);
         if !self.held.is_empty() || self.store_retry_at.is_some() {
             log::error!(
                 "[{}] stopping with {} message(s) not stored (not acknowledged; the broker keeps them for a persistent session)",
@@ -397,7 +447,11 @@ impl Stream {
         self.close_socket(registry);
         match net::connect(&self.host, self.port) {
             Ok(mut sock) => {
-                match registry.register(&mut sock, self.token, Interest::READABLE | Interest::WRITABLE) {
+                match registry.register(
+                    &mut sock,
+                    self.token,
+                    Interest::READABLE | Interest::WRITABLE,
+                ) {
                     Ok(()) => {
                         self.socket = Some(sock);
                         self.connecting = true;
@@ -438,7 +492,7 @@ impl Stream {
         let result = net::write_some(sock, self.session.outbox());
         match result {
             Ok(done) => {
-                if done != !self.want_write {
+                if done == self.want_write {
                     let interest = if done {
                         Interest::READABLE
                     } else {

@@ -15,7 +15,10 @@ const T: Duration = Duration::from_secs(20);
 
 /// A config with one stream per `(prefix, topics, rotation_s)`.
 fn config(data: &Path, port: u16, streams: &[(&str, &[&str], u64)]) -> String {
-    let mut y = format!("console-feedback-period-seconds: 60\ndata-folder: \"{}\"\nstreams:\n", data.display());
+    let mut y = format!(
+        "console-feedback-period-seconds: 60\ndata-folder: \"{}\"\nstreams:\n",
+        data.display()
+    );
     for (prefix, topics, rot) in streams {
         y.push_str(&format!(
             "  - mqtt-broker-address: \"127.0.0.1\"\n    mqtt-broker-port: {port}\n    user: \"\"\n    password: \"\"\n    topic: [{}]\n    prefix: \"{prefix}\"\n    suffix: \"\"\n    file-rotation-time-seconds: {rot}\n    commit-interval-ms: 100\n",
@@ -29,9 +32,11 @@ fn config(data: &Path, port: u16, streams: &[(&str, &[&str], u64)]) -> String {
 /// Starts Attic and waits until every stream has subscribed.
 fn start(yaml: &str, dir: &TempDir, streams: usize) -> Attic {
     let mut a = Attic::start(yaml, dir);
-    wait_until(T, format!("{streams} subscriptions (log {})", a.log_path().display()), || {
-        a.log().matches("subscribed; storing").count() >= streams
-    });
+    wait_until(
+        T,
+        format!("{streams} subscriptions (log {})", a.log_path().display()),
+        || a.log().matches("subscribed; storing").count() >= streams,
+    );
     let _ = a.is_running();
     a
 }
@@ -41,7 +46,8 @@ type Key = (String, Vec<u8>, bool);
 fn multiset(rows: &[Row]) -> BTreeMap<Key, usize> {
     let mut m = BTreeMap::new();
     for r in rows {
-        *m.entry((r.topic.clone(), r.payload.clone(), r.retain)).or_insert(0) += 1;
+        *m.entry((r.topic.clone(), r.payload.clone(), r.retain))
+            .or_insert(0) += 1;
     }
     m
 }
@@ -70,13 +76,19 @@ fn a_mixed_workload_is_stored_exactly_once_per_stream_with_the_right_bytes() {
 
     let binary: Vec<u8> = (0..=255u8).collect();
     let large: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    let deep = (0..40).map(|i| format!("l{i}")).collect::<Vec<_>>().join("/");
+    let deep = (0..40)
+        .map(|i| format!("l{i}"))
+        .collect::<Vec<_>>()
+        .join("/");
     let msgs: Vec<(String, Vec<u8>)> = vec![
         ("sensors/hall/temp".into(), b"19.0".to_vec()),
         ("bin/blob".into(), binary.clone()),
         ("bin/empty".into(), Vec::new()),
         ("bin/large".into(), large.clone()),
-        ("other/capteurs/température/é".into(), "ünïcødé ✓".as_bytes().to_vec()),
+        (
+            "other/capteurs/température/é".into(),
+            "ünïcødé ✓".as_bytes().to_vec(),
+        ),
         (format!("other/{deep}"), b"deep".to_vec()),
         ("sensors/hall/humidity".into(), b"40".to_vec()),
         ("emoji/🙂/x".into(), b"\0\0\0".to_vec()),
@@ -92,7 +104,10 @@ fn a_mixed_workload_is_stored_exactly_once_per_stream_with_the_right_bytes() {
     attic.stop_clean();
 
     let retained: Key = ("sensors/kitchen/temp".into(), b"21.5".to_vec(), true);
-    let mut want_all: BTreeMap<Key, usize> = msgs.iter().map(|(t, p)| ((t.clone(), p.clone(), false), 1)).collect();
+    let mut want_all: BTreeMap<Key, usize> = msgs
+        .iter()
+        .map(|(t, p)| ((t.clone(), p.clone(), false), 1))
+        .collect();
     want_all.insert(retained.clone(), 1);
     assert_eq!(multiset(&all_rows(&data.join("all"))), want_all);
 
@@ -120,7 +135,8 @@ fn files_have_the_documented_layout_schema_and_metadata() {
     let broker = Mosquitto::start();
     let dir = TempDir::new("layout");
     let data = dir.join("data");
-    let yaml = config(&data, broker.port(), &[("pre", &["t/#"], 3600)]).replace("suffix: \"\"", "suffix: \"-fix\"");
+    let yaml = config(&data, broker.port(), &[("pre", &["t/#"], 3600)])
+        .replace("suffix: \"\"", "suffix: \"-fix\"");
     let mut attic = start(&yaml, &dir, 1);
     let before = now_us();
     let mut c = TestClient::connect(broker.port(), "pub");
@@ -131,18 +147,30 @@ fn files_have_the_documented_layout_schema_and_metadata() {
     attic.stop_clean();
 
     let files = list_files(&data);
-    assert_eq!(files.len(), 1, "exactly one complete file, no -wal/-shm/.part: {files:?}");
+    assert_eq!(
+        files.len(),
+        1,
+        "exactly one complete file, no -wal/-shm/.part: {files:?}"
+    );
     let f = &files[0];
     let rel = f.strip_prefix(&data).unwrap();
-    let parts: Vec<_> = rel.iter().map(|s| s.to_string_lossy().into_owned()).collect();
+    let parts: Vec<_> = rel
+        .iter()
+        .map(|s| s.to_string_lossy().into_owned())
+        .collect();
     assert_eq!(parts[0], "pre-fix");
     let created: i64 = parts[2].strip_suffix(".sqlite").unwrap().parse().unwrap();
-    assert!(created >= before && created <= after, "file name is the creation time in µs");
+    assert!(
+        created >= before && created <= after,
+        "file name is the creation time in µs"
+    );
     assert_eq!(parts[1], utc_day(created));
 
     let con = open_ro(f).unwrap();
     let table: String = con
-        .query_row("select sql from sqlite_master where name='data'", [], |r| r.get(0))
+        .query_row("select sql from sqlite_master where name='data'", [], |r| {
+            r.get(0)
+        })
         .unwrap();
     for col in [
         "reception_timestamp INTEGER NOT NULL",
@@ -154,12 +182,23 @@ fn files_have_the_documented_layout_schema_and_metadata() {
         assert!(table.contains(col), "{col} missing from {table}");
     }
     let index: String = con
-        .query_row("select sql from sqlite_master where name='topics'", [], |r| r.get(0))
+        .query_row(
+            "select sql from sqlite_master where name='topics'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
-    assert!(index.contains("ON data (topic)") || index.contains("ON data(topic)"), "{index}");
-    let app_id: i64 = con.query_row("pragma application_id", [], |r| r.get(0)).unwrap();
+    assert!(
+        index.contains("ON data (topic)") || index.contains("ON data(topic)"),
+        "{index}"
+    );
+    let app_id: i64 = con
+        .query_row("pragma application_id", [], |r| r.get(0))
+        .unwrap();
     assert_ne!(app_id, 0);
-    let mode: String = con.query_row("pragma journal_mode", [], |r| r.get(0)).unwrap();
+    let mode: String = con
+        .query_row("pragma journal_mode", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(mode, "delete", "a finished file needs no -wal");
     let meta: BTreeMap<String, String> = con
         .prepare("select key, value from attic_meta")
@@ -168,13 +207,33 @@ fn files_have_the_documented_layout_schema_and_metadata() {
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    assert_eq!(meta.get("row_count").map(String::as_str), Some("1"), "{meta:?}");
-    assert_eq!(meta.get("stream_folder").map(String::as_str), Some("pre-fix"));
-    for key in ["format_version", "attic_version", "topic_filters", "broker", "host", "opened_at_us", "closed_at_us"] {
+    assert_eq!(
+        meta.get("row_count").map(String::as_str),
+        Some("1"),
+        "{meta:?}"
+    );
+    assert_eq!(
+        meta.get("stream_folder").map(String::as_str),
+        Some("pre-fix")
+    );
+    for key in [
+        "format_version",
+        "attic_version",
+        "topic_filters",
+        "broker",
+        "host",
+        "opened_at_us",
+        "closed_at_us",
+    ] {
         assert!(meta.contains_key(key), "attic_meta lacks {key}: {meta:?}");
     }
-    let ts: i64 = con.query_row("select reception_timestamp from data", [], |r| r.get(0)).unwrap();
-    assert!(ts >= before && ts <= after, "reception_timestamp is unix µs of reception");
+    let ts: i64 = con
+        .query_row("select reception_timestamp from data", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        ts >= before && ts <= after,
+        "reception_timestamp is unix µs of reception"
+    );
 }
 
 #[test]
@@ -201,10 +260,21 @@ fn rotation_every_second_under_steady_traffic_loses_and_duplicates_nothing() {
     attic.stop_clean();
 
     let files = finished_files(&data);
-    assert!(files.len() >= 3, "expected a file per second, got {files:?}");
+    assert!(
+        files.len() >= 3,
+        "expected a file per second, got {files:?}"
+    );
     let mut seen = vec![0u32; n];
     for f in &files {
-        let created: i64 = f.file_name().unwrap().to_str().unwrap().strip_suffix(".sqlite").unwrap().parse().unwrap();
+        let created: i64 = f
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .strip_suffix(".sqlite")
+            .unwrap()
+            .parse()
+            .unwrap();
         let period_start = created.div_euclid(1_000_000) * 1_000_000;
         for r in read_rows(f) {
             assert!(
@@ -219,7 +289,11 @@ fn rotation_every_second_under_steady_traffic_loses_and_duplicates_nothing() {
         }
     }
     let wrong: Vec<_> = seen.iter().enumerate().filter(|(_, c)| **c != 1).collect();
-    assert!(wrong.is_empty(), "messages stored other than once: {:?}", &wrong[..wrong.len().min(10)]);
+    assert!(
+        wrong.is_empty(),
+        "messages stored other than once: {:?}",
+        &wrong[..wrong.len().min(10)]
+    );
     assert!(part_files(&data).is_empty());
 }
 
@@ -240,7 +314,11 @@ fn a_quiet_streams_file_is_finalised_on_time_without_another_message() {
     assert!(part_files(&data).is_empty());
     assert!(attic.is_running());
     attic.stop_clean();
-    assert_eq!(finished_files(&data).len(), 1, "a quiet stream leaves no empty files");
+    assert_eq!(
+        finished_files(&data).len(),
+        1,
+        "a quiet stream leaves no empty files"
+    );
 }
 
 #[test]
@@ -252,7 +330,9 @@ fn stop_is_fast_and_clean_when_idle() {
         let mut attic = start(&yaml, &dir, 1);
         let t = Instant::now();
         attic.signal(sig);
-        let status = attic.wait_exit(Duration::from_secs(2)).expect("exit within 2 s");
+        let status = attic
+            .wait_exit(Duration::from_secs(2))
+            .expect("exit within 2 s");
         assert!(status.success(), "{status:?}\n{}", attic.log());
         assert!(t.elapsed() < Duration::from_secs(2));
     }
@@ -272,7 +352,9 @@ fn stop_under_traffic_is_fast_and_leaves_only_finished_files() {
         let mut c = TestClient::connect(port, "load");
         let mut i = 0usize;
         while !s2.load(std::sync::atomic::Ordering::Relaxed) {
-            c.publish_many(200, |k| ("load/x".into(), format!("{}", i + k).into_bytes()));
+            c.publish_many(200, |k| {
+                ("load/x".into(), format!("{}", i + k).into_bytes())
+            });
             i += 200;
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -281,16 +363,25 @@ fn stop_under_traffic_is_fast_and_leaves_only_finished_files() {
     wait_for_rows(&data, 2000, T);
     let t = Instant::now();
     attic.signal(libc::SIGTERM);
-    let status = attic.wait_exit(Duration::from_secs(2)).expect("exit within 2 s under load");
+    let status = attic
+        .wait_exit(Duration::from_secs(2))
+        .expect("exit within 2 s under load");
     assert!(status.success());
     assert!(t.elapsed() < Duration::from_secs(2));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     publisher.join().unwrap();
     assert!(part_files(&data).is_empty(), "{:?}", list_files(&data));
-    assert!(list_files(&data).iter().all(|f| f.to_string_lossy().ends_with(".sqlite")));
+    assert!(
+        list_files(&data)
+            .iter()
+            .all(|f| f.to_string_lossy().ends_with(".sqlite"))
+    );
     let rows = all_rows(&data);
     assert!(rows.len() >= 2000);
-    let mut payloads: Vec<usize> = rows.iter().map(|r| std::str::from_utf8(&r.payload).unwrap().parse().unwrap()).collect();
+    let mut payloads: Vec<usize> = rows
+        .iter()
+        .map(|r| std::str::from_utf8(&r.payload).unwrap().parse().unwrap())
+        .collect();
     payloads.sort_unstable();
     payloads.dedup();
     assert_eq!(payloads.len(), rows.len(), "no duplicates");
@@ -320,7 +411,10 @@ fn sighup_finalises_the_current_file_and_a_new_one_follows() {
 fn a_bad_config_exits_78_names_key_and_line_and_creates_nothing() {
     let dir = TempDir::new("badcfg");
     let data = dir.join("data");
-    let yaml = config(&data, 1883, &[("x", &["a/#/b"], 0)]).replace("commit-interval-ms: 100", "commit-interval-ms: 100\n    qos: 3\n    colour: blue");
+    let yaml = config(&data, 1883, &[("x", &["a/#/b"], 0)]).replace(
+        "commit-interval-ms: 100",
+        "commit-interval-ms: 100\n    qos: 3\n    colour: blue",
+    );
     let path = dir.join("bad.yaml");
     std::fs::write(&path, &yaml).unwrap();
     let out = run_attic(&["run", "--config", path.to_str().unwrap()]);
@@ -333,7 +427,8 @@ fn a_bad_config_exits_78_names_key_and_line_and_creates_nothing() {
         ("streams[0].file-rotation-time-seconds", "file-rotation"),
     ] {
         assert!(
-            err.lines().any(|l| l.contains(key) && l.contains(&format!(":{}:", line_of(needle)))),
+            err.lines()
+                .any(|l| l.contains(key) && l.contains(&format!(":{}:", line_of(needle)))),
             "no line naming {key} at line {}:\n{err}",
             line_of(needle)
         );
@@ -346,7 +441,11 @@ fn a_bad_config_exits_78_names_key_and_line_and_creates_nothing() {
 fn check_accepts_the_example_config_and_hides_passwords() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.yaml");
     let out = run_attic(&["check", "--config", example.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("everything"), "{text}");
 }
@@ -396,19 +495,36 @@ fn pandas_reads_a_finished_file_with_the_original_query() {
                 .is_ok_and(|o| o.status.success())
         })
         .expect("pandas is needed for this test: pip install pandas (or apt-get install python3-pandas)");
-    let out = std::process::Command::new(python).args(["-c", script, file.to_str().unwrap()]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(python)
+        .args(["-c", script, file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok 2"));
 }
 
 fn now_us() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros()
+        .try_into()
+        .unwrap()
 }
 
 /// The UTC date of a unix-µs time, computed independently of the code under test.
 fn utc_day(us: i64) -> String {
     let out = std::process::Command::new("date")
-        .args(["-u", "-d", &format!("@{}", us.div_euclid(1_000_000)), "+%Y-%m-%d"])
+        .args([
+            "-u",
+            "-d",
+            &format!("@{}", us.div_euclid(1_000_000)),
+            "+%Y-%m-%d",
+        ])
         .output()
         .unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_owned()

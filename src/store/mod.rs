@@ -44,6 +44,19 @@ pub enum StoreError {
         /// The cause.
         source: rusqlite::Error,
     },
+    /// SQLite gave up the open transaction after an error (typically a full
+    /// disk): the `rows` inserted since the last commit are NOT stored. The
+    /// writer itself stays usable; the caller must not acknowledge them.
+    RolledBack {
+        /// What was being done, e.g. "commit".
+        action: &'static str,
+        /// The database file.
+        path: PathBuf,
+        /// How many rows were lost.
+        rows: usize,
+        /// The error that made SQLite roll back.
+        source: rusqlite::Error,
+    },
 }
 
 impl fmt::Display for StoreError {
@@ -59,6 +72,16 @@ impl fmt::Display for StoreError {
                 path,
                 source,
             } => write!(f, "{action} {}: {source}", path.display()),
+            StoreError::RolledBack {
+                action,
+                path,
+                rows,
+                source,
+            } => write!(
+                f,
+                "{action} {}: {source} (transaction rolled back, {rows} rows lost)",
+                path.display()
+            ),
         }
     }
 }
@@ -68,6 +91,7 @@ impl std::error::Error for StoreError {
         match self {
             StoreError::Io { source, .. } => Some(source),
             StoreError::Sqlite { source, .. } => Some(source),
+            StoreError::RolledBack { source, .. } => Some(source),
         }
     }
 }

@@ -1,1 +1,200 @@
-//! (to be written)
+//! Rotation arithmetic: which period a moment belongs to, which UTC day
+//! folder it goes in, and what a file created at that moment is called.
+//!
+//! Pure functions of their arguments: this module must not read a clock,
+//! touch the file system or panic, whatever the input (negative times, far
+//! future, absurd periods).
+
+use std::path::PathBuf;
+
+/// Microseconds in one second.
+const US_PER_S: i64 = 1_000_000;
+/// Microseconds in one day.
+const US_PER_DAY: i64 = 86_400 * US_PER_S;
+
+/// The end (exclusive) of the period of `period_s` seconds that contains
+/// `t_us` (Unix microseconds).
+///
+/// Periods are aligned to multiples of `period_s` since the Unix epoch, so a
+/// 300 s period ends at :00, :05, ... A moment exactly on a boundary belongs
+/// to the period that starts there. A period of 0 is treated as 1 s; a
+/// period too long to express in microseconds is clamped; the result
+/// saturates at `i64::MAX` instead of overflowing.
+pub fn period_end_us(t_us: i64, period_s: u64) -> i64 {
+    let period_us = i64::try_from(period_s.max(1))
+        .ok()
+        .and_then(|s| s.checked_mul(US_PER_S))
+        .unwrap_or(i64::MAX);
+    // `period_us - rem` is in (0, period_us], so only the sum can overflow.
+    t_us.saturating_add(period_us - t_us.rem_euclid(period_us))
+}
+
+/// The UTC date of `t_us` (Unix microseconds) as `YYYY-MM-DD`: the name of
+/// the day folder a file created at that moment goes in.
+pub fn day_folder(t_us: i64) -> String {
+    let (y, m, d) = civil_from_days(t_us.div_euclid(US_PER_DAY));
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The final name of a file created at `created_us`: `<created_us>.sqlite`.
+pub fn file_name(created_us: i64) -> String {
+    format!("{created_us}.sqlite")
+}
+
+/// The name of a file created at `created_us` while it is being written:
+/// `<created_us>.sqlite.part`.
+pub fn part_name(created_us: i64) -> String {
+    format!("{created_us}.sqlite.part")
+}
+
+/// The final path of a file created at `created_us`, relative to its stream
+/// folder: `<YYYY-MM-DD>/<created_us>.sqlite`.
+pub fn relative_path(created_us: i64) -> PathBuf {
+    PathBuf::from(day_folder(created_us)).join(file_name(created_us))
+}
+
+/// Days since 1970-01-01 -> proleptic Gregorian (year, month, day).
+///
+/// Howard Hinnant's `civil_from_days`; exact for every `i64` day count that
+/// a microsecond timestamp can produce.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468; // shift the epoch to 0000-03-01
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // [0, 146096]
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // [0, 11], March = 0
+    let d = doy - (153 * mp + 2) / 5 + 1; // [1, 31]
+    let m = if mp < 10 { mp + 3 } else { mp - 9 }; // [1, 12]
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    // Both are in small, known ranges, so the conversions cannot fail.
+    (
+        y,
+        u32::try_from(m).unwrap_or(1),
+        u32::try_from(d).unwrap_or(1),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Unix microseconds of a UTC date-time (test helper, via days_from_civil).
+    fn utc_us(y: i64, m: i64, d: i64, hh: i64, mm: i64, ss: i64) -> i64 {
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y.rem_euclid(400);
+        let mp = (m + 9) % 12;
+        let doy = (153 * mp + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        ((days * 86_400) + hh * 3_600 + mm * 60 + ss) * US_PER_S
+    }
+
+    #[test]
+    fn a_moment_inside_a_period_ends_at_the_next_aligned_boundary() {
+        let t = utc_us(2024, 5, 1, 12, 3, 17) + 123;
+        assert_eq!(period_end_us(t, 300), utc_us(2024, 5, 1, 12, 5, 0));
+        assert_eq!(period_end_us(t, 3_600), utc_us(2024, 5, 1, 13, 0, 0));
+        assert_eq!(period_end_us(t, 86_400), utc_us(2024, 5, 2, 0, 0, 0));
+    }
+
+    #[test]
+    fn a_moment_exactly_on_a_boundary_belongs_to_the_next_period() {
+        let b = utc_us(2024, 5, 1, 12, 5, 0);
+        assert_eq!(period_end_us(b, 300), b + 300 * US_PER_S);
+        assert_eq!(period_end_us(b - 1, 300), b);
+    }
+
+    #[test]
+    fn the_epoch_and_negative_times_are_aligned_too() {
+        assert_eq!(period_end_us(0, 60), 60 * US_PER_S);
+        assert_eq!(period_end_us(-1, 60), 0);
+        assert_eq!(period_end_us(-60 * US_PER_S, 60), 0);
+        assert_eq!(period_end_us(-60 * US_PER_S - 1, 60), -60 * US_PER_S);
+    }
+
+    #[test]
+    fn absurd_periods_and_extreme_times_do_not_panic() {
+        assert_eq!(period_end_us(5, 0), US_PER_S);
+        assert_eq!(period_end_us(i64::MAX, 1), i64::MAX);
+        assert_eq!(period_end_us(i64::MAX - 1, u64::MAX), i64::MAX);
+        assert!(period_end_us(i64::MIN, 300) > i64::MIN);
+        assert!(period_end_us(i64::MIN, u64::MAX) > i64::MIN);
+        let _ = day_folder(i64::MIN);
+        let _ = day_folder(i64::MAX);
+    }
+
+    #[test]
+    fn the_day_folder_changes_exactly_at_utc_midnight() {
+        let midnight = utc_us(2023, 12, 31, 0, 0, 0) + US_PER_DAY;
+        assert_eq!(day_folder(midnight - 1), "2023-12-31");
+        assert_eq!(day_folder(midnight), "2024-01-01");
+        assert_eq!(day_folder(0), "1970-01-01");
+        assert_eq!(day_folder(-1), "1969-12-31");
+    }
+
+    #[test]
+    fn leap_days_are_dated_correctly() {
+        assert_eq!(day_folder(utc_us(2024, 2, 29, 23, 59, 59)), "2024-02-29");
+        assert_eq!(
+            day_folder(utc_us(2024, 2, 28, 12, 0, 0) + US_PER_DAY),
+            "2024-02-29"
+        );
+        assert_eq!(
+            day_folder(utc_us(2000, 2, 28, 12, 0, 0) + US_PER_DAY),
+            "2000-02-29"
+        );
+        // 1900 is not a leap year: the day after 28 February is 1 March.
+        assert_eq!(
+            day_folder(utc_us(1900, 2, 28, 12, 0, 0) + US_PER_DAY),
+            "1900-03-01"
+        );
+        assert_eq!(
+            day_folder(utc_us(2023, 2, 28, 12, 0, 0) + US_PER_DAY),
+            "2023-03-01"
+        );
+    }
+
+    #[test]
+    fn known_timestamps_give_known_dates() {
+        assert_eq!(day_folder(1_700_000_000 * US_PER_S), "2023-11-14");
+        assert_eq!(day_folder(951_782_400 * US_PER_S), "2000-02-29");
+        assert_eq!(day_folder(253_402_300_799 * US_PER_S), "9999-12-31");
+        assert_eq!(day_folder(253_402_300_800 * US_PER_S), "10000-01-01");
+    }
+
+    #[test]
+    fn every_day_of_four_centuries_round_trips() {
+        let start = utc_us(1900, 1, 1, 0, 0, 0) / US_PER_DAY;
+        let mut prev = String::new();
+        for day in start..start + 146_097 {
+            let name = day_folder(day * US_PER_DAY + 1);
+            let parts: Vec<i64> = name.split('-').map(|p| p.parse().unwrap()).collect();
+            assert_eq!(
+                utc_us(parts[0], parts[1], parts[2], 0, 0, 0),
+                day * US_PER_DAY
+            );
+            assert!(name > prev, "{name} after {prev}");
+            prev = name;
+        }
+    }
+
+    #[test]
+    fn file_names_carry_the_creation_time_and_sort_by_it() {
+        assert_eq!(file_name(1_700_000_000_123_456), "1700000000123456.sqlite");
+        assert_eq!(
+            part_name(1_700_000_000_123_456),
+            "1700000000123456.sqlite.part"
+        );
+        assert_eq!(
+            relative_path(1_700_000_000_123_456),
+            PathBuf::from("2023-11-14/1700000000123456.sqlite")
+        );
+        // Same number of digits from 2001-09-09 to 2286: lexical = numeric order.
+        let a = file_name(1_700_000_000_000_000);
+        let b = file_name(1_700_000_000_000_001);
+        let c = file_name(1_800_000_000_000_000);
+        assert!(a < b && b < c);
+    }
+}

@@ -120,6 +120,7 @@ pub fn run(config: &Config) -> Result<(), AppError> {
     let mut buf = vec![0u8; READ_BUF];
     let mut sigs = Vec::new();
     let mut report = Report::new(config.feedback_period, start);
+    let mut longest_turn = Duration::ZERO;
 
     loop {
         let now = Instant::now();
@@ -164,6 +165,10 @@ pub fn run(config: &Config) -> Result<(), AppError> {
             }
         }
         if stop {
+            log::info!(
+                "longest loop turn: {:.1} ms",
+                longest_turn.as_secs_f64() * 1e3
+            );
             return stop_all(&mut poll, &signals, &mut streams, &mut events);
         }
         for s in &mut streams {
@@ -179,6 +184,16 @@ pub fn run(config: &Config) -> Result<(), AppError> {
         }
         if now >= report.due {
             report.emit(&streams, now);
+        }
+        // How long the loop was busy this turn: a long turn delays every
+        // stream (the benchmark reads this to bound rotation stalls).
+        let busy = now.elapsed();
+        if busy > longest_turn {
+            longest_turn = busy;
+            log::debug!(
+                "longest loop turn so far: {:.1} ms",
+                busy.as_secs_f64() * 1e3
+            );
         }
     }
 }

@@ -269,7 +269,7 @@ impl Stream {
                 match ev {
                     Event::Connect => self.open_socket(registry, now),
                     Event::Close => self.close_socket(registry),
-                    Event::Ready => log::info!("[{}] subscribed; storing messages", self.name),
+                    Event::Ready => {}
                     Event::Message(d) => self.on_message(d, ts, now),
                     Event::Oversize { topic, payload_len } => {
                         self.counters.received += 1;

@@ -382,6 +382,7 @@ impl Session {
                     .map_err(|e| e.to_string())?;
                     self.last_sent = now;
                 } else {
+                    log::info!("[{}] session resumed; storing messages", self.cfg.name);
                     events.push(Event::Ready);
                 }
                 log::info!(
@@ -427,6 +428,7 @@ impl Session {
                     since,
                     suback_pending: false,
                 };
+                log::info!("[{}] subscribed; storing messages", self.cfg.name);
                 events.push(Event::Ready);
             }
             Incoming::Publish {

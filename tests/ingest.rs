@@ -529,3 +529,41 @@ fn utc_day(us: i64) -> String {
         .unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
+
+#[test]
+fn qos_1_and_2_subscriptions_store_each_message_once_with_its_qos() {
+    let broker = Mosquitto::start();
+    let dir = TempDir::new("qos2");
+    let data = dir.join("data");
+    let yaml = config(
+        &data,
+        broker.port(),
+        &[("q1", &["q/#"], 3600), ("q2", &["q/#"], 3600)],
+    )
+    .replacen(
+        "commit-interval-ms: 100\n",
+        "commit-interval-ms: 100\n    qos: 1\n",
+        1,
+    )
+    .replacen("prefix: \"q2\"", "prefix: \"q2\"\n    qos: 2", 1);
+    let mut attic = start(&yaml, &dir, 2);
+    let mut c = TestClient::connect(broker.port(), "pub");
+    for i in 0..200 {
+        c.publish("q/x", format!("{i}").as_bytes(), 2, false);
+    }
+    c.disconnect();
+    wait_for_rows(&data.join("q1"), 200, T);
+    wait_for_rows(&data.join("q2"), 200, T);
+    attic.stop_clean();
+    for (folder, qos) in [("q1", 1), ("q2", 2)] {
+        let rows = all_rows(&data.join(folder));
+        assert_eq!(rows.len(), 200, "{folder}");
+        assert!(
+            rows.iter().all(|r| r.qos == qos),
+            "{folder} stored with QoS {qos}"
+        );
+        let distinct: std::collections::BTreeSet<_> =
+            rows.iter().map(|r| r.payload.clone()).collect();
+        assert_eq!(distinct.len(), 200, "{folder}: each once");
+    }
+}

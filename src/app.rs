@@ -130,7 +130,11 @@ pub fn run(config: &Config) -> Result<(), AppError> {
             .filter_map(Stream::next_deadline)
             .chain(Some(report.due))
             .min();
-        let timeout = deadline.map(|d| d.saturating_duration_since(now));
+        let timeout = if streams.iter().any(Stream::has_unread) {
+            Some(Duration::ZERO)
+        } else {
+            deadline.map(|d| d.saturating_duration_since(now))
+        };
         if let Err(e) = poll.poll(&mut events, timeout) {
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
@@ -163,6 +167,10 @@ pub fn run(config: &Config) -> Result<(), AppError> {
                     }
                 }
             }
+        }
+        // Streams that yielded to the others: another bounded share.
+        for s in &mut streams {
+            s.continue_reading(poll.registry(), &mut buf, now);
         }
         if stop {
             log::info!(

@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 /// After a storage error, the next attempt comes this much later.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
+/// Reads per loop turn before other work gets a chance (x 64 KiB).
+const MAX_READS_PER_TURN: usize = 16;
+
 /// Counters for the self-report; totals since start.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -162,6 +165,20 @@ impl Stream {
         self.writer.period_end_us()
     }
 
+    /// Bytes may be waiting in the socket that this stream stopped reading
+    /// to let other work run (not while storage is failing: then the retry
+    /// timer resumes reading).
+    pub fn has_unread(&self) -> bool {
+        self.unread && self.held.is_empty() && self.socket.is_some()
+    }
+
+    /// Continues reading where the last turn stopped.
+    pub fn continue_reading(&mut self, registry: &Registry, buf: &mut [u8], now: Instant) {
+        if self.has_unread() {
+            self.read_all(registry, buf, now);
+        }
+    }
+
     /// The file being written, if any.
     pub fn current_file(&self) -> Option<&std::path::Path> {
         self.writer.current_file()
@@ -215,9 +232,17 @@ impl Stream {
     /// broker's in-flight window reopens.
     fn read_all(&mut self, registry: &Registry, buf: &mut [u8], now: Instant) {
         self.unread = false;
-        loop {
+        for reads in 0.. {
             if !self.held.is_empty() {
                 // Storage is failing: leave the bytes in the kernel.
+                self.unread = true;
+                break;
+            }
+            if reads == MAX_READS_PER_TURN {
+                // A broker sending faster than we store would keep this
+                // loop busy forever (the socket never reaches WouldBlock),
+                // starving commits, timers and the other streams. Yield;
+                // the loop comes back at once (`has_unread`).
                 self.unread = true;
                 break;
             }

@@ -356,6 +356,7 @@ fn stop_under_traffic_is_fast_and_leaves_only_finished_files() {
                 ("load/x".into(), format!("{}", i + k).into_bytes())
             });
             i += 200;
+            // faster than a debug build stores: commits must still happen
             std::thread::sleep(Duration::from_millis(2));
         }
         i

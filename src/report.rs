@@ -64,7 +64,9 @@ impl ProcessSample {
         ProcessSample {
             cpu,
             rss_bytes: rss,
-            peak_rss_bytes: peak,
+            // The kernel updates ru_maxrss lazily; never report a peak
+            // below the current figure.
+            peak_rss_bytes: peak.max(rss),
         }
     }
 }

@@ -5,19 +5,29 @@
 //!           carries the earliest rotation
 //!   dispatch  signal fd -> stop / rotate; wall timer -> rotate;
 //!             stream token -> Stream::on_ready (read until WouldBlock)
+//!           publisher token -> Publisher::on_ready
 //!   timers  Stream::on_timer (session timers, commit deadline, retries),
 //!           rotation of files whose period has ended, the self-report
+//!           (log lines, JSON report, metrics file, systemd STATUS=), the
+//!           systemd watchdog
 //! ```
 //!
-//! It owns start-up (folders, recovery of `.part` files) and the stop
-//! sequence; protocol rules live in the session and storage rules in the
-//! writer. The loop holds no protocol logic of its own.
+//! It owns start-up (folders, recovery of `.part` files), the systemd
+//! notifications (READY=1 after set-up, STOPPING=1 when the stop sequence
+//! begins, WATCHDOG=1 from the loop's own deadlines so that a wedged loop
+//! stops sending it) and the stop sequence; protocol rules live in the
+//! session, storage rules in the writer, figures and formats in `report`.
+//! The loop holds no protocol logic of its own.
 
 use crate::clock::{self, WallTimer};
 use crate::config::Config;
+use crate::metrics::MetricsFile;
+use crate::publisher::Publisher;
+use crate::report::{self, ProcessSample, Reporter, StreamSample};
 use crate::signals::{Signal, Signals};
 use crate::store::writer;
 use crate::stream::Stream;
+use crate::systemd::Notifier;
 use mio::{Events, Poll, Token};
 use std::fmt;
 use std::io;
@@ -25,6 +35,7 @@ use std::time::{Duration, Instant};
 
 const SIGNAL: Token = Token(usize::MAX - 1);
 const WALL: Token = Token(usize::MAX - 2);
+const PUBLISHER: Token = Token(usize::MAX - 3);
 
 /// How long the stop sequence may wait for DISCONNECTs to be written.
 const STOP_FLUSH: Duration = Duration::from_millis(500);
@@ -119,8 +130,23 @@ pub fn run(config: &Config) -> Result<(), AppError> {
     let mut events = Events::with_capacity(256);
     let mut buf = vec![0u8; READ_BUF];
     let mut sigs = Vec::new();
-    let mut report = Report::new(config.feedback_period, start);
+    let mut reporter = Reporter::new(config.feedback_period, start, ProcessSample::read().cpu);
+    let mut out = Outputs {
+        publisher: config
+            .performance
+            .as_ref()
+            .map(|p| Publisher::new(p, PUBLISHER, start)),
+        metrics: config.metrics_file.clone().map(MetricsFile::new),
+        notifier: Notifier::from_env(),
+    };
+    // Time the loop spent on each stream since the last report.
+    let mut busy = vec![Duration::ZERO; streams.len()];
+    let watchdog_every = out.notifier.watchdog_every();
+    let mut watchdog_due = watchdog_every.map(|_| start);
     let mut longest_turn = Duration::ZERO;
+    // Every stream is set up (folders recovered, poll ready); brokers are
+    // connected by the loop, not awaited.
+    out.notifier.ready();
 
     loop {
         let now = Instant::now();
@@ -128,7 +154,9 @@ pub fn run(config: &Config) -> Result<(), AppError> {
         let deadline = streams
             .iter()
             .filter_map(Stream::next_deadline)
-            .chain(Some(report.due))
+            .chain(Some(reporter.due))
+            .chain(out.publisher.as_ref().and_then(Publisher::next_deadline))
+            .chain(watchdog_due)
             .min();
         let timeout = if streams.iter().any(Stream::has_unread) {
             Some(Duration::ZERO)
@@ -160,10 +188,17 @@ pub fn run(config: &Config) -> Result<(), AppError> {
                         log::info!("wall clock was stepped; re-evaluating rotation deadlines");
                     }
                 }
+                PUBLISHER => {
+                    if let Some(p) = out.publisher.as_mut() {
+                        p.on_ready(poll.registry(), &mut buf, now);
+                    }
+                }
                 Token(i) => {
                     if let Some(s) = streams.get_mut(i) {
+                        let t = Instant::now();
                         let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
                         s.on_ready(poll.registry(), readable, ev.is_writable(), &mut buf, now);
+                        busy[i] += t.elapsed();
                     }
                 }
             }
@@ -177,21 +212,46 @@ pub fn run(config: &Config) -> Result<(), AppError> {
                 "longest loop turn: {:.1} ms",
                 longest_turn.as_secs_f64() * 1e3
             );
+            out.notifier.stopping();
+            if let Some(p) = out.publisher.as_mut() {
+                p.shutdown(poll.registry(), now);
+            }
             return stop_all(&mut poll, &signals, &mut streams, &mut events);
         }
-        for s in &mut streams {
+        for (s, b) in streams.iter_mut().zip(busy.iter_mut()) {
             if s.next_deadline().is_some_and(|d| d <= now) {
+                let t = Instant::now();
                 s.on_timer(poll.registry(), &mut buf, now);
+                *b += t.elapsed();
             }
+        }
+        if let Some(p) = out.publisher.as_mut()
+            && p.next_deadline().is_some_and(|d| d <= now)
+        {
+            p.on_timer(poll.registry(), now);
         }
         let wall_now = clock::now_us();
-        for s in &mut streams {
+        for (s, b) in streams.iter_mut().zip(busy.iter_mut()) {
             if rotate_all || s.rotation_due_us().is_some_and(|d| d <= wall_now) {
+                let t = Instant::now();
                 s.rotate(poll.registry(), now);
+                *b += t.elapsed();
             }
         }
-        if now >= report.due {
-            report.emit(&streams, now);
+        if now >= reporter.due {
+            let samples = streams
+                .iter()
+                .zip(busy.iter_mut())
+                .map(|(s, b)| sample(s, std::mem::take(b)))
+                .collect();
+            let figures = reporter.take(samples, ProcessSample::read(), now, wall_now);
+            out.emit(poll.registry(), &figures, now);
+        }
+        if let (Some(due), Some(every)) = (watchdog_due, watchdog_every)
+            && now >= due
+        {
+            out.notifier.watchdog();
+            watchdog_due = Some(now + every);
         }
         // How long the loop was busy this turn: a long turn delays every
         // stream (the benchmark reads this to bound rotation stalls).
@@ -203,6 +263,43 @@ pub fn run(config: &Config) -> Result<(), AppError> {
                 busy.as_secs_f64() * 1e3
             );
         }
+    }
+}
+
+/// A stream's figures as the report needs them.
+fn sample(s: &Stream, busy: Duration) -> StreamSample {
+    StreamSample {
+        name: s.name.clone(),
+        counters: s.counters.clone(),
+        reconnects: s.session.stats().reconnects,
+        connected: s.session.is_connected(),
+        file: s.current_file().map(|p| p.display().to_string()),
+        busy,
+    }
+}
+
+/// Where each report goes besides the log.
+struct Outputs {
+    /// The JSON report's connection (`log-performance`).
+    publisher: Option<Publisher>,
+    /// `metrics-file`.
+    metrics: Option<MetricsFile>,
+    /// systemd (`STATUS=`).
+    notifier: Notifier,
+}
+
+impl Outputs {
+    fn emit(&mut self, registry: &mio::Registry, figures: &report::Figures, now: Instant) {
+        for line in report::log_lines(figures) {
+            log::info!("{line}");
+        }
+        if let Some(p) = self.publisher.as_mut() {
+            p.publish(registry, &report::json(figures), now);
+        }
+        if let Some(m) = self.metrics.as_mut() {
+            m.write(&report::prometheus(figures));
+        }
+        self.notifier.status(&report::status_line(figures));
     }
 }
 
@@ -255,56 +352,4 @@ fn stop_all(
     }
     log::info!("stopped");
     Ok(())
-}
-
-/// The periodic self-report line per stream.
-struct Report {
-    period: Duration,
-    due: Instant,
-    last: Instant,
-    prev: Vec<(u64, u64)>,
-}
-
-impl Report {
-    fn new(period: Duration, now: Instant) -> Self {
-        Report {
-            period,
-            due: now + period,
-            last: now,
-            prev: Vec::new(),
-        }
-    }
-
-    fn emit(&mut self, streams: &[Stream], now: Instant) {
-        let secs = now
-            .saturating_duration_since(self.last)
-            .as_secs_f64()
-            .max(1e-3);
-        self.prev.resize(streams.len(), (0, 0));
-        for (s, prev) in streams.iter().zip(self.prev.iter_mut()) {
-            let c = &s.counters;
-            let rx = c.received - prev.0;
-            let st = c.stored - prev.1;
-            log::info!(
-                "[{}] {}; received {rx} ({:.1}/s), stored {st} ({:.1}/s), total stored {}, skipped {}, excluded {}, reconnects {}, file {}",
-                s.name,
-                if s.session.is_connected() {
-                    "connected"
-                } else {
-                    "disconnected"
-                },
-                rx as f64 / secs,
-                st as f64 / secs,
-                c.stored,
-                c.oversize,
-                c.excluded,
-                s.session.stats().reconnects,
-                s.current_file()
-                    .map_or_else(|| "none".into(), |p| p.display().to_string()),
-            );
-            *prev = (c.received, c.stored);
-        }
-        self.last = now;
-        self.due = now + self.period;
-    }
 }

@@ -16,6 +16,10 @@
 //!   signals     signalfd: SIGINT/SIGTERM/SIGHUP as a poll source
 //!   clock       the two clocks: monotonic deadlines and a CLOCK_REALTIME timerfd
 //!   stream      one stream = one session + one socket + one writer
+//!   report      self-report figures: log lines, JSON report, Prometheus text
+//!   publisher   the JSON report's own publish-only MQTT connection
+//!   metrics     metrics-file: atomic rewrite of the Prometheus text
+//!   systemd     sd_notify (READY, STATUS, WATCHDOG, STOPPING); no-op without NOTIFY_SOCKET
 //!   app         the mio loop: tokens, deadlines, dispatch, shutdown sequence
 //! ```
 //!
@@ -36,11 +40,15 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod logging;
+pub mod metrics;
 pub mod mqtt;
 pub mod net;
+pub mod publisher;
+pub mod report;
 pub mod signals;
 pub mod store;
 pub mod stream;
+pub mod systemd;
 
 /// Exit code for a bad configuration (`EX_CONFIG` from sysexits.h).
 pub const EXIT_CONFIG: i32 = 78;

@@ -46,6 +46,10 @@ pub struct Counters {
     pub lost: u64,
     /// Unix µs of the last message received (0 = none yet).
     pub last_rx_us: i64,
+    /// Duration of the last commit that wrote rows, in µs.
+    pub commit_last_us: u64,
+    /// Longest commit since start, in µs.
+    pub commit_max_us: u64,
 }
 
 /// One stream of the configuration, live.
@@ -380,11 +384,15 @@ impl Stream {
         }
         let rows = self.writer.uncommitted();
         if rows > 0 {
+            let started = Instant::now();
             if let Err(e) = self.writer.commit() {
                 self.storage_failed(now, &e);
                 self.handle_events(registry, now);
                 return;
             }
+            let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            self.counters.commit_last_us = took;
+            self.counters.commit_max_us = self.counters.commit_max_us.max(took);
             self.counters.stored += rows as u64;
             self.counters.stored_bytes += self.uncommitted_bytes;
             self.uncommitted_bytes = 0;

@@ -57,12 +57,27 @@ impl Attic {
         Attic::start_with_config_file(&config_path, dir)
     }
 
+    /// Like [`Attic::start`], with extra environment variables (such as
+    /// `NOTIFY_SOCKET`, `WATCHDOG_USEC` or `JOURNAL_STREAM`, which are
+    /// otherwise removed).
+    pub fn start_with_env(config_yaml: &str, dir: &TempDir, env: &[(&str, &str)]) -> Attic {
+        let config_path = fresh_path(dir.path(), "attic", "yaml");
+        std::fs::write(&config_path, config_yaml)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", config_path.display()));
+        Attic::spawn(&config_path, dir, env)
+    }
+
     /// Spawns `attic run --config <config_path>` on an existing file.
     pub fn start_with_config_file(config_path: &Path, dir: &TempDir) -> Attic {
+        Attic::spawn(config_path, dir, &[])
+    }
+
+    fn spawn(config_path: &Path, dir: &TempDir, env: &[(&str, &str)]) -> Attic {
         let log_path = fresh_path(dir.path(), "attic", "log");
         let log = File::create(&log_path)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", log_path.display()));
         let child = base_command()
+            .envs(env.iter().copied())
             .arg("run")
             .arg("--config")
             .arg(config_path)

@@ -146,6 +146,18 @@ impl<'v> Options<'v> {
         }
     }
 
+    /// An optional `true` / `false`.
+    pub fn boolean(&mut self, key: &'static str) -> Option<bool> {
+        let (value, path) = self.get(key)?;
+        match value {
+            Value::Bool(b) => Some(*b),
+            other => {
+                self.wrong_type(path, "true or false", other);
+                None
+            }
+        }
+    }
+
     /// A required integer in `min..=max`.
     pub fn required_integer(&mut self, key: &'static str, min: u64, max: u64) -> Option<u64> {
         let present = self.get(key).is_some();

@@ -275,6 +275,10 @@ fn sample(s: &Stream, busy: Duration) -> StreamSample {
         connected: s.session.is_connected(),
         file: s.current_file().map(|p| p.display().to_string()),
         busy,
+        filter_drops: s
+            .filter_drops()
+            .map(|(name, n)| (name.to_owned(), n))
+            .collect(),
     }
 }
 

@@ -15,7 +15,8 @@
 //!   net         nonblocking TCP connect, read/write until WouldBlock
 //!   signals     signalfd: SIGINT/SIGTERM/SIGHUP as a poll source
 //!   clock       the two clocks: monotonic deadlines and a CLOCK_REALTIME timerfd
-//!   stream      one stream = one session + one socket + one writer
+//!   filter/     the per-stream filter chain: keep, drop (counted) or rewrite
+//!   stream      one stream = one session + one socket + one filter chain + one writer
 //!   report      self-report figures: log lines, JSON report, Prometheus text
 //!   publisher   the JSON report's own publish-only MQTT connection
 //!   metrics     metrics-file: atomic rewrite of the Prometheus text
@@ -26,9 +27,9 @@
 //! # Data flow
 //!
 //! ```text
-//!  broker --TCP--> net --bytes--> session --Message--> writer --rows--> .sqlite.part
-//!                   ^                |  ^                 |
-//!                   +--acks, pings---+  +---- committed ---+   (ack after commit)
+//!  broker --TCP--> net --bytes--> session --Message--> filter chain --> writer --rows--> .sqlite.part
+//!                   ^                |  ^                                 |
+//!                   +--acks, pings---+  +------------ committed ----------+   (ack after commit)
 //! ```
 //!
 //! One thread, one `mio::Poll`. The loop waits until the earliest deadline
@@ -39,6 +40,7 @@
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod filter;
 pub mod logging;
 pub mod metrics;
 pub mod mqtt;

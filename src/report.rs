@@ -27,6 +27,9 @@ pub struct StreamSample {
     pub file: Option<String>,
     /// Time the loop spent handling this stream during the period.
     pub busy: Duration,
+    /// Messages dropped per filter since start, in chain order (the
+    /// wire-level `max-payload-bytes` first).
+    pub filter_drops: Vec<(String, u64)>,
 }
 
 /// The process's own resource use at one moment.
@@ -279,6 +282,17 @@ pub fn log_lines(f: &Figures) -> Vec<String> {
             c.stored,
             s.sample.file.as_deref().unwrap_or("none"),
         ));
+        let drops: Vec<String> = s
+            .sample
+            .filter_drops
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(name, n)| format!("{name} {n}"))
+            .collect();
+        if !drops.is_empty() {
+            let last = lines.len() - 1;
+            let _ = write!(lines[last], ", dropped by filter: {}", drops.join(", "));
+        }
     }
     lines.push(format!(
         "process: cpu {:.1} %, memory {} (peak {}), up {:.2} h",
@@ -491,6 +505,12 @@ fn stream_json(out: &mut String, f: &Figures, s: &StreamFigures) {
     o.f64("commit_latency_last_ms", c.commit_last_us as f64 / 1e3);
     o.f64("commit_latency_max_ms", c.commit_max_us as f64 / 1e3);
     o.str("current_file", s.sample.file.as_deref());
+    let out = o.key("filter_drops_total");
+    let mut drops = Obj::open(out);
+    for (name, n) in &s.sample.filter_drops {
+        drops.u64(name, *n);
+    }
+    drops.close();
     o.close();
 }
 
@@ -640,6 +660,21 @@ pub fn prometheus(f: &Figures) -> String {
     for (name, help, get) in gauges {
         per_stream(o, f, name, "gauge", help, get);
     }
+    family(
+        o,
+        "attic_filter_dropped_total",
+        "counter",
+        "Messages dropped per filter (the wire-level max-payload-bytes included).",
+    );
+    for s in &f.streams {
+        for (filter, n) in &s.sample.filter_drops {
+            o.push_str("attic_filter_dropped_total{stream=");
+            label(o, &s.sample.name);
+            o.push_str(",filter=");
+            label(o, filter);
+            let _ = writeln!(o, "}} {n}");
+        }
+    }
     process_metric(
         o,
         "attic_cpu_seconds_total",
@@ -701,10 +736,14 @@ mod tests {
             connected: true,
             file: Some("/data/a\"b\\c\n.sqlite.part".into()),
             busy: Duration::from_millis(250),
+            filter_drops: vec![
+                ("max-payload-bytes (wire)".into(), 0),
+                ("exclude".into(), 4),
+            ],
         }
     }
 
-    fn figures() -> Figures {
+    pub(super) fn figures() -> Figures {
         let t0 = Instant::now();
         let mut r = Reporter::new(Duration::from_secs(1), t0, Duration::ZERO);
         let p0 = ProcessSample {
@@ -874,5 +913,27 @@ mod tests {
         assert_eq!(human_bytes(12), "12 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(3 * 1024 * 1024), "3.0 MiB");
+    }
+}
+
+#[cfg(test)]
+mod filter_drop_tests {
+    use super::*;
+
+    #[test]
+    fn per_filter_drops_reach_the_log_line_the_json_and_the_metrics() {
+        let f = tests::figures();
+        let line = &log_lines(&f)[0];
+        assert!(line.ends_with("dropped by filter: exclude 4"), "{line}");
+        let j = json(&f);
+        assert!(
+            j.contains(r#""filter_drops_total":{"max-payload-bytes (wire)":0,"exclude":4}"#),
+            "{j}"
+        );
+        let p = prometheus(&f);
+        assert!(
+            p.contains("attic_filter_dropped_total{stream=\"zwei\",filter=\"exclude\"} 4"),
+            "{p}"
+        );
     }
 }

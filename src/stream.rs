@@ -6,8 +6,8 @@
 
 use crate::clock;
 use crate::config::StreamConfig;
+use crate::filter::{self, Chain, Verdict};
 use crate::mqtt::session::{Delivery, Event, Session, SessionConfig};
-use crate::mqtt::topic;
 use crate::net::{self, ReadOutcome};
 use crate::store::Message;
 use crate::store::writer::{FileMeta, Writer};
@@ -22,6 +22,13 @@ const STORE_RETRY: Duration = Duration::from_secs(1);
 /// Reads per loop turn before other work gets a chance (x 64 KiB).
 const MAX_READS_PER_TURN: usize = 16;
 
+/// How often the filter chain is ticked, when some filter wants ticks.
+const FILTER_TICK: Duration = Duration::from_secs(1);
+
+/// The name under which [`Stream::filter_drops`] reports the stream-level
+/// `max-payload-bytes` (the wire-level limit enforced by the framing).
+pub const WIRE_LIMIT_NAME: &str = "max-payload-bytes (wire)";
+
 /// Counters for the self-report; totals since start.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -33,7 +40,8 @@ pub struct Counters {
     pub stored: u64,
     /// Payload bytes committed.
     pub stored_bytes: u64,
-    /// Messages dropped by `exclude`.
+    /// Messages dropped by the filter chain (`exclude` and `filters:`);
+    /// per filter in [`Stream::filter_drops`].
     pub excluded: u64,
     /// Messages skipped for exceeding `max-payload-bytes`.
     pub oversize: u64,
@@ -59,7 +67,11 @@ pub struct Stream {
     pub name: String,
     host: String,
     port: u16,
-    exclude: Vec<String>,
+    /// `exclude` (as the first filter) and `filters:`, between the session
+    /// and the writer.
+    chain: Chain,
+    /// When the chain is ticked next (only if some filter wants ticks).
+    filter_tick_at: Option<Instant>,
     commit_interval: Duration,
     /// The MQTT protocol state.
     pub session: Session,
@@ -125,11 +137,29 @@ impl Stream {
                 host: host_name.to_owned(),
             },
         );
+        let mut chain = Chain::new();
+        if !cfg.exclude.is_empty() {
+            let topics = cfg.exclude.clone();
+            chain.push("exclude", Box::new(filter::exclude::Exclude::new(topics)));
+        }
+        let registry = filter::Registry::builtin();
+        for spec in &cfg.filters {
+            match registry.build(spec) {
+                Ok(f) => chain.push(&spec.name, f),
+                // `config` built every filter once already; this cannot
+                // happen short of a bug, and storing more is the safe side.
+                Err(problems) => {
+                    log::error!("[{name}] filter `{}` left out: {problems:?}", spec.name)
+                }
+            }
+        }
+        let filter_tick_at = chain.wants_ticks().then(|| now + FILTER_TICK);
         Stream {
             name,
             host: cfg.broker.host.clone(),
             port: cfg.broker.port,
-            exclude: cfg.exclude.clone(),
+            chain,
+            filter_tick_at,
             commit_interval: cfg.commit_interval,
             session,
             token,
@@ -153,6 +183,7 @@ impl Stream {
             self.session.next_deadline(),
             self.commit_due,
             self.store_retry_at,
+            self.filter_tick_at,
         ]
         .into_iter()
         .flatten()
@@ -186,6 +217,15 @@ impl Stream {
     /// The file being written, if any.
     pub fn current_file(&self) -> Option<&std::path::Path> {
         self.writer.current_file()
+    }
+
+    /// Messages not stored, per reason, since start: first the stream-level
+    /// `max-payload-bytes` (named [`WIRE_LIMIT_NAME`]; those payloads are
+    /// skipped by the framing as they arrive), then each filter of the
+    /// chain by its name (`exclude`, `changes-only`, ...; a repeated name
+    /// gets `#2`, `#3`).
+    pub fn filter_drops(&self) -> impl Iterator<Item = (&str, u64)> {
+        std::iter::once((WIRE_LIMIT_NAME, self.counters.oversize)).chain(self.chain.dropped())
     }
 
     /// Rows inserted and not yet committed.
@@ -319,17 +359,19 @@ impl Stream {
         self.counters.received += 1;
         self.counters.received_bytes += d.payload.len() as u64;
         self.counters.last_rx_us = ts;
-        if self.exclude.iter().any(|f| topic::matches(&d.topic, f)) {
-            self.counters.excluded += 1;
-            return;
-        }
-        let msg = Message {
+        let mut msg = Message {
             timestamp_us: ts,
             topic: d.topic,
             payload: d.payload,
             qos: d.qos,
             retain: d.retain,
         };
+        // A dropped QoS 1/2 message is already in the session's ack queue:
+        // it is acknowledged after the next commit like a stored one.
+        if self.chain.check(&mut msg) == Verdict::Drop {
+            self.counters.excluded += 1;
+            return;
+        }
         if !self.held.is_empty() {
             self.held.push_back(msg);
             return;
@@ -401,7 +443,8 @@ impl Stream {
         self.session.release_acks(now);
     }
 
-    /// Time-driven work: session timers, commit deadline, storage retry.
+    /// Time-driven work: session timers, commit deadline, storage retry,
+    /// filter ticks.
     pub fn on_timer(&mut self, registry: &Registry, buf: &mut [u8], now: Instant) {
         self.session.on_timer(now, &mut self.events);
         self.handle_events(registry, now);
@@ -410,6 +453,10 @@ impl Stream {
         }
         if self.commit_due.is_some_and(|t| now >= t) {
             self.commit(registry, now);
+        }
+        if self.filter_tick_at.is_some_and(|t| now >= t) {
+            self.chain.tick(clock::now_us());
+            self.filter_tick_at = Some(now + FILTER_TICK);
         }
         self.flush(registry, now);
     }

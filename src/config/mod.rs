@@ -13,6 +13,7 @@
 
 mod locate;
 
+use crate::filter::{self, options::Step};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -102,8 +103,12 @@ pub struct StreamConfig {
     pub commit_interval: Duration,
     /// `max-payload-bytes` (default 16 MiB); larger messages are skipped.
     pub max_payload_bytes: usize,
-    /// `exclude`: topic filters whose messages are not stored.
+    /// `exclude`: topic filters whose messages are not stored; run as an
+    /// `exclude` filter at the head of the filter chain.
     pub exclude: Vec<String>,
+    /// `filters`: the filter chain, in order, each entry checked against
+    /// the filter registry.
+    pub filters: Vec<filter::Spec>,
     /// `durability` (default normal).
     pub durability: Durability,
 }
@@ -218,6 +223,7 @@ const STREAM_KEYS: &[&str] = &[
     "commit-interval-ms",
     "max-payload-bytes",
     "exclude",
+    "filters",
     "durability",
 ];
 
@@ -472,7 +478,7 @@ fn key(path: &[Seg], k: &str) -> Vec<Seg> {
 }
 
 /// The known key closest to `unknown`, if it is close enough to be a typo.
-fn suggestion<'k>(unknown: &str, known: &[&'k str]) -> Option<&'k str> {
+pub(crate) fn suggestion<'k>(unknown: &str, known: &[&'k str]) -> Option<&'k str> {
     let distance = |a: &str, b: &str| {
         let b: Vec<char> = b.chars().collect();
         let mut row: Vec<usize> = (0..=b.len()).collect();
@@ -542,6 +548,18 @@ impl Checker<'_> {
 
     fn report(&mut self, path: &[Seg], message: String) {
         self.report_at(path, path, message);
+    }
+
+    /// Like `report`, but positioned at the deepest part of `path` the
+    /// locator finds: filter options are usually in flow style
+    /// (`{ seconds: 10 }`), which it does not walk into; the entry's line
+    /// is then still right.
+    fn report_near(&mut self, path: &[Seg], message: String) {
+        let mut at = path.len();
+        while at > 0 && self.locator.find(&path[..at]).is_none() {
+            at -= 1;
+        }
+        self.report_at(path, &path[..at], message);
     }
 
     fn wrong_type(&mut self, path: &[Seg], expected: &str, found: &Yaml) {
@@ -798,6 +816,7 @@ impl Checker<'_> {
         }
         let topics = self.filters(&f, "topic");
         let exclude = self.filters(&f, "exclude");
+        let filters = self.filter_specs(&f);
 
         let prefix = self.string(&f, "prefix").unwrap_or_default();
         let suffix = self.string(&f, "suffix").unwrap_or_default();
@@ -836,8 +855,124 @@ impl Checker<'_> {
             commit_interval: Duration::from_millis(commit_ms),
             max_payload_bytes: usize::try_from(max_payload).unwrap_or(usize::MAX),
             exclude,
+            filters,
             durability,
         })
+    }
+
+    /// `filters`: a list of one-key mappings `name: options`, each name
+    /// registered and its options accepted by the filter's `build`.
+    fn filter_specs(&mut self, f: &Fields) -> Vec<filter::Spec> {
+        let path = f.at("filters");
+        let items = match f.get("filters") {
+            None => return Vec::new(),
+            Some(Yaml::List(items)) => items,
+            Some(other) => {
+                self.wrong_type(&path, "a list of filters (`- name: options`)", other);
+                return Vec::new();
+            }
+        };
+        let registry = filter::Registry::builtin();
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let at = child(&path, Seg::Index(i));
+            let pairs = match item {
+                Yaml::Map(pairs) if pairs.len() == 1 => pairs,
+                Yaml::Map(pairs) => {
+                    let n = pairs.len();
+                    self.report_near(
+                        &at,
+                        format!("each filter is a one-key mapping `name: options`; found {n} keys"),
+                    );
+                    continue;
+                }
+                Yaml::Str(name) if registry.contains(name) => {
+                    self.report_near(
+                        &at,
+                        format!("write `- {name}: <options>` (a filter is a one-key mapping)"),
+                    );
+                    continue;
+                }
+                other => {
+                    let found = other.kind();
+                    self.report_near(
+                        &at,
+                        format!(
+                            "expected a one-key mapping such as `- exclude: [\"debug/#\"]`, found {found}"
+                        ),
+                    );
+                    continue;
+                }
+            };
+            let Some((Yaml::Str(name), value)) = pairs.first() else {
+                self.report_near(&at, "a filter name must be a string".to_owned());
+                continue;
+            };
+            let at = key(&at, name);
+            if !registry.contains(name) {
+                let names = registry.names();
+                let mut message = format!("unknown filter `{name}`");
+                match suggestion(name, &names) {
+                    Some(close) => message.push_str(&format!("; did you mean `{close}`?")),
+                    None => message.push_str(&format!(" (known: {})", names.join(", "))),
+                }
+                self.report_near(&at, message);
+                continue;
+            }
+            let options = self.option_value(value, &at);
+            let spec = filter::Spec::new(name, options);
+            if let Err(problems) = registry.build(&spec) {
+                for p in problems {
+                    let mut full = at.clone();
+                    full.extend(p.path.into_iter().map(|step| match step {
+                        Step::Key(k) => Seg::Key(k),
+                        Step::Index(i) => Seg::Index(i),
+                    }));
+                    self.report_near(&full, p.message);
+                }
+            }
+            out.push(spec);
+        }
+        out
+    }
+
+    /// Converts a filter's options to [`filter::Value`]; tags and non-string
+    /// keys are problems (and become `Null` / are left out).
+    fn option_value(&mut self, value: &Yaml, path: &[Seg]) -> filter::Value {
+        use filter::Value;
+        match value {
+            Yaml::Null => Value::Null,
+            Yaml::Bool(b) => Value::Bool(*b),
+            Yaml::Int(i) => Value::Int(*i),
+            Yaml::Float(x) => Value::Float(*x),
+            Yaml::Str(s) => Value::Str(s.clone()),
+            Yaml::List(items) => Value::List(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| self.option_value(v, &child(path, Seg::Index(i))))
+                    .collect(),
+            ),
+            Yaml::Map(pairs) => {
+                let mut out = Vec::new();
+                for (k, v) in pairs {
+                    let Yaml::Str(name) = k else {
+                        let kind = k.kind();
+                        self.report_near(path, format!("keys must be strings, found {kind}"));
+                        continue;
+                    };
+                    out.push((name.clone(), self.option_value(v, &key(path, name))));
+                }
+                Value::Map(out)
+            }
+            Yaml::Tagged(tag) => {
+                self.report_near(
+                    path,
+                    format!("expected a value, found one tagged `{tag}` (tags are not supported)"),
+                );
+                Value::Null
+            }
+        }
     }
 
     /// The key a folder-name problem is reported on, and where it points.
@@ -1096,6 +1231,18 @@ impl Config {
                     s.exclude.join(", ")
                 }
             ));
+            if s.filters.is_empty() {
+                line("    filters:        (none)".to_owned());
+            } else {
+                line("    filters:".to_owned());
+                for spec in &s.filters {
+                    line(format!(
+                        "      - {}: {}",
+                        spec.name,
+                        describe_value(&spec.options)
+                    ));
+                }
+            }
             line(format!("    qos:            {}", s.qos));
             line(format!("    rotation:       {:?}", s.rotation));
             line(format!("    commit within:  {:?}", s.commit_interval));
@@ -1125,6 +1272,29 @@ impl Config {
             }
         }
         out
+    }
+}
+
+/// A filter's options on one line, YAML flow style.
+fn describe_value(v: &filter::Value) -> String {
+    use filter::Value;
+    match v {
+        Value::Null => "{}".to_owned(),
+        Value::Bool(b) => b.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::Float(x) => x.to_string(),
+        Value::Str(s) => format!("{s:?}"),
+        Value::List(items) => {
+            let items: Vec<String> = items.iter().map(describe_value).collect();
+            format!("[{}]", items.join(", "))
+        }
+        Value::Map(entries) => {
+            let entries: Vec<String> = entries
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", describe_value(v)))
+                .collect();
+            format!("{{ {} }}", entries.join(", "))
+        }
     }
 }
 

@@ -559,3 +559,72 @@ fn tags_and_non_string_keys_are_problems() {
     let p = problems(&minimal("    1: a\n"));
     assert!(p[0].message.contains("keys must be strings"), "{p:?}");
 }
+
+#[test]
+fn filters_are_read_in_order_with_their_options() {
+    let c = parse_ok(&minimal(
+        "    filters:\n      - exclude: [\"$SYS/#\", \"debug/#\"]\n      - changes-only: { topics: [\"sensors/#\"], heartbeat-seconds: 600 }\n      - min-interval: { topics: [\"chatty/#\"], seconds: 10 }\n      - max-payload-bytes: 65536\n      - include:\n          topics: a/#\n",
+    ));
+    let names: Vec<_> = c.streams[0]
+        .filters
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "exclude",
+            "changes-only",
+            "min-interval",
+            "max-payload-bytes",
+            "include"
+        ]
+    );
+    assert_eq!(c.streams[0].filters[3].options, filter::Value::Int(65536));
+    assert!(
+        c.describe()
+            .contains("      - min-interval: { topics: [\"chatty/#\"], seconds: 10 }")
+    );
+    assert!(parse_ok(&minimal("")).streams[0].filters.is_empty());
+}
+
+#[test]
+fn filter_problems_are_all_reported_with_key_path_and_line() {
+    let p = problems(&minimal(
+        "    filters:\n      - changes-only: { heartbeat-secs: 600 }\n      - min-interval: { seconds: 0 }\n      - include:\n          topics: [\"a/#/b\"]\n          max-topics: 3\n      - exclude: 5\n      - min-interval: {}\n      - nope: 1\n      - changes-only\n      - { exclude: a, include: b }\n",
+    ));
+    let got: Vec<(String, Option<usize>)> = p.iter().map(|p| (p.key.clone(), p.line)).collect();
+    let f = |i: usize, rest: &str| format!("streams[0].filters[{i}]{rest}");
+    assert_eq!(
+        got,
+        vec![
+            (f(0, ".changes-only.heartbeat-secs"), Some(6)),
+            (f(1, ".min-interval.seconds"), Some(7)),
+            (f(2, ".include.topics[0]"), Some(9)),
+            (f(2, ".include.max-topics"), Some(10)),
+            (f(3, ".exclude"), Some(11)),
+            (f(4, ".min-interval"), Some(12)),
+            (f(5, ".nope"), Some(13)),
+            (f(6, ""), Some(14)),
+            (f(7, ""), Some(15)),
+        ],
+        "{p:#?}"
+    );
+    assert!(p[0].message.contains("did you mean `heartbeat-seconds`"));
+    assert!(p[1].message.contains("between 1 and"));
+    assert!(p[4].message.contains("expected a topic filter or a list"));
+    assert_eq!(p[5].message, "`seconds` is required");
+    assert!(p[6].message.starts_with("unknown filter `nope`"));
+    assert!(p[7].message.contains("`- changes-only: <options>`"));
+}
+
+#[test]
+fn filters_must_be_a_list_and_zero_intervals_are_refused() {
+    let p = problems(&minimal("    filters: { exclude: a }\n"));
+    assert_eq!(p[0].key, "streams[0].filters");
+    assert!(p[0].message.starts_with("expected a list of filters"));
+    let p = problems(&minimal(
+        "    filters:\n      - min-interval: 0\n      - changes-only: { heartbeat-seconds: 0 }\n",
+    ));
+    assert_eq!(p.len(), 2, "{p:#?}");
+}

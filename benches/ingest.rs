@@ -85,7 +85,7 @@ impl Settings {
     }
 }
 
-// ---------------------------------------------------------------- helpers
+// ---------------------------------------------------------- utilities
 
 /// A temporary folder removed on drop.
 struct TempDir(PathBuf);

@@ -1,0 +1,760 @@
+//! End-to-end ingest benchmark (`cargo bench --bench ingest`): a real
+//! mosquitto on loopback, C publishers (`mosquitto_pub -l`), and Attic and
+//! `mosquitto_sub` measured one after the other in the same run, so that
+//! their ratios are comparable on a noisy machine.
+//!
+//! It builds nothing: run `cargo build --release` first; it uses
+//! `target/release/attic` (or `$ATTIC_BIN`). Each measurement prints one JSON
+//! line, then a `"bench":"summary"` line holds the ratios of SPEC section 10.
+//!
+//! Settings (environment variables, defaults in brackets):
+//! `INGEST_N` [200000] messages at full speed, `INGEST_PUBLISHERS` [4],
+//! `INGEST_PAYLOAD` [64] bytes, `INGEST_PACED_RATE` [500] msg/s for
+//! `INGEST_PACED_SECONDS` [10], `INGEST_QOS1_N` [50000] messages at QoS 1,
+//! `INGEST_ROTATION_RATE` [20000] msg/s for `INGEST_ROTATION_SECONDS` [5]
+//! with 1-second rotation, `INGEST_ONLY` (comma list of `saturate`, `paced`,
+//! `qos1`, `rotation`) to run a subset.
+//!
+//! Every wait has a deadline; every child is killed and reaped and the
+//! temporary folder removed on every exit path (guards' `Drop`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+// Benchmark sizes and rates are small whole numbers: casts cannot truncate.
+#![allow(clippy::cast_possible_truncation)]
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Longest time a subscriber may take to drain after the publishers finish.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(180);
+/// A subscriber whose CPU time has not moved for this long is idle.
+const IDLE_FOR: Duration = Duration::from_secs(1);
+/// How often the subscriber's CPU time is sampled.
+const SAMPLE: Duration = Duration::from_millis(20);
+/// Longest time a subscriber may take to exit after SIGTERM.
+const STOP_DEADLINE: Duration = Duration::from_secs(10);
+
+fn env_num(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a whole number")),
+        Err(_) => default,
+    }
+}
+
+/// The benchmark's settings.
+struct Settings {
+    n: u64,
+    publishers: u64,
+    payload: usize,
+    paced_rate: u64,
+    paced_seconds: u64,
+    qos1_n: u64,
+    rotation_rate: u64,
+    rotation_seconds: u64,
+    only: Option<Vec<String>>,
+}
+
+impl Settings {
+    fn from_env() -> Settings {
+        Settings {
+            n: env_num("INGEST_N", 200_000),
+            publishers: env_num("INGEST_PUBLISHERS", 4).max(1),
+            payload: env_num("INGEST_PAYLOAD", 64) as usize,
+            paced_rate: env_num("INGEST_PACED_RATE", 500).max(1),
+            paced_seconds: env_num("INGEST_PACED_SECONDS", 10).max(1),
+            qos1_n: env_num("INGEST_QOS1_N", 50_000),
+            rotation_rate: env_num("INGEST_ROTATION_RATE", 20_000).max(1),
+            rotation_seconds: env_num("INGEST_ROTATION_SECONDS", 5).max(1),
+            only: std::env::var("INGEST_ONLY")
+                .ok()
+                .map(|s| s.split(',').map(|p| p.trim().to_owned()).collect()),
+        }
+    }
+
+    fn wants(&self, what: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|p| p == what))
+    }
+}
+
+// ---------------------------------------------------------- utilities
+
+/// A temporary folder removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let p =
+            std::env::temp_dir().join(format!("attic-ingest-{tag}-{}-{nanos}", std::process::id()));
+        fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process killed and reaped on drop unless already reaped.
+struct Proc {
+    child: Child,
+    reaped: bool,
+}
+
+/// What `wait4` reports about an exited child.
+struct Exit {
+    code: i32,
+    cpu_s: f64,
+    maxrss_kib: i64,
+}
+
+impl Proc {
+    fn spawn(cmd: &mut Command, what: &str) -> Proc {
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        Proc {
+            child,
+            reaped: false,
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// User + system CPU seconds so far, from `/proc/<pid>/stat`.
+    fn cpu_s(&self) -> Option<f64> {
+        let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
+        let rest = stat.rsplit_once(')')?.1;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        Some(ticks / hz)
+    }
+
+    /// Peak resident set of this process image in KiB (`VmHWM`): unlike
+    /// wait4's `ru_maxrss`, it does not include what the forked bench
+    /// process had resident before `exec`.
+    fn vm_hwm_kib(&self) -> Option<u64> {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    fn signal(&self, sig: i32) {
+        if !self.reaped {
+            // SAFETY: plain kill(2) on our own, not yet reaped, child.
+            unsafe { libc::kill(self.pid(), sig) };
+        }
+    }
+
+    /// Reaps the child with `wait4` within `deadline`, SIGKILLing it if it
+    /// does not exit in time; returns its rusage.
+    fn wait4(&mut self, deadline: Duration) -> Exit {
+        let t0 = Instant::now();
+        let mut killed = false;
+        loop {
+            let mut status = 0i32;
+            // SAFETY: an all-zero rusage is a valid value to be overwritten.
+            let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+            let flags = if killed { 0 } else { libc::WNOHANG };
+            // SAFETY: valid pointers to locals; the pid is our child.
+            let r = unsafe { libc::wait4(self.pid(), &mut status, flags, &mut ru) };
+            if r == self.pid() {
+                self.reaped = true;
+                let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+                let code = if libc::WIFEXITED(status) {
+                    libc::WEXITSTATUS(status)
+                } else {
+                    128 + libc::WTERMSIG(status)
+                };
+                return Exit {
+                    code,
+                    cpu_s: tv(ru.ru_utime) + tv(ru.ru_stime),
+                    maxrss_kib: ru.ru_maxrss,
+                };
+            }
+            assert!(r >= 0, "wait4 failed: {}", std::io::Error::last_os_error());
+            if !killed && t0.elapsed() > deadline {
+                eprintln!(
+                    "ingest: pid {} did not exit in time; killing it",
+                    self.pid()
+                );
+                self.signal(libc::SIGKILL);
+                killed = true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if !self.reaped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn find_mosquitto() -> PathBuf {
+    let candidates = ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"];
+    if let Some(p) = candidates.iter().map(PathBuf::from).find(|p| p.exists()) {
+        return p;
+    }
+    PathBuf::from("mosquitto")
+}
+
+/// A mosquitto broker on a free loopback port, like the shared e2e harness
+/// configures it (no queue limit, 100 in flight, no persistence).
+struct Broker {
+    port: u16,
+    _proc: Proc,
+}
+
+impl Broker {
+    fn start(dir: &Path) -> Broker {
+        let port = free_port();
+        let conf = dir.join("mosquitto.conf");
+        let mut text = format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n\
+             max_inflight_messages 100\npersistence false\nlog_dest none\n"
+        );
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            // mosquitto 2 drops to user `mosquitto` when started as root.
+            text.push_str("user root\n");
+        }
+        fs::write(&conf, text).unwrap();
+        let proc = Proc::spawn(
+            Command::new(find_mosquitto())
+                .arg("-c")
+                .arg(&conf)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+            "mosquitto (apt-get install mosquitto)",
+        );
+        let t0 = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "mosquitto did not listen on port {port} within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Broker { port, _proc: proc }
+    }
+}
+
+/// One line of a publisher: JSON-ish, padded with `x` to `payload` bytes.
+fn line(id: u64, seq: u64, payload: usize, out: &mut Vec<u8>) {
+    let start = out.len();
+    write!(out, "{{\"id\":{id},\"seq\":{seq:09},\"v\":21.5,\"p\":\"").unwrap();
+    let used = out.len() - start + 2;
+    out.extend(std::iter::repeat_n(b'x', payload.saturating_sub(used)));
+    out.extend_from_slice(b"\"}\n");
+}
+
+fn publisher(port: u16, qos: u8, topic: &str) -> (Proc, ChildStdin) {
+    let mut p = Proc::spawn(
+        Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-q", &qos.to_string(), "-t", topic, "-l"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+        "mosquitto_pub (apt-get install mosquitto-clients)",
+    );
+    let stdin = p.child.stdin.take().unwrap();
+    (p, stdin)
+}
+
+/// Publishes `n` messages split over `publishers` at full speed (one
+/// writer thread per publisher); returns when every publisher has exited.
+fn publish_full_speed(port: u16, qos: u8, n: u64, publishers: u64, payload: usize) {
+    let per = n / publishers;
+    let mut procs = Vec::new();
+    let mut threads = Vec::new();
+    for k in 0..publishers {
+        let (p, mut stdin) = publisher(port, qos, &format!("bench/sensor/{k}"));
+        procs.push(p);
+        let mut data = Vec::with_capacity(per as usize * (payload + 1));
+        for i in 0..per {
+            line(k, i, payload, &mut data);
+        }
+        threads.push(std::thread::spawn(move || {
+            let _ = stdin.write_all(&data);
+        }));
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    for mut p in procs {
+        let e = p.wait4(DRAIN_DEADLINE);
+        assert_eq!(e.code, 0, "mosquitto_pub failed");
+    }
+}
+
+/// Publishes `rate` msg/s for `seconds` from `publishers` publishers, in
+/// chunks every 10 ms.
+fn publish_paced(port: u16, rate: u64, seconds: u64, publishers: u64, payload: usize) -> u64 {
+    let total = rate * seconds;
+    let mut pubs: Vec<(Proc, ChildStdin)> = (0..publishers)
+        .map(|k| publisher(port, 0, &format!("bench/sensor/{k}")))
+        .collect();
+    let t0 = Instant::now();
+    let tick = Duration::from_millis(10);
+    let mut sent = 0u64;
+    let mut buf = Vec::new();
+    let np = pubs.len() as u64;
+    while sent < total {
+        let due = ((t0.elapsed().as_secs_f64() + tick.as_secs_f64()) * rate as f64) as u64;
+        let need = due.min(total).saturating_sub(sent);
+        for (k, (_, stdin)) in pubs.iter_mut().enumerate() {
+            let chunk = need / np + u64::from((k as u64) < need % np);
+            buf.clear();
+            for _ in 0..chunk {
+                line(k as u64, sent, payload, &mut buf);
+                sent += 1;
+            }
+            stdin.write_all(&buf).unwrap();
+        }
+        std::thread::sleep(tick);
+    }
+    for (mut p, stdin) in pubs {
+        drop(stdin);
+        let e = p.wait4(DRAIN_DEADLINE);
+        assert_eq!(e.code, 0, "mosquitto_pub failed");
+    }
+    total
+}
+
+/// Waits until the subscriber's CPU time has not moved for [`IDLE_FOR`];
+/// returns the moment it last moved (≈ the last message handled) and the
+/// CPU seconds then.
+fn wait_idle(sub: &Proc, since: Instant) -> (Instant, f64) {
+    let mut last = sub.cpu_s().unwrap_or(0.0);
+    let mut last_change = Instant::now();
+    while last_change.elapsed() < IDLE_FOR {
+        assert!(
+            since.elapsed() < DRAIN_DEADLINE,
+            "the subscriber was still busy after {DRAIN_DEADLINE:?}"
+        );
+        std::thread::sleep(SAMPLE);
+        let c = sub.cpu_s().unwrap_or(last);
+        if c != last {
+            last = c;
+            last_change = Instant::now();
+        }
+    }
+    (last_change, last)
+}
+
+// ------------------------------------------------------------ subscribers
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Attic,
+    MosquittoSub,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Attic => "attic",
+            Kind::MosquittoSub => "mosquitto_sub",
+        }
+    }
+}
+
+/// A subscriber under test, its files and its log.
+struct Sub {
+    kind: Kind,
+    proc: Proc,
+    data: PathBuf,
+    out: PathBuf,
+    log: PathBuf,
+}
+
+fn start_sub(kind: Kind, attic: &Path, dir: &Path, port: u16, qos: u8, rotation_s: u64) -> Sub {
+    let data = dir.join("data");
+    fs::create_dir_all(&data).unwrap();
+    let out = dir.join("sub.out");
+    let log = dir.join("sub.log");
+    let mut cmd = match kind {
+        Kind::Attic => {
+            let cfg = dir.join("attic.yaml");
+            fs::write(
+                &cfg,
+                format!(
+                    "data-folder: \"{}\"\nconsole-feedback-period-seconds: 60\nstreams:\n  - \
+                     mqtt-broker-address: \"127.0.0.1\"\n    mqtt-broker-port: {port}\n    \
+                     topic: \"bench/#\"\n    prefix: \"bench\"\n    \
+                     file-rotation-time-seconds: {rotation_s}\n    qos: {qos}\n",
+                    data.display()
+                ),
+            )
+            .unwrap();
+            let mut c = Command::new(attic);
+            c.arg("run").arg("--config").arg(&cfg);
+            c.env("ATTIC_LOG_LEVEL", "info");
+            c
+        }
+        Kind::MosquittoSub => {
+            let mut c = Command::new("mosquitto_sub");
+            c.args(["-h", "127.0.0.1", "-p", &port.to_string()]);
+            c.args(["-t", "bench/#", "-q", &qos.to_string()]);
+            c
+        }
+    };
+    cmd.stdin(Stdio::null())
+        .stdout(File::create(&out).unwrap())
+        .stderr(File::create(&log).unwrap());
+    let proc = Proc::spawn(&mut cmd, kind.name());
+    let sub = Sub {
+        kind,
+        proc,
+        data,
+        out,
+        log,
+    };
+    // Ready: Attic says so; mosquitto_sub gets the same settling time.
+    let t0 = Instant::now();
+    match kind {
+        Kind::Attic => loop {
+            let text = fs::read_to_string(&sub.log).unwrap_or_default();
+            if text.contains("subscribed") {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(15),
+                "attic did not subscribe within 15 s; its log:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        },
+        Kind::MosquittoSub => std::thread::sleep(Duration::from_millis(1000)),
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    sub
+}
+
+/// What a subscriber stored, on disk.
+struct Stored {
+    rows: u64,
+    bytes_on_disk: u64,
+    files: u64,
+}
+
+fn stored(sub: &Sub) -> Stored {
+    match sub.kind {
+        Kind::MosquittoSub => {
+            let mut text = Vec::new();
+            File::open(&sub.out)
+                .unwrap()
+                .read_to_end(&mut text)
+                .unwrap();
+            Stored {
+                rows: text.iter().filter(|&&b| b == b'\n').count() as u64,
+                bytes_on_disk: text.len() as u64,
+                files: 1,
+            }
+        }
+        Kind::Attic => {
+            let mut s = Stored {
+                rows: 0,
+                bytes_on_disk: 0,
+                files: 0,
+            };
+            let mut stack = vec![sub.data.clone()];
+            while let Some(d) = stack.pop() {
+                for e in fs::read_dir(&d).unwrap().flatten() {
+                    let p = e.path();
+                    if p.is_dir() {
+                        stack.push(p);
+                        continue;
+                    }
+                    s.bytes_on_disk += e.metadata().map_or(0, |m| m.len());
+                    if p.extension().is_some_and(|x| x == "sqlite") {
+                        let c = rusqlite::Connection::open_with_flags(
+                            &p,
+                            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+                        )
+                        .unwrap();
+                        let n: i64 = c
+                            .query_row("SELECT count(*) FROM data", [], |r| r.get(0))
+                            .unwrap();
+                        s.rows += n as u64;
+                        s.files += 1;
+                    } else {
+                        eprintln!("ingest: unexpected file left: {}", p.display());
+                    }
+                }
+            }
+            s
+        }
+    }
+}
+
+/// "longest loop turn: X ms" from Attic's log at stop.
+fn longest_turn_ms(log: &Path) -> Option<f64> {
+    let text = fs::read_to_string(log).ok()?;
+    let at = text.rfind("longest loop turn: ")?;
+    let rest = &text[at + "longest loop turn: ".len()..];
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+// ------------------------------------------------------------ measurements
+
+/// One JSON line, fields in order; values already JSON-encoded.
+fn emit(fields: &[(&str, String)]) {
+    let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+    println!("{{{}}}", body.join(","));
+}
+
+fn s(v: &str) -> String {
+    format!("\"{v}\"")
+}
+
+fn f(v: f64, digits: usize) -> String {
+    if v.is_finite() {
+        format!("{v:.digits$}")
+    } else {
+        "null".into()
+    }
+}
+
+/// The figures of one subscriber in one scenario.
+struct Run {
+    sent: u64,
+    stored: Stored,
+    exit: Exit,
+    cpu_during_load_s: f64,
+    /// From the first publish to the subscriber's last CPU activity.
+    busy_s: f64,
+    longest_turn_ms: Option<f64>,
+    /// `VmHWM` just before the stop signal.
+    hwm_kib: u64,
+}
+
+impl Run {
+    fn us_per_msg(&self) -> f64 {
+        self.exit.cpu_s * 1e6 / self.sent.max(1) as f64
+    }
+    fn lost(&self) -> i64 {
+        self.sent as i64 - self.stored.rows as i64
+    }
+    fn rate(&self) -> f64 {
+        self.stored.rows as f64 / self.busy_s.max(1e-9)
+    }
+}
+
+enum Load {
+    Full { n: u64, qos: u8 },
+    Paced { rate: u64, seconds: u64 },
+}
+
+fn measure(attic: &Path, set: &Settings, kind: Kind, load: &Load, rotation_s: u64) -> Run {
+    let dir = TempDir::new(kind.name());
+    let broker = Broker::start(&dir.0);
+    let qos = match load {
+        Load::Full { qos, .. } => *qos,
+        Load::Paced { .. } => 0,
+    };
+    let mut sub = start_sub(kind, attic, &dir.0, broker.port, qos, rotation_s);
+    let cpu0 = sub.proc.cpu_s().unwrap_or(0.0);
+    let t0 = Instant::now();
+    let sent = match *load {
+        Load::Full { n, qos } => {
+            let per = n / set.publishers;
+            publish_full_speed(broker.port, qos, n, set.publishers, set.payload);
+            per * set.publishers
+        }
+        Load::Paced { rate, seconds } => {
+            let publishers = (rate / 10_000).clamp(1, 4);
+            publish_paced(broker.port, rate, seconds, publishers, set.payload)
+        }
+    };
+    let (last_busy, cpu_end) = wait_idle(&sub.proc, t0);
+    let hwm_kib = sub.proc.vm_hwm_kib().unwrap_or(0);
+    sub.proc.signal(libc::SIGTERM);
+    let exit = sub.proc.wait4(STOP_DEADLINE);
+    drop(broker);
+    let stored = stored(&sub);
+    let longest = longest_turn_ms(&sub.log);
+    if exit.code != 0 {
+        eprintln!(
+            "ingest: {} exited with {}; its log:\n{}",
+            kind.name(),
+            exit.code,
+            fs::read_to_string(&sub.log).unwrap_or_default()
+        );
+    }
+    Run {
+        sent,
+        stored,
+        exit,
+        cpu_during_load_s: cpu_end - cpu0,
+        busy_s: last_busy.duration_since(t0).as_secs_f64(),
+        longest_turn_ms: longest,
+        hwm_kib,
+    }
+}
+
+fn report(bench: &str, kind: Kind, r: &Run, extra: &[(&str, String)]) {
+    let mut fields = vec![
+        ("bench", s(bench)),
+        ("sub", s(kind.name())),
+        ("sent", r.sent.to_string()),
+        ("stored", r.stored.rows.to_string()),
+        ("lost", r.lost().to_string()),
+        ("cpu_s", f(r.exit.cpu_s, 3)),
+        ("cpu_us_per_msg", f(r.us_per_msg(), 2)),
+        ("cpu_s_during_load", f(r.cpu_during_load_s, 3)),
+        ("peak_rss_mb", f(r.hwm_kib as f64 / 1024.0, 1)),
+        ("wait4_maxrss_mb", f(r.exit.maxrss_kib as f64 / 1024.0, 1)),
+        ("busy_s", f(r.busy_s, 2)),
+        ("msgs_per_s", f(r.rate(), 0)),
+        (
+            "disk_bytes_per_msg",
+            f(
+                r.stored.bytes_on_disk as f64 / r.stored.rows.max(1) as f64,
+                1,
+            ),
+        ),
+        ("files", r.stored.files.to_string()),
+        ("exit", r.exit.code.to_string()),
+    ];
+    if let Some(ms) = r.longest_turn_ms {
+        fields.push(("longest_loop_turn_ms", f(ms, 1)));
+    }
+    fields.extend(extra.iter().cloned());
+    emit(&fields);
+}
+
+fn locate_attic() -> PathBuf {
+    if let Ok(p) = std::env::var("ATTIC_BIN") {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let bin = target.join("release").join("attic");
+    if !bin.exists() {
+        eprintln!(
+            "ingest: {} is missing; build it first: cargo build --release",
+            bin.display()
+        );
+        std::process::exit(2);
+    }
+    bin
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is taken from argv.
+    let set = Settings::from_env();
+    let attic = locate_attic();
+    eprintln!("ingest: measuring {}", attic.display());
+    let mut summary: Vec<(&str, String)> = vec![("bench", s("summary"))];
+
+    if set.wants("saturate") {
+        let load = Load::Full { n: set.n, qos: 0 };
+        let floor = measure(&attic, &set, Kind::MosquittoSub, &load, 3600);
+        report("saturate", Kind::MosquittoSub, &floor, &[]);
+        let at = measure(&attic, &set, Kind::Attic, &load, 3600);
+        report("saturate", Kind::Attic, &at, &[]);
+        summary.push((
+            "attic_vs_mosquitto_sub",
+            f(at.exit.cpu_s / floor.exit.cpu_s.max(1e-9), 3),
+        ));
+        summary.push(("attic_cpu_us_per_msg", f(at.us_per_msg(), 2)));
+        summary.push(("attic_peak_rss_mb", f(at.hwm_kib as f64 / 1024.0, 1)));
+        summary.push(("attic_lost", at.lost().to_string()));
+        summary.push((
+            "attic_disk_bytes_per_msg",
+            f(
+                at.stored.bytes_on_disk as f64 / at.stored.rows.max(1) as f64,
+                1,
+            ),
+        ));
+    }
+    if set.wants("paced") {
+        let load = Load::Paced {
+            rate: set.paced_rate,
+            seconds: set.paced_seconds,
+        };
+        let pct = |r: &Run| 100.0 * r.cpu_during_load_s / set.paced_seconds as f64;
+        let floor = measure(&attic, &set, Kind::MosquittoSub, &load, 3600);
+        report(
+            "paced",
+            Kind::MosquittoSub,
+            &floor,
+            &[("cpu_pct_of_core", f(pct(&floor), 3))],
+        );
+        let at = measure(&attic, &set, Kind::Attic, &load, 3600);
+        report(
+            "paced",
+            Kind::Attic,
+            &at,
+            &[("cpu_pct_of_core", f(pct(&at), 3))],
+        );
+        summary.push(("paced_rate", set.paced_rate.to_string()));
+        summary.push(("attic_paced_cpu_pct_of_core", f(pct(&at), 3)));
+        summary.push(("attic_paced_lost", at.lost().to_string()));
+    }
+    if set.wants("qos1") {
+        let load = Load::Full {
+            n: set.qos1_n,
+            qos: 1,
+        };
+        let floor = measure(&attic, &set, Kind::MosquittoSub, &load, 3600);
+        report("qos1", Kind::MosquittoSub, &floor, &[]);
+        let at = measure(&attic, &set, Kind::Attic, &load, 3600);
+        report("qos1", Kind::Attic, &at, &[]);
+        summary.push((
+            "qos1_throughput_vs_mosquitto_sub",
+            f(at.rate() / floor.rate().max(1e-9), 3),
+        ));
+        summary.push(("attic_qos1_msgs_per_s", f(at.rate(), 0)));
+        summary.push(("attic_qos1_lost", at.lost().to_string()));
+    }
+    if set.wants("rotation") {
+        let load = Load::Paced {
+            rate: set.rotation_rate,
+            seconds: set.rotation_seconds,
+        };
+        let at = measure(&attic, &set, Kind::Attic, &load, 1);
+        report("rotation", Kind::Attic, &at, &[]);
+        summary.push((
+            "rotation_longest_loop_turn_ms",
+            at.longest_turn_ms.map_or("null".into(), |v| f(v, 1)),
+        ));
+        summary.push(("rotation_lost", at.lost().to_string()));
+        summary.push(("rotation_files", at.stored.files.to_string()));
+    }
+    emit(&summary);
+}

@@ -1,0 +1,93 @@
+//! Micro-benchmark of batched inserts (`cargo bench --bench insert`):
+//! `attic::store::writer::Writer` storing 64-byte payloads over 50 topics,
+//! 1000 rows per commit, into a file in a temporary folder.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use attic::config::Durability;
+use attic::store::Message;
+use attic::store::writer::{FileMeta, Writer};
+use bytes::Bytes;
+use divan::{Bencher, black_box};
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn main() {
+    divan::main();
+}
+
+/// A temporary folder removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "attic-insert-bench-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Inserts and commits one batch of 1000 rows; throughput is in rows. The
+/// file grows across iterations (as a real period's file does).
+#[divan::bench(sample_count = 50, sample_size = 4)]
+fn batch_of_1000_rows_64b_50_topics(bencher: Bencher) {
+    batch(bencher, 1000);
+}
+
+/// The same with 50,000 rows per commit: QoS 0 at full speed, where one
+/// transaction holds a whole `commit-interval-ms` of messages and its pages
+/// no longer fit in SQLite's page cache.
+#[divan::bench(sample_count = 10, sample_size = 1)]
+fn batch_of_50000_rows_64b_50_topics(bencher: Bencher) {
+    batch(bencher, 50_000);
+}
+
+fn batch(bencher: Bencher, rows: usize) {
+    let tmp = TempDir::new();
+    let mut w = Writer::new(
+        tmp.0.clone(),
+        Duration::from_secs(3600 * 24),
+        Durability::Normal,
+        FileMeta {
+            stream_folder: "bench".into(),
+            topics: vec!["bench/#".into()],
+            broker: "127.0.0.1:1883".into(),
+            host: "bench".into(),
+        },
+    );
+    let payload = Bytes::from(vec![b'x'; 64]);
+    // Every row of a period belongs to one file: a fixed timestamp, so the
+    // benchmark never rotates.
+    let now_us = 1_700_000_000_000_000;
+    let msgs: Vec<Message> = (0..rows)
+        .map(|i| Message {
+            timestamp_us: now_us,
+            topic: format!("sensors/room{}/temp", i % 50),
+            payload: payload.clone(),
+            qos: 0,
+            retain: false,
+        })
+        .collect();
+    bencher
+        .counter(divan::counter::ItemsCount::new(rows))
+        .bench_local(|| {
+            for m in &msgs {
+                w.insert(black_box(m)).unwrap();
+            }
+            w.commit().unwrap();
+        });
+    w.rotate().unwrap();
+}

@@ -568,3 +568,54 @@ fn qos_1_and_2_subscriptions_store_each_message_once_with_its_qos() {
         assert_eq!(distinct.len(), 200, "{folder}: each once");
     }
 }
+
+#[test]
+fn coalesce_ms_reads_light_traffic_in_batches_and_zero_reads_each_message_at_once() {
+    let broker = Mosquitto::start();
+    let dir = TempDir::new("coalesce");
+    let data = dir.join("data");
+    let yaml = config(
+        &data,
+        broker.port(),
+        &[("slow", &["c/slow"], 3600), ("fast", &["c/fast"], 3600)],
+    )
+    .replacen(
+        "commit-interval-ms: 100\n",
+        "commit-interval-ms: 100\n    coalesce-ms: 300\n",
+        1,
+    )
+    .replacen(
+        "prefix: \"fast\"",
+        "prefix: \"fast\"\n    coalesce-ms: 0",
+        1,
+    );
+    let mut attic = start(&yaml, &dir, 2);
+    let mut c = TestClient::connect(broker.port(), "pub");
+    for i in 0..5 {
+        c.publish("c/slow", format!("{i}").as_bytes(), 0, false);
+        c.publish("c/fast", format!("{i}").as_bytes(), 0, false);
+        c.flush();
+        std::thread::sleep(Duration::from_millis(30)); // spacing the messages is the point
+    }
+    wait_for_rows(&data.join("slow"), 5, T);
+    wait_for_rows(&data.join("fast"), 5, T);
+    attic.stop_clean();
+    let distinct = |folder: &str| {
+        all_rows(&data.join(folder))
+            .iter()
+            .map(|r| r.ts)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    };
+    // the first message is read at once, the next four together after 300 ms
+    assert!(
+        distinct("slow") <= 2,
+        "coalesced reads share timestamps: {}",
+        distinct("slow")
+    );
+    assert_eq!(
+        distinct("fast"),
+        5,
+        "coalesce-ms: 0 reads each message as it comes"
+    );
+}

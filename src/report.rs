@@ -44,22 +44,25 @@ pub struct ProcessSample {
 }
 
 impl ProcessSample {
-    /// Reads `getrusage(RUSAGE_SELF)` and `/proc/self/statm`; a figure that
-    /// cannot be read is 0.
+    /// Reads `getrusage(RUSAGE_SELF)`, `/proc/self/statm` and the peak
+    /// (`VmHWM`) from `/proc/self/status`; a figure that cannot be read is 0.
     pub fn read() -> Self {
         // SAFETY: `rusage` is plain data; getrusage fills it or fails.
         let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
         // SAFETY: RUSAGE_SELF with a valid pointer to a rusage.
         let ok = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } == 0;
-        let (cpu, peak) = if ok {
-            (
-                timeval(ru.ru_utime) + timeval(ru.ru_stime),
-                // ru_maxrss is in KiB on Linux.
-                u64::try_from(ru.ru_maxrss).unwrap_or(0) * 1024,
-            )
+        let cpu = if ok {
+            timeval(ru.ru_utime) + timeval(ru.ru_stime)
         } else {
-            (Duration::ZERO, 0)
+            Duration::ZERO
         };
+        // The peak is VmHWM, not ru_maxrss: ru_maxrss survives exec, so a
+        // process started by a big parent (`cargo run`, a Python harness)
+        // would report the parent's peak as its own.
+        let peak = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| status_kib(&s, "VmHWM:"))
+            .map_or(0, |kib| kib * 1024);
         let rss = std::fs::read_to_string("/proc/self/statm")
             .ok()
             .and_then(|s| statm_resident_pages(&s))
@@ -84,6 +87,18 @@ fn page_size() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     u64::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
+}
+
+/// A `kB` figure of `/proc/self/status`, e.g. `VmHWM:     5124 kB`.
+fn status_kib(status: &str, key: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The second field of `/proc/self/statm`: resident pages.
@@ -935,5 +950,19 @@ mod filter_drop_tests {
             p.contains("attic_filter_dropped_total{stream=\"zwei\",filter=\"exclude\"} 4"),
             "{p}"
         );
+    }
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::*;
+
+    #[test]
+    fn the_peak_is_read_from_vmhwm_in_kib() {
+        let status = "Name:\tattic\nVmPeak:\t  10000 kB\nVmHWM:\t    5124 kB\nVmRSS:\t 4000 kB\n";
+        assert_eq!(status_kib(status, "VmHWM:"), Some(5124));
+        assert_eq!(status_kib(status, "VmSwap:"), None);
+        let p = ProcessSample::read();
+        assert!(p.peak_rss_bytes >= p.rss_bytes && p.rss_bytes > 0, "{p:?}");
     }
 }

@@ -23,7 +23,7 @@ const STORE_RETRY: Duration = Duration::from_secs(1);
 const MAX_READS_PER_TURN: usize = 16;
 
 /// A read turn smaller than this means light traffic: worth coalescing.
-const COALESCE_BELOW: usize = 4096;
+const COALESCE_BELOW: usize = 16 * 1024;
 
 /// How often the filter chain is ticked, when some filter wants ticks.
 const FILTER_TICK: Duration = Duration::from_secs(1);

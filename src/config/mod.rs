@@ -101,7 +101,7 @@ pub struct StreamConfig {
     pub qos: u8,
     /// `commit-interval-ms` (default 1000 ms), > 0.
     pub commit_interval: Duration,
-    /// `coalesce-ms` (default 10 ms, 0 = off): at QoS 0 and low rates, how
+    /// `coalesce-ms` (default 50 ms, 0 = off): at QoS 0 and low rates, how
     /// long to leave the socket unread after a small read, so that several
     /// messages share one wake-up.
     pub coalesce: Duration,
@@ -252,7 +252,7 @@ const DEFAULT_KEEP_ALIVE_SECONDS: u64 = 30;
 const DEFAULT_COMMIT_MS: u64 = 1000;
 /// Default `coalesce-ms`: at most this much later reception timestamps at
 /// low rates, for several times fewer wake-ups (see README, Performance).
-const DEFAULT_COALESCE_MS: u64 = 10;
+const DEFAULT_COALESCE_MS: u64 = 50;
 /// Largest `coalesce-ms` (longer would delay keep-alive handling).
 const MAX_COALESCE_MS: u64 = 1000;
 const DEFAULT_MAX_PAYLOAD: u64 = 16 * 1024 * 1024;

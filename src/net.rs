@@ -1,8 +1,10 @@
 //! Nonblocking TCP for the loop: connect, finish a connect, read and write
-//! until `WouldBlock`. No protocol knowledge here.
+//! until `WouldBlock`, and [`Link`], a connection with its poll
+//! registration. No protocol knowledge here.
 
 use bytes::{Buf, BytesMut};
 use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 
@@ -75,4 +77,171 @@ pub fn write_some(stream: &mut TcpStream, out: &mut BytesMut) -> io::Result<bool
         }
     }
     Ok(true)
+}
+
+/// One broker connection as the loop holds it: the socket, its poll token
+/// and the interest registered for it. Shared by the streams and the
+/// report publisher; knows nothing of MQTT.
+#[derive(Debug)]
+pub struct Link {
+    /// Broker host name or address.
+    host: String,
+    /// Broker port.
+    port: u16,
+    /// The poll token of this connection.
+    token: Token,
+    /// The socket, while a connection is wanted.
+    socket: Option<TcpStream>,
+    /// The nonblocking connect has not finished yet.
+    connecting: bool,
+    /// WRITABLE interest is wanted (only while bytes wait to be written).
+    want_write: bool,
+    /// Out of the poll set for a while (read coalescing).
+    parked: bool,
+}
+
+impl Link {
+    /// A closed link to `host:port`, registered under `token` once opened.
+    pub fn new(host: &str, port: u16, token: Token) -> Self {
+        Link {
+            host: host.to_owned(),
+            port,
+            token,
+            socket: None,
+            connecting: false,
+            want_write: false,
+            parked: false,
+        }
+    }
+
+    /// Starts a connect and registers the socket. `Err` says why (the caller
+    /// reports the transport as down).
+    pub fn open(&mut self, registry: &Registry) -> Result<(), String> {
+        self.close(registry);
+        let mut sock = connect(&self.host, self.port)
+            .map_err(|e| format!("cannot connect to {}:{}: {e}", self.host, self.port))?;
+        registry
+            .register(
+                &mut sock,
+                self.token,
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .map_err(|e| format!("cannot register socket: {e}"))?;
+        self.socket = Some(sock);
+        self.connecting = true;
+        self.want_write = true;
+        Ok(())
+    }
+
+    /// Closes the socket, if any.
+    pub fn close(&mut self, registry: &Registry) {
+        if let Some(mut sock) = self.socket.take() {
+            // The socket is closed right after; closing also removes it
+            // from epoll, so a failed deregister does not matter.
+            if !self.parked {
+                let _ = registry.deregister(&mut sock);
+            }
+        }
+        self.connecting = false;
+        self.want_write = false;
+        self.parked = false;
+    }
+
+    /// A socket is open (connecting or connected).
+    pub fn is_open(&self) -> bool {
+        self.socket.is_some()
+    }
+
+    /// After a readiness event while connecting: `Ok(true)` the connect
+    /// has just finished, `Ok(false)` nothing to do (still connecting, or
+    /// connected long ago), `Err` it failed (with the reason).
+    pub fn finish_connect(&mut self) -> Result<bool, String> {
+        if !self.connecting {
+            return Ok(false);
+        }
+        let Some(sock) = &self.socket else {
+            return Ok(false);
+        };
+        match connect_finished(sock) {
+            Ok(true) => {
+                self.connecting = false;
+                Ok(true)
+            }
+            Ok(false) => Ok(false),
+            Err(e) => Err(format!(
+                "cannot connect to {}:{}: {e}",
+                self.host, self.port
+            )),
+        }
+    }
+
+    /// The connect is still in progress.
+    pub fn is_connecting(&self) -> bool {
+        self.connecting
+    }
+
+    /// One read (see [`read_once`]); a closed link reads as `Closed`.
+    pub fn read(&mut self, buf: &mut [u8]) -> io::Result<ReadOutcome> {
+        match self.socket.as_mut() {
+            Some(sock) => read_once(sock, buf),
+            None => Ok(ReadOutcome::Closed),
+        }
+    }
+
+    /// Writes as much of `out` as the socket takes; holds WRITABLE interest
+    /// only while bytes remain. `Err` says why the connection failed.
+    pub fn flush(&mut self, registry: &Registry, out: &mut BytesMut) -> Result<(), String> {
+        if self.connecting {
+            return Ok(());
+        }
+        let Some(sock) = self.socket.as_mut() else {
+            return Ok(());
+        };
+        let done = write_some(sock, out).map_err(|e| format!("write error: {e}"))?;
+        if self.parked {
+            // The interest is set when the socket goes back in the poll set.
+            self.want_write = !done;
+        } else if done == self.want_write {
+            let interest = if done {
+                Interest::READABLE
+            } else {
+                Interest::READABLE | Interest::WRITABLE
+            };
+            if registry.reregister(sock, self.token, interest).is_ok() {
+                self.want_write = !done;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the socket out of the poll set (no events until `unpark`).
+    pub fn park(&mut self, registry: &Registry) -> bool {
+        if self.parked {
+            return false;
+        }
+        let Some(sock) = self.socket.as_mut() else {
+            return false;
+        };
+        self.parked = registry.deregister(sock).is_ok();
+        self.parked
+    }
+
+    /// Puts a parked socket back into the poll set.
+    pub fn unpark(&mut self, registry: &Registry) -> Result<(), String> {
+        if !self.parked {
+            return Ok(());
+        }
+        self.parked = false;
+        let interest = if self.want_write {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        match self.socket.as_mut() {
+            Some(sock) => registry
+                .register(sock, self.token, interest)
+                .map_err(|e| format!("cannot register socket: {e}")),
+            None => Ok(()),
+        }
+    }
 }

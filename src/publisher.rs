@@ -10,9 +10,8 @@
 
 use crate::config::PerformanceConfig;
 use crate::mqtt::session::{Event, Session, SessionConfig};
-use crate::net::{self, ReadOutcome};
-use mio::net::TcpStream;
-use mio::{Interest, Registry, Token};
+use crate::net::{Link, ReadOutcome};
+use mio::{Registry, Token};
 use std::time::Instant;
 
 /// Nothing is subscribed, so no PUBLISH is expected; a small bound keeps a
@@ -22,16 +21,10 @@ const MAX_INCOMING_PAYLOAD: usize = 64 * 1024;
 /// The report's connection.
 #[derive(Debug)]
 pub struct Publisher {
-    host: String,
-    port: u16,
     topic: String,
     session: Session,
-    token: Token,
-    socket: Option<TcpStream>,
-    /// The TCP connect has not finished yet.
-    connecting: bool,
-    /// WRITABLE interest is registered (only while the outbox is not empty).
-    want_write: bool,
+    /// The TCP connection and its poll registration.
+    link: Link,
     events: Vec<Event>,
     /// Reports published and dropped (not connected), for the debug log.
     dropped: u64,
@@ -63,14 +56,9 @@ impl Publisher {
             now,
         );
         Publisher {
-            host: cfg.broker.host.clone(),
-            port: cfg.broker.port,
             topic: cfg.topic.clone(),
             session,
-            token,
-            socket: None,
-            connecting: false,
-            want_write: false,
+            link: Link::new(&cfg.broker.host, cfg.broker.port, token),
             events: Vec::new(),
             dropped: 0,
         }
@@ -109,27 +97,20 @@ impl Publisher {
     /// The socket is ready: finish a connect, read until `WouldBlock`,
     /// write what is pending.
     pub fn on_ready(&mut self, registry: &Registry, buf: &mut [u8], now: Instant) {
-        if self.connecting {
-            let result = match &self.socket {
-                Some(s) => net::connect_finished(s),
-                None => return,
-            };
-            match result {
-                Ok(true) => {
-                    self.connecting = false;
-                    self.session.on_transport_up(now, &mut self.events);
-                    self.handle_events(registry, now);
-                }
-                Ok(false) => return,
-                Err(e) => {
-                    let why = format!("cannot connect to {}:{}: {e}", self.host, self.port);
-                    self.down(registry, now, &why);
-                    return;
-                }
+        match self.link.finish_connect() {
+            Ok(true) => {
+                self.session.on_transport_up(now, &mut self.events);
+                self.handle_events(registry, now);
+            }
+            Ok(false) if self.link.is_connecting() => return,
+            Ok(false) => {}
+            Err(why) => {
+                self.down(registry, now, &why);
+                return;
             }
         }
-        while let Some(sock) = self.socket.as_mut() {
-            match net::read_once(sock, buf) {
+        while self.link.is_open() {
+            match self.link.read(buf) {
                 Ok(ReadOutcome::Data(n)) => {
                     self.session.on_bytes(&buf[..n], now, &mut self.events);
                     self.handle_events(registry, now);
@@ -178,61 +159,19 @@ impl Publisher {
     }
 
     fn open_socket(&mut self, registry: &Registry, now: Instant) {
-        self.close_socket(registry);
-        match net::connect(&self.host, self.port) {
-            Ok(mut sock) => match registry.register(
-                &mut sock,
-                self.token,
-                Interest::READABLE | Interest::WRITABLE,
-            ) {
-                Ok(()) => {
-                    self.socket = Some(sock);
-                    self.connecting = true;
-                    self.want_write = true;
-                }
-                Err(e) => {
-                    let why = format!("cannot register socket: {e}");
-                    self.session.on_transport_down(now, &why, &mut self.events);
-                }
-            },
-            Err(e) => {
-                let why = format!("cannot connect to {}:{}: {e}", self.host, self.port);
-                self.session.on_transport_down(now, &why, &mut self.events);
-            }
+        if let Err(why) = self.link.open(registry) {
+            self.session.on_transport_down(now, &why, &mut self.events);
         }
     }
 
     fn close_socket(&mut self, registry: &Registry) {
-        if let Some(mut sock) = self.socket.take() {
-            // The socket is closed right after; a failed deregister is moot.
-            let _ = registry.deregister(&mut sock);
-        }
-        self.connecting = false;
-        self.want_write = false;
+        self.link.close(registry);
     }
 
-    /// Writes the outbox; holds WRITABLE interest only while bytes remain.
+    /// Writes the outbox (WRITABLE interest only while bytes remain).
     fn flush(&mut self, registry: &Registry, now: Instant) {
-        if self.connecting {
-            return;
-        }
-        let Some(sock) = self.socket.as_mut() else {
-            return;
-        };
-        match net::write_some(sock, self.session.outbox()) {
-            Ok(done) => {
-                if done == self.want_write {
-                    let interest = if done {
-                        Interest::READABLE
-                    } else {
-                        Interest::READABLE | Interest::WRITABLE
-                    };
-                    if registry.reregister(sock, self.token, interest).is_ok() {
-                        self.want_write = !done;
-                    }
-                }
-            }
-            Err(e) => self.down(registry, now, &format!("write error: {e}")),
+        if let Err(why) = self.link.flush(registry, self.session.outbox()) {
+            self.down(registry, now, &why);
         }
     }
 }

@@ -8,11 +8,10 @@ use crate::clock;
 use crate::config::StreamConfig;
 use crate::filter::{self, Chain, Verdict};
 use crate::mqtt::session::{Delivery, Event, Session, SessionConfig};
-use crate::net::{self, ReadOutcome};
+use crate::net::{Link, ReadOutcome};
 use crate::store::Message;
 use crate::store::writer::{FileMeta, Writer};
-use mio::net::TcpStream;
-use mio::{Interest, Registry, Token};
+use mio::{Registry, Token};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -68,8 +67,6 @@ pub struct Counters {
 pub struct Stream {
     /// The folder name, used in log lines.
     pub name: String,
-    host: String,
-    port: u16,
     /// `exclude` (as the first filter) and `filters:`, between the session
     /// and the writer.
     chain: Chain,
@@ -78,14 +75,8 @@ pub struct Stream {
     commit_interval: Duration,
     /// The MQTT protocol state.
     pub session: Session,
-    /// This stream's poll token.
-    token: Token,
-    /// The TCP connection, while the session wants one.
-    socket: Option<TcpStream>,
-    /// The TCP connect has not finished yet.
-    connecting: bool,
-    /// WRITABLE interest is registered (only while the outbox is not empty).
-    want_write: bool,
+    /// The TCP connection and its poll registration.
+    link: Link,
     writer: Writer,
     /// When the oldest uncommitted row must be committed.
     commit_due: Option<Instant>,
@@ -165,16 +156,11 @@ impl Stream {
         let filter_tick_at = chain.wants_ticks().then(|| now + FILTER_TICK);
         Stream {
             name,
-            host: cfg.broker.host.clone(),
-            port: cfg.broker.port,
             chain,
             filter_tick_at,
             commit_interval: cfg.commit_interval,
             session,
-            token,
-            socket: None,
-            connecting: false,
-            want_write: false,
+            link: Link::new(&cfg.broker.host, cfg.broker.port, token),
             writer,
             commit_due: None,
             store_retry_at: None,
@@ -220,7 +206,7 @@ impl Stream {
     /// to let other work run (not while storage is failing: then the retry
     /// timer resumes reading).
     pub fn has_unread(&self) -> bool {
-        self.unread && self.held.is_empty() && self.socket.is_some()
+        self.unread && self.held.is_empty() && self.link.is_open()
     }
 
     /// Continues reading where the last turn stopped.
@@ -259,24 +245,16 @@ impl Stream {
         buf: &mut [u8],
         now: Instant,
     ) {
-        if self.connecting {
-            let result = match &self.socket {
-                Some(s) => net::connect_finished(s),
-                None => return,
-            };
-            match result {
-                Ok(true) => {
-                    self.connecting = false;
-                    self.session.on_transport_up(now, &mut self.events);
-                    self.handle_events(registry, now);
-                }
-                Ok(false) => return,
-                Err(e) => {
-                    let why = format!("cannot connect to {}:{}: {e}", self.host, self.port);
-                    self.session.on_transport_down(now, &why, &mut self.events);
-                    self.handle_events(registry, now);
-                    return;
-                }
+        match self.link.finish_connect() {
+            Ok(true) => {
+                self.session.on_transport_up(now, &mut self.events);
+                self.handle_events(registry, now);
+            }
+            Ok(false) if self.link.is_connecting() => return,
+            Ok(false) => {}
+            Err(why) => {
+                self.down(registry, now, &why);
+                return;
             }
         }
         if readable || self.unread {
@@ -307,10 +285,10 @@ impl Stream {
                 self.unread = true;
                 break;
             }
-            let Some(sock) = self.socket.as_mut() else {
+            if !self.link.is_open() {
                 break;
-            };
-            match net::read_once(sock, buf) {
+            }
+            match self.link.read(buf) {
                 Ok(ReadOutcome::Data(n)) => {
                     total += n;
                     self.session.on_bytes(&buf[..n], now, &mut self.events);
@@ -358,9 +336,7 @@ impl Stream {
         if self.coalesce.is_zero() || !self.session.is_connected() {
             return;
         }
-        if let Some(sock) = self.socket.as_mut()
-            && registry.deregister(sock).is_ok()
-        {
+        if self.link.park(registry) {
             self.resume_at = Some(now + self.coalesce);
         }
     }
@@ -368,21 +344,10 @@ impl Stream {
     /// End of a coalescing pause: back into the poll set, and read.
     fn resume_reading(&mut self, registry: &Registry, buf: &mut [u8], now: Instant) {
         self.resume_at = None;
-        let interest = if self.want_write {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        };
-        let Some(sock) = self.socket.as_mut() else {
-            return;
-        };
-        if let Err(e) = registry.register(sock, self.token, interest) {
-            let why = format!("cannot register socket: {e}");
-            self.session.on_transport_down(now, &why, &mut self.events);
-            self.handle_events(registry, now);
-            return;
+        match self.link.unpark(registry) {
+            Ok(()) => self.read_all(registry, buf, now),
+            Err(why) => self.down(registry, now, &why),
         }
-        self.read_all(registry, buf, now);
     }
 
     /// Carries out what the session asked for.
@@ -581,7 +546,7 @@ impl Stream {
         }
         self.session.shutdown();
         self.flush(registry, now);
-        self.session.outbox().is_empty() || self.socket.is_none()
+        self.session.outbox().is_empty() || !self.link.is_open()
     }
 
     /// Closes the socket at the end of the stop sequence.
@@ -591,74 +556,27 @@ impl Stream {
 
     fn open_socket(&mut self, registry: &Registry, now: Instant) {
         self.close_socket(registry);
-        match net::connect(&self.host, self.port) {
-            Ok(mut sock) => {
-                match registry.register(
-                    &mut sock,
-                    self.token,
-                    Interest::READABLE | Interest::WRITABLE,
-                ) {
-                    Ok(()) => {
-                        self.socket = Some(sock);
-                        self.connecting = true;
-                        self.want_write = true;
-                    }
-                    Err(e) => {
-                        let why = format!("cannot register socket: {e}");
-                        self.session.on_transport_down(now, &why, &mut self.events);
-                    }
-                }
-            }
-            Err(e) => {
-                let why = format!("cannot connect to {}:{}: {e}", self.host, self.port);
-                self.session.on_transport_down(now, &why, &mut self.events);
-            }
+        if let Err(why) = self.link.open(registry) {
+            self.session.on_transport_down(now, &why, &mut self.events);
         }
     }
 
     fn close_socket(&mut self, registry: &Registry) {
-        if let Some(mut sock) = self.socket.take() {
-            // Deregistering a socket that is about to be closed cannot fail
-            // in a way that matters; closing removes it from epoll anyway.
-            let _ = registry.deregister(&mut sock);
-        }
-        self.connecting = false;
-        self.want_write = false;
+        self.link.close(registry);
         self.unread = false;
         self.resume_at = None;
     }
 
-    /// Writes the outbox; holds WRITABLE interest only while bytes remain.
+    /// The transport failed: tell the session and carry out what follows.
+    fn down(&mut self, registry: &Registry, now: Instant, why: &str) {
+        self.session.on_transport_down(now, why, &mut self.events);
+        self.handle_events(registry, now);
+    }
+
+    /// Writes the outbox (WRITABLE interest only while bytes remain).
     fn flush(&mut self, registry: &Registry, now: Instant) {
-        if self.connecting {
-            return;
-        }
-        let Some(sock) = self.socket.as_mut() else {
-            return;
-        };
-        let result = net::write_some(sock, self.session.outbox());
-        match result {
-            Ok(done) => {
-                if self.resume_at.is_some() {
-                    // Out of the poll set while coalescing: the interest is
-                    // set when it goes back in.
-                    self.want_write = !done;
-                } else if done == self.want_write {
-                    let interest = if done {
-                        Interest::READABLE
-                    } else {
-                        Interest::READABLE | Interest::WRITABLE
-                    };
-                    if registry.reregister(sock, self.token, interest).is_ok() {
-                        self.want_write = !done;
-                    }
-                }
-            }
-            Err(e) => {
-                let why = format!("write error: {e}");
-                self.session.on_transport_down(now, &why, &mut self.events);
-                self.handle_events(registry, now);
-            }
+        if let Err(why) = self.link.flush(registry, self.session.outbox()) {
+            self.down(registry, now, &why);
         }
     }
 }

@@ -12,7 +12,7 @@
 //!   store/
 //!     rotation  pure time arithmetic: periods, day folders, file names
 //!     writer    rusqlite: pragmas, schema, batched inserts, finalise, recovery
-//!   net         nonblocking TCP connect, read/write until WouldBlock
+//!   net         nonblocking TCP; Link = a socket with its poll registration
 //!   signals     signalfd: SIGINT/SIGTERM/SIGHUP as a poll source
 //!   clock       the two clocks: monotonic deadlines and a CLOCK_REALTIME timerfd
 //!   filter/     the per-stream filter chain: keep, drop (counted) or rewrite

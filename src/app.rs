@@ -325,7 +325,6 @@ fn stop_all(
         }
     }
     let deadline = now + STOP_FLUSH;
-    let mut buf = [0u8; 512];
     let mut sigs = Vec::new();
     while !pending.is_empty() {
         let now = Instant::now();
@@ -348,8 +347,7 @@ fn stop_all(
             }
         }
         let now = Instant::now();
-        pending.retain(|&i| !streams[i].shutdown(poll.registry(), now));
-        let _ = &mut buf;
+        pending.retain(|&i| !streams[i].flush_final(poll.registry(), now));
     }
     for s in streams.iter_mut() {
         s.close(poll.registry());

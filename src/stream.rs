@@ -545,6 +545,12 @@ impl Stream {
             self.writer.abandon();
         }
         self.session.shutdown();
+        self.flush_final(registry, now)
+    }
+
+    /// During the stop: writes what is left of the outbox (the DISCONNECT);
+    /// true when nothing is left to write.
+    pub fn flush_final(&mut self, registry: &Registry, now: Instant) -> bool {
         self.flush(registry, now);
         self.session.outbox().is_empty() || !self.link.is_open()
     }

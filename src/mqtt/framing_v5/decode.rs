@@ -1,0 +1,552 @@
+//! MQTT 5 decoding: splits the byte stream of a v5 connection into
+//! [`Packet5`]s, with the same allocation rules as the 3.1.1 decoder (bytes
+//! are buffered only as they arrive, control packets are capped at
+//! [`MAX_CONTROL_PACKET`], an oversize PUBLISH payload is skipped as it
+//! streams in).
+//!
+//! mqttbytes' v5 codecs decode the values, but only after this module has
+//! checked the frame, because of what they get wrong in 0.6:
+//!
+//! - a DISCONNECT of remaining length 0 (normal disconnection) is refused
+//!   as `PayloadRequired` by `v5::read`;
+//! - a DISCONNECT of remaining length 1 (reason code, no property length,
+//!   which the spec allows and mosquitto sends for "session taken over") is
+//!   refused as `InsufficientBytes`, which reads like "need more bytes";
+//! - property blocks are not bounded by their declared length (see
+//!   [`properties`](super::properties)), duplicates and zero values pass;
+//! - the 3.1.1 CONNACK that a broker without MQTT 5 answers with is an
+//!   `InsufficientBytes` / `InvalidConnectReturnCode` error instead of the
+//!   refusal it is;
+//! - reserved CONNACK flag bits and bytes after a property block pass.
+//!
+//! So DISCONNECT, PINGRESP and the short CONNACK are decoded here, and
+//! every other frame is handed to mqttbytes only once it is complete and
+//! its property block has passed [`check_block`]. It knows nothing about
+//! sessions, sockets or clocks.
+
+use super::properties::{Block, PublishProps, check_block, varint};
+use super::reason;
+use crate::mqtt::framing::{Incoming, MAX_CONTROL_PACKET, ProtocolError};
+use bytes::{Buf, Bytes, BytesMut};
+use mqttbytes::v5::{self, Packet};
+
+/// Largest remaining length the protocol can express (268,435,455).
+const MAX_REMAINING_LENGTH: usize = 268_435_455;
+
+/// A packet received on an MQTT 5 connection, reduced to what a subscriber
+/// needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Packet5 {
+    /// CONNACK.
+    ConnAck(ConnAck5),
+    /// A PUBLISH that fits within `max-payload-bytes`.
+    Publish(Publish5),
+    /// A PUBLISH whose payload exceeds `max-payload-bytes`: its payload is
+    /// being discarded as it arrives; it still needs its acknowledgement
+    /// and its topic alias still counts.
+    Oversize {
+        /// Topic as received (empty when only an alias was sent).
+        topic: String,
+        /// Topic Alias property.
+        topic_alias: Option<u16>,
+        /// 0, 1 or 2.
+        qos: u8,
+        /// Packet id (0 for QoS 0).
+        pkid: u16,
+        /// Payload size the header announced.
+        payload_len: usize,
+    },
+    /// SUBACK.
+    SubAck {
+        /// Packet id of the SUBSCRIBE it answers.
+        pkid: u16,
+        /// One reason code per filter: 0-2 granted QoS, >= 0x80 refused.
+        reasons: Vec<u8>,
+        /// The broker's explanation, if it gave one.
+        reason_string: Option<String>,
+    },
+    /// DISCONNECT from the broker.
+    Disconnect(Disconnect5),
+    /// A packet whose v5 form means to the session what its 3.1.1 form
+    /// does (acks, UNSUBACK, PINGRESP, server-bound packets).
+    Common(Incoming),
+}
+
+/// A CONNACK: the reason code and the properties the session honours.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConnAck5 {
+    /// The broker kept a session for our client id.
+    pub session_present: bool,
+    /// 0 = accepted; >= 0x80 refused (see [`reason::words`]).
+    pub reason: u8,
+    /// The broker answered with a 3.1.1 CONNACK (it does not speak MQTT 5);
+    /// `reason` is then the matching MQTT 5 code.
+    pub from_v311: bool,
+    /// Session Expiry Interval the broker will use instead of ours.
+    pub session_expiry_interval: Option<u32>,
+    /// QoS 1/2 publications the broker accepts in flight from us.
+    pub receive_maximum: Option<u16>,
+    /// Highest QoS the broker accepts from us.
+    pub maximum_qos: Option<u8>,
+    /// 0 = the broker does not support retained messages.
+    pub retain_available: Option<u8>,
+    /// Largest packet the broker accepts from us.
+    pub maximum_packet_size: Option<u32>,
+    /// The client id the broker chose for us (we sent an empty one).
+    pub assigned_client_identifier: Option<String>,
+    /// Topic aliases the broker accepts from us.
+    pub topic_alias_maximum: Option<u16>,
+    /// The broker's explanation, if it gave one.
+    pub reason_string: Option<String>,
+    /// 0 = wildcard subscriptions are not supported.
+    pub wildcard_subscription_available: Option<u8>,
+    /// 0 = shared subscriptions are not supported.
+    pub shared_subscription_available: Option<u8>,
+    /// Keep-alive the broker imposes instead of ours.
+    pub server_keep_alive: Option<u16>,
+    /// Another broker to use (with reason 0x9C or 0x9D).
+    pub server_reference: Option<String>,
+}
+
+/// A received PUBLISH with its properties.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publish5 {
+    /// Topic as received; empty when the broker sent only a topic alias.
+    pub topic: String,
+    /// Payload bytes (zero-copy slice of the read buffer).
+    pub payload: Bytes,
+    /// 0, 1 or 2.
+    pub qos: u8,
+    /// Retain flag.
+    pub retain: bool,
+    /// DUP flag.
+    pub dup: bool,
+    /// Packet id (0 for QoS 0).
+    pub pkid: u16,
+    /// Topic Alias property (non-zero).
+    pub topic_alias: Option<u16>,
+    /// The properties Attic stores.
+    pub properties: PublishProps,
+}
+
+/// A DISCONNECT sent by the broker.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Disconnect5 {
+    /// Reason code (0 = normal disconnection).
+    pub reason: u8,
+    /// The broker's explanation, if it gave one.
+    pub reason_string: Option<String>,
+    /// Another broker to use (with reason 0x9C or 0x9D).
+    pub server_reference: Option<String>,
+    /// Session Expiry Interval property (a broker must not send it; kept
+    /// for the round trip).
+    pub session_expiry_interval: Option<u32>,
+}
+
+pub(super) fn packet_name(byte1: u8) -> &'static str {
+    match byte1 >> 4 {
+        1 => "CONNECT",
+        2 => "CONNACK",
+        3 => "PUBLISH",
+        4 => "PUBACK",
+        5 => "PUBREC",
+        6 => "PUBREL",
+        7 => "PUBCOMP",
+        8 => "SUBSCRIBE",
+        9 => "SUBACK",
+        10 => "UNSUBSCRIBE",
+        11 => "UNSUBACK",
+        12 => "PINGREQ",
+        13 => "PINGRESP",
+        14 => "DISCONNECT",
+        15 => "AUTH",
+        _ => "reserved",
+    }
+}
+
+fn malformed(byte1: u8, detail: impl Into<String>) -> ProtocolError {
+    ProtocolError::Malformed {
+        packet: packet_name(byte1),
+        detail: detail.into(),
+    }
+}
+
+fn codec_error(byte1: u8, e: mqttbytes::Error) -> ProtocolError {
+    malformed(byte1, format!("{e:?}"))
+}
+
+/// Fixed header: first byte, header length (2-5), remaining length.
+/// `Ok(None)` = need more bytes.
+fn fixed_header(buf: &[u8]) -> Result<Option<(u8, usize, usize)>, ProtocolError> {
+    let Some(&byte1) = buf.first() else {
+        return Ok(None);
+    };
+    match varint(&buf[1..]) {
+        Ok(Some((len, n))) => Ok(Some((byte1, 1 + n, len))),
+        Ok(None) => Ok(None),
+        Err(_) => Err(malformed(byte1, "remaining length longer than 4 bytes")),
+    }
+}
+
+/// Splits the byte stream of one MQTT 5 connection into packets.
+#[derive(Debug)]
+pub struct Decoder5 {
+    /// Bytes received and not yet framed.
+    buf: BytesMut,
+    /// Bytes of an oversize PUBLISH still to be discarded as they arrive.
+    skip: usize,
+    /// The stream's `max-payload-bytes`.
+    max_payload: usize,
+}
+
+impl Decoder5 {
+    /// A decoder that skips PUBLISH payloads larger than `max_payload`.
+    pub fn new(max_payload: usize) -> Self {
+        Decoder5 {
+            buf: BytesMut::new(),
+            skip: 0,
+            max_payload,
+        }
+    }
+
+    /// Forgets everything buffered (the connection is gone).
+    pub fn reset(&mut self) {
+        self.buf.clear();
+        self.skip = 0;
+    }
+
+    /// Bytes buffered and not yet framed.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Appends bytes read from the socket. Bytes of a skipped payload are
+    /// dropped here and never buffered.
+    pub fn push(&mut self, mut data: &[u8]) {
+        if self.skip > 0 {
+            let n = self.skip.min(data.len());
+            self.skip -= n;
+            data = &data[n..];
+        }
+        if !data.is_empty() {
+            self.buf.extend_from_slice(data);
+        }
+    }
+
+    /// The next complete packet, `Ok(None)` if more bytes are needed.
+    pub fn next_packet(&mut self) -> Result<Option<Packet5>, ProtocolError> {
+        if self.skip > 0 {
+            return Ok(None);
+        }
+        let Some((byte1, header_len, remaining)) = fixed_header(&self.buf)? else {
+            return Ok(None);
+        };
+        let kind = byte1 >> 4;
+        if kind != 3 && remaining > MAX_CONTROL_PACKET {
+            return Err(ProtocolError::TooLarge {
+                packet: packet_name(byte1),
+                len: remaining,
+            });
+        }
+        if kind == 3
+            && remaining > self.max_payload
+            && let Some(found) = self.oversize(byte1, header_len, remaining)?
+        {
+            return Ok(Some(found));
+        }
+        let frame_len = header_len + remaining;
+        if self.buf.len() < frame_len {
+            return Ok(None);
+        }
+        let var = &self.buf[header_len..frame_len];
+        let own = match kind {
+            2 if remaining == 2 && var[1] != 0 => Some(Packet5::ConnAck(ConnAck5 {
+                session_present: false,
+                reason: reason::from_v311_connack(var[1]),
+                from_v311: true,
+                ..ConnAck5::default()
+            })),
+            2 => {
+                check_connack(byte1, var)?;
+                None
+            }
+            3 => {
+                check_publish(byte1, var)?;
+                None
+            }
+            4..=7 => {
+                check_ack(byte1, var)?;
+                None
+            }
+            9 | 11 => {
+                check_suback(byte1, var)?;
+                None
+            }
+            13 if remaining == 0 => Some(Packet5::Common(Incoming::PingResp)),
+            13 => return Err(malformed(byte1, "PINGRESP with a body")),
+            14 => Some(Packet5::Disconnect(disconnect(byte1, var)?)),
+            1 | 8 | 10 | 12 | 15 => Some(Packet5::Common(Incoming::Unexpected(packet_name(byte1)))),
+            _ => return Err(malformed(byte1, "reserved packet type 0")),
+        };
+        if let Some(p) = own {
+            self.buf.advance(frame_len);
+            return Ok(Some(p));
+        }
+        let packet =
+            v5::read(&mut self.buf, MAX_REMAINING_LENGTH).map_err(|e| codec_error(byte1, e))?;
+        convert(byte1, packet).map(Some)
+    }
+
+    /// For a PUBLISH announcing more than `max_payload` bytes: if its
+    /// payload really exceeds the limit, consume its header (topic and
+    /// properties, checked), arm the skip and return [`Packet5::Oversize`].
+    /// `Ok(None)` means "not oversize" or "need more bytes".
+    fn oversize(
+        &mut self,
+        byte1: u8,
+        header_len: usize,
+        remaining: usize,
+    ) -> Result<Option<Packet5>, ProtocolError> {
+        let qos = (byte1 >> 1) & 0b11;
+        if qos == 3 {
+            return Err(malformed(byte1, "QoS 3"));
+        }
+        let var = &self.buf[header_len.min(self.buf.len())..];
+        if var.len() < 2 {
+            return Ok(None);
+        }
+        let topic_len = usize::from(u16::from_be_bytes([var[0], var[1]]));
+        let props_at = 2 + topic_len + if qos > 0 { 2 } else { 0 };
+        if props_at >= remaining {
+            return Err(malformed(byte1, "topic runs past the end of the packet"));
+        }
+        let Some((props_len, len_len)) =
+            varint(var.get(props_at..).unwrap_or(&[])).map_err(|e| malformed(byte1, e))?
+        else {
+            return Ok(None);
+        };
+        if props_len > MAX_CONTROL_PACKET {
+            return Err(ProtocolError::TooLarge {
+                packet: "PUBLISH properties",
+                len: props_len,
+            });
+        }
+        let var_len = props_at + len_len + props_len;
+        if var_len > remaining {
+            return Err(malformed(
+                byte1,
+                format!("property length {props_len} runs past the end of the packet"),
+            ));
+        }
+        let payload_len = remaining - var_len;
+        if payload_len <= self.max_payload {
+            return Ok(None);
+        }
+        if var.len() < var_len {
+            return Ok(None);
+        }
+        let topic = std::str::from_utf8(&var[2..2 + topic_len])
+            .map_err(|_| malformed(byte1, "topic is not UTF-8"))?
+            .to_owned();
+        let pkid = if qos > 0 {
+            u16::from_be_bytes([var[2 + topic_len], var[3 + topic_len]])
+        } else {
+            0
+        };
+        if qos > 0 && pkid == 0 {
+            return Err(malformed(byte1, "packet id 0"));
+        }
+        let info = check_block(Block::Publish, &var[props_at..var_len])
+            .map_err(|e| malformed(byte1, e))?;
+        let consumed = header_len + var_len;
+        let buffered_payload = (self.buf.len() - consumed).min(payload_len);
+        self.buf.advance(consumed + buffered_payload);
+        self.skip = payload_len - buffered_payload;
+        Ok(Some(Packet5::Oversize {
+            topic,
+            topic_alias: info.topic_alias,
+            qos,
+            pkid,
+            payload_len,
+        }))
+    }
+}
+
+/// A property block that must end exactly where the packet ends.
+fn check_last_block(byte1: u8, block: Block, buf: &[u8]) -> Result<(), ProtocolError> {
+    let info = check_block(block, buf).map_err(|e| malformed(byte1, e))?;
+    if info.size != buf.len() {
+        return Err(malformed(
+            byte1,
+            format!("{} bytes after the properties", buf.len() - info.size),
+        ));
+    }
+    Ok(())
+}
+
+fn check_connack(byte1: u8, var: &[u8]) -> Result<(), ProtocolError> {
+    if var.len() < 3 {
+        return Err(malformed(
+            byte1,
+            "no property length: the broker answered in MQTT 3.1.1",
+        ));
+    }
+    if var[0] & 0xFE != 0 {
+        return Err(malformed(byte1, "reserved acknowledge flags set"));
+    }
+    check_last_block(byte1, Block::ConnAck, &var[2..])
+}
+
+fn check_publish(byte1: u8, var: &[u8]) -> Result<(), ProtocolError> {
+    if var.len() < 2 {
+        return Err(malformed(byte1, "no topic"));
+    }
+    let qos = (byte1 >> 1) & 0b11;
+    let topic_len = usize::from(u16::from_be_bytes([var[0], var[1]]));
+    let props_at = 2 + topic_len + if qos > 0 { 2 } else { 0 };
+    if props_at >= var.len() {
+        return Err(malformed(byte1, "topic runs past the end of the packet"));
+    }
+    check_block(Block::Publish, &var[props_at..])
+        .map(drop)
+        .map_err(|e| malformed(byte1, e))
+}
+
+/// PUBACK, PUBREC, PUBREL, PUBCOMP: packet id, then optionally a reason
+/// code, then optionally properties.
+fn check_ack(byte1: u8, var: &[u8]) -> Result<(), ProtocolError> {
+    if var.len() < 2 {
+        return Err(malformed(byte1, "no packet id"));
+    }
+    if var.len() > 3 {
+        check_last_block(byte1, Block::Ack, &var[3..])?;
+    }
+    Ok(())
+}
+
+/// SUBACK and UNSUBACK: packet id, properties, one reason code per filter.
+fn check_suback(byte1: u8, var: &[u8]) -> Result<(), ProtocolError> {
+    if var.len() < 3 {
+        return Err(malformed(byte1, "no properties"));
+    }
+    let info = check_block(Block::Ack, &var[2..]).map_err(|e| malformed(byte1, e))?;
+    if 2 + info.size >= var.len() {
+        return Err(malformed(byte1, "no reason codes"));
+    }
+    Ok(())
+}
+
+fn disconnect(byte1: u8, var: &[u8]) -> Result<Disconnect5, ProtocolError> {
+    if byte1 & 0x0F != 0 {
+        return Err(malformed(byte1, "reserved flags set"));
+    }
+    let Some((&code, rest)) = var.split_first() else {
+        return Ok(Disconnect5::default());
+    };
+    if reason::name(reason::Packet::Disconnect, code) == "unknown reason code" {
+        return Err(malformed(byte1, format!("reason code 0x{code:02X}")));
+    }
+    let mut d = Disconnect5 {
+        reason: code,
+        ..Disconnect5::default()
+    };
+    if rest.is_empty() {
+        return Ok(d);
+    }
+    check_last_block(byte1, Block::Disconnect, rest)?;
+    // The block is checked: mqttbytes reads exactly it.
+    let mut frame = BytesMut::new();
+    frame.extend_from_slice(&[byte1]);
+    write_varint(&mut frame, var.len());
+    frame.extend_from_slice(var);
+    match v5::read(&mut frame, MAX_REMAINING_LENGTH).map_err(|e| codec_error(byte1, e))? {
+        Packet::Disconnect(p) => {
+            if let Some(props) = p.properties {
+                d.reason_string = props.reason_string;
+                d.server_reference = props.server_reference;
+                d.session_expiry_interval = props.session_expiry_interval;
+            }
+            Ok(d)
+        }
+        other => Err(malformed(byte1, format!("decoded as {other:?}"))),
+    }
+}
+
+pub(super) fn write_varint(out: &mut BytesMut, mut n: usize) {
+    loop {
+        let mut b = u8::try_from(n & 0x7f).unwrap_or_default();
+        n >>= 7;
+        if n > 0 {
+            b |= 0x80;
+        }
+        out.extend_from_slice(&[b]);
+        if n == 0 {
+            return;
+        }
+    }
+}
+
+fn convert(byte1: u8, packet: Packet) -> Result<Packet5, ProtocolError> {
+    Ok(match packet {
+        Packet::ConnAck(c) => {
+            let mut out = ConnAck5 {
+                session_present: c.session_present,
+                reason: c.code as u8,
+                ..ConnAck5::default()
+            };
+            if let Some(p) = c.properties {
+                out.session_expiry_interval = p.session_expiry_interval;
+                out.receive_maximum = p.receive_max;
+                out.maximum_qos = p.max_qos;
+                out.retain_available = p.retain_available;
+                out.maximum_packet_size = p.max_packet_size;
+                out.assigned_client_identifier = p.assigned_client_identifier;
+                out.topic_alias_maximum = p.topic_alias_max;
+                out.reason_string = p.reason_string;
+                out.wildcard_subscription_available = p.wildcard_subscription_available;
+                out.shared_subscription_available = p.shared_subscription_available;
+                out.server_keep_alive = p.server_keep_alive;
+                out.server_reference = p.server_reference;
+            }
+            Packet5::ConnAck(out)
+        }
+        Packet::Publish(p) => {
+            let mut props = PublishProps::default();
+            let mut topic_alias = None;
+            if let Some(q) = p.properties {
+                topic_alias = q.topic_alias;
+                props = PublishProps {
+                    payload_format_indicator: q.payload_format_indicator,
+                    message_expiry_interval: q.message_expiry_interval,
+                    content_type: q.content_type,
+                    response_topic: q.response_topic,
+                    correlation_data: q.correlation_data,
+                    user_properties: q.user_properties,
+                    subscription_identifiers: q.subscription_identifiers,
+                };
+            }
+            Packet5::Publish(Publish5 {
+                topic: p.topic,
+                payload: p.payload,
+                qos: p.qos as u8,
+                retain: p.retain,
+                dup: p.dup,
+                pkid: p.pkid,
+                topic_alias,
+                properties: props,
+            })
+        }
+        Packet::SubAck(s) => Packet5::SubAck {
+            pkid: s.pkid,
+            reasons: s.return_codes.iter().map(|c| *c as u8).collect(),
+            reason_string: s.properties.and_then(|p| p.reason_string),
+        },
+        Packet::PubAck(a) => Packet5::Common(Incoming::PubAck(a.pkid)),
+        Packet::PubRec(a) => Packet5::Common(Incoming::PubRec(a.pkid)),
+        Packet::PubRel(a) => Packet5::Common(Incoming::PubRel(a.pkid)),
+        Packet::PubComp(a) => Packet5::Common(Incoming::PubComp(a.pkid)),
+        Packet::UnsubAck(u) => Packet5::Common(Incoming::UnsubAck(u.pkid)),
+        // Decoded by this module before mqttbytes is asked.
+        other => return Err(malformed(byte1, format!("decoded as {other:?}"))),
+    })
+}

@@ -260,7 +260,7 @@ impl Decoder5 {
         }
         let var = &self.buf[header_len..frame_len];
         let own = match kind {
-            2 if remaining == 2 && var[1] != 0 => Some(Packet5::ConnAck(ConnAck5 {
+            2 if remaining == 2 && (1..=5).contains(&var[1]) => Some(Packet5::ConnAck(ConnAck5 {
                 session_present: false,
                 reason: reason::from_v311_connack(var[1]),
                 from_v311: true,
@@ -443,7 +443,7 @@ fn disconnect(byte1: u8, var: &[u8]) -> Result<Disconnect5, ProtocolError> {
     let Some((&code, rest)) = var.split_first() else {
         return Ok(Disconnect5::default());
     };
-    if reason::name(reason::Packet::Disconnect, code) == "unknown reason code" {
+    if v5::DisconnectReasonCode::try_from(code).is_err() {
         return Err(malformed(byte1, format!("reason code 0x{code:02X}")));
     }
     let mut d = Disconnect5 {

@@ -13,7 +13,9 @@
 //! `INGEST_PACED_SECONDS` [10], `INGEST_QOS1_N` [50000] messages at QoS 1,
 //! `INGEST_ROTATION_RATE` [20000] msg/s for `INGEST_ROTATION_SECONDS` [5]
 //! with 1-second rotation, `INGEST_ONLY` (comma list of `saturate`, `paced`,
-//! `qos1`, `rotation`) to run a subset.
+//! `qos1`, `rotation`, `mqtt5`) to run a subset. `mqtt5` measures Attic
+//! with `mqtt-version: 5` beside 3.1.1 and `mosquitto_sub`, at QoS 0
+//! (`INGEST_N`) and QoS 1 (`INGEST_QOS1_N`).
 //!
 //! Every wait has a deadline; every child is killed and reaped and the
 //! temporary folder removed on every exit path (guards' `Drop`).
@@ -380,6 +382,8 @@ fn wait_idle(sub: &Proc, since: Instant) -> (Instant, f64) {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Attic,
+    /// Attic with `mqtt-version: 5`.
+    Attic5,
     MosquittoSub,
 }
 
@@ -387,6 +391,7 @@ impl Kind {
     fn name(self) -> &'static str {
         match self {
             Kind::Attic => "attic",
+            Kind::Attic5 => "attic_mqtt5",
             Kind::MosquittoSub => "mosquitto_sub",
         }
     }
@@ -407,15 +412,17 @@ fn start_sub(kind: Kind, attic: &Path, dir: &Path, port: u16, qos: u8, rotation_
     let out = dir.join("sub.out");
     let log = dir.join("sub.log");
     let mut cmd = match kind {
-        Kind::Attic => {
+        Kind::Attic | Kind::Attic5 => {
             let cfg = dir.join("attic.yaml");
+            let version = if kind == Kind::Attic5 { "5" } else { "3.1.1" };
             fs::write(
                 &cfg,
                 format!(
                     "data-folder: \"{}\"\nconsole-feedback-period-seconds: 60\nstreams:\n  - \
                      mqtt-broker-address: \"127.0.0.1\"\n    mqtt-broker-port: {port}\n    \
                      topic: \"bench/#\"\n    prefix: \"bench\"\n    \
-                     file-rotation-time-seconds: {rotation_s}\n    qos: {qos}\n",
+                     file-rotation-time-seconds: {rotation_s}\n    qos: {qos}\n    \
+                     mqtt-version: {version}\n",
                     data.display()
                 ),
             )
@@ -446,7 +453,7 @@ fn start_sub(kind: Kind, attic: &Path, dir: &Path, port: u16, qos: u8, rotation_
     // Ready: Attic says so; mosquitto_sub gets the same settling time.
     let t0 = Instant::now();
     match kind {
-        Kind::Attic => loop {
+        Kind::Attic | Kind::Attic5 => loop {
             let text = fs::read_to_string(&sub.log).unwrap_or_default();
             if text.contains("subscribed") {
                 break;
@@ -484,7 +491,7 @@ fn stored(sub: &Sub) -> Stored {
                 files: 1,
             }
         }
-        Kind::Attic => {
+        Kind::Attic | Kind::Attic5 => {
             let mut s = Stored {
                 rows: 0,
                 bytes_on_disk: 0,
@@ -755,6 +762,37 @@ fn main() {
         ));
         summary.push(("rotation_lost", at.lost().to_string()));
         summary.push(("rotation_files", at.stored.files.to_string()));
+    }
+    if set.wants("mqtt5") {
+        let qos0 = Load::Full { n: set.n, qos: 0 };
+        let qos1 = Load::Full {
+            n: set.qos1_n,
+            qos: 1,
+        };
+        let keys0 = [
+            "mqtt5_qos0_mosquitto_sub_us_per_msg",
+            "mqtt5_qos0_attic_us_per_msg",
+            "mqtt5_qos0_attic_mqtt5_us_per_msg",
+            "mqtt5_qos0_attic_mqtt5_lost",
+        ];
+        let keys1 = [
+            "mqtt5_qos1_mosquitto_sub_us_per_msg",
+            "mqtt5_qos1_attic_us_per_msg",
+            "mqtt5_qos1_attic_mqtt5_us_per_msg",
+            "mqtt5_qos1_attic_mqtt5_lost",
+        ];
+        for (bench, load, keys) in [("mqtt5_qos0", qos0, keys0), ("mqtt5_qos1", qos1, keys1)] {
+            let floor = measure(&attic, &set, Kind::MosquittoSub, &load, 3600);
+            report(bench, Kind::MosquittoSub, &floor, &[]);
+            let v311 = measure(&attic, &set, Kind::Attic, &load, 3600);
+            report(bench, Kind::Attic, &v311, &[]);
+            let v5 = measure(&attic, &set, Kind::Attic5, &load, 3600);
+            report(bench, Kind::Attic5, &v5, &[]);
+            for (k, r) in keys.iter().zip([&floor, &v311, &v5]) {
+                summary.push((k, f(r.us_per_msg(), 2)));
+            }
+            summary.push((keys[3], v5.lost().to_string()));
+        }
     }
     emit(&summary);
 }

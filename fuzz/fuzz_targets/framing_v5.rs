@@ -14,7 +14,7 @@
 #![no_main]
 
 use attic::mqtt::framing::{Incoming, ProtocolError};
-use attic::mqtt::framing_v5::{Decoder5, Packet5, encode_packet5};
+use attic::mqtt::framing::v5::{Decoder5, Packet5, encode_packet5};
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 

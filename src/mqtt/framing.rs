@@ -28,6 +28,8 @@ use mqttbytes::v4::SubscribeReasonCode;
 use mqttbytes::v4::{self, Packet};
 use std::fmt;
 
+pub mod v5;
+
 /// Largest packet other than PUBLISH that a broker may send us. CONNACK,
 /// SUBACK, acks and PINGRESP are tiny; a SUBACK for 1,000 filters is 1 KiB.
 pub const MAX_CONTROL_PACKET: usize = 64 * 1024;

@@ -3,7 +3,6 @@
 
 pub mod backoff;
 pub mod framing;
-pub mod framing_v5;
 pub mod session;
 pub mod topic;
 pub mod topic_alias;

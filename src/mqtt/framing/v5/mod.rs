@@ -1,5 +1,5 @@
-//! MQTT 5 framing: with [`framing`](crate::mqtt::framing), the only user of
-//! `mqttbytes`. Turns the bytes of an MQTT 5 connection into [`Packet5`]s
+//! MQTT 5 framing: part of [`framing`](crate::mqtt::framing), the only user
+//! of `mqttbytes`. Turns the bytes of an MQTT 5 connection into [`Packet5`]s
 //! and encodes what a v5 subscriber sends.
 //!
 //! ```text

@@ -40,6 +40,7 @@
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod counters;
 pub mod filter;
 pub mod logging;
 pub mod metrics;

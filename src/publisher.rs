@@ -145,9 +145,9 @@ impl Publisher {
         while !self.events.is_empty() {
             for ev in std::mem::take(&mut self.events) {
                 match ev {
-                    Event::Connect => self.open_socket(registry, now),
-                    Event::Close => self.close_socket(registry),
-                    Event::Ready => log::info!(
+                    Event::OpenTransport => self.open_socket(registry, now),
+                    Event::CloseTransport => self.close_socket(registry),
+                    Event::Connected => log::info!(
                         "[performance] connected; publishing reports on {:?}",
                         self.topic
                     ),

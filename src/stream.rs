@@ -6,6 +6,7 @@
 
 use crate::clock;
 use crate::config::StreamConfig;
+pub use crate::counters::Counters;
 use crate::filter::{self, Chain, Verdict};
 use crate::mqtt::session::{Delivery, Event, Session, SessionConfig};
 use crate::net::{Link, ReadOutcome};
@@ -30,37 +31,6 @@ const FILTER_TICK: Duration = Duration::from_secs(1);
 /// The name under which [`Stream::filter_drops`] reports the stream-level
 /// `max-payload-bytes` (the wire-level limit enforced by the framing).
 pub const WIRE_LIMIT_NAME: &str = "max-payload-bytes (wire)";
-
-/// Counters for the self-report; totals since start.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// Messages received from the broker (stored, excluded or skipped).
-    pub received: u64,
-    /// Payload bytes received.
-    pub received_bytes: u64,
-    /// Messages committed to a file.
-    pub stored: u64,
-    /// Payload bytes committed.
-    pub stored_bytes: u64,
-    /// Messages dropped by the filter chain (`exclude` and `filters:`);
-    /// per filter in [`Stream::filter_drops`].
-    pub excluded: u64,
-    /// Messages skipped for exceeding `max-payload-bytes`.
-    pub oversize: u64,
-    /// Storage errors (each insert or commit that failed).
-    pub store_errors: u64,
-    /// Files finalised.
-    pub files_closed: u64,
-    /// Rows lost because SQLite rolled back a transaction (disk full or
-    /// I/O error during commit); QoS 1/2 ones are redelivered.
-    pub lost: u64,
-    /// Unix µs of the last message received (0 = none yet).
-    pub last_rx_us: i64,
-    /// Duration of the last commit that wrote rows, in µs.
-    pub commit_last_us: u64,
-    /// Longest commit since start, in µs.
-    pub commit_max_us: u64,
-}
 
 /// One stream of the configuration, live.
 #[derive(Debug)]
@@ -364,9 +334,9 @@ impl Stream {
         while !batch.is_empty() {
             for ev in batch.drain(..) {
                 match ev {
-                    Event::Connect => self.open_socket(registry, now),
-                    Event::Close => self.close_socket(registry),
-                    Event::Ready => {}
+                    Event::OpenTransport => self.open_socket(registry, now),
+                    Event::CloseTransport => self.close_socket(registry),
+                    Event::Connected => {}
                     Event::Message(d) => self.on_message(d, ts, now),
                     Event::Oversize { topic, payload_len } => {
                         self.counters.received += 1;
@@ -397,7 +367,7 @@ impl Stream {
         // A dropped QoS 1/2 message is already in the session's ack queue:
         // it is acknowledged after the next commit like a stored one.
         if self.chain.check(&mut msg) == Verdict::Drop {
-            self.counters.excluded += 1;
+            self.counters.filtered += 1;
             return;
         }
         if !self.held.is_empty() {

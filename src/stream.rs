@@ -6,10 +6,11 @@
 
 use crate::clock;
 use crate::config::StreamConfig;
+use crate::connection::{Connection, Read};
 pub use crate::counters::Counters;
 use crate::filter::{self, Chain, Verdict};
 use crate::mqtt::session::{Delivery, Event, Session, SessionConfig};
-use crate::net::{Link, ReadOutcome};
+use crate::net::Link;
 use crate::store::Message;
 use crate::store::writer::{FileMeta, Writer};
 use mio::{Registry, Token};
@@ -43,10 +44,8 @@ pub struct Stream {
     /// When the chain is ticked next (only if some filter wants ticks).
     filter_tick_at: Option<Instant>,
     commit_interval: Duration,
-    /// The MQTT protocol state.
-    pub session: Session,
-    /// The TCP connection and its poll registration.
-    link: Link,
+    /// The MQTT session and its socket.
+    conn: Connection,
     writer: Writer,
     /// When the oldest uncommitted row must be committed.
     commit_due: Option<Instant>,
@@ -129,8 +128,7 @@ impl Stream {
             chain,
             filter_tick_at,
             commit_interval: cfg.commit_interval,
-            session,
-            link: Link::new(&cfg.broker.host, cfg.broker.port, token),
+            conn: Connection::new(session, Link::new(&cfg.broker.host, cfg.broker.port, token)),
             writer,
             commit_due: None,
             store_retry_at: None,
@@ -151,7 +149,7 @@ impl Stream {
     /// The earliest monotonic deadline of this stream.
     pub fn next_deadline(&self) -> Option<Instant> {
         [
-            self.session.next_deadline(),
+            self.conn.next_deadline(),
             self.commit_due,
             self.store_retry_at,
             self.filter_tick_at,
@@ -176,7 +174,12 @@ impl Stream {
     /// to let other work run (not while storage is failing: then the retry
     /// timer resumes reading).
     pub fn has_unread(&self) -> bool {
-        self.unread && self.held.is_empty() && self.link.is_open()
+        self.unread && self.held.is_empty() && self.conn.is_open()
+    }
+
+    /// The MQTT protocol state (statistics, connection state).
+    pub fn session(&self) -> &Session {
+        self.conn.session()
     }
 
     /// Continues reading where the last turn stopped.
@@ -215,22 +218,15 @@ impl Stream {
         buf: &mut [u8],
         now: Instant,
     ) {
-        match self.link.finish_connect() {
-            Ok(true) => {
-                self.session.on_transport_up(now, &mut self.events);
-                self.handle_events(registry, now);
-            }
-            Ok(false) if self.link.is_connecting() => return,
-            Ok(false) => {}
-            Err(why) => {
-                self.down(registry, now, &why);
-                return;
-            }
+        let usable = self.conn.on_ready(registry, now);
+        self.handle_events(registry, now);
+        if !usable {
+            return;
         }
         if readable || self.unread {
             self.read_all(registry, buf, now);
         }
-        if writable || !self.session.outbox().is_empty() {
+        if writable || self.conn.has_output() {
             self.flush(registry, now);
         }
     }
@@ -255,13 +251,9 @@ impl Stream {
                 self.unread = true;
                 break;
             }
-            if !self.link.is_open() {
-                break;
-            }
-            match self.link.read(buf) {
-                Ok(ReadOutcome::Data(n)) => {
+            match self.conn.read(registry, buf, now) {
+                Read::Data(n) => {
                     total += n;
-                    self.session.on_bytes(&buf[..n], now, &mut self.events);
                     self.handle_events(registry, now);
                     if n < buf.len() {
                         // A short read emptied the socket's receive queue;
@@ -270,25 +262,14 @@ impl Stream {
                         break;
                     }
                 }
-                Ok(ReadOutcome::WouldBlock) => break,
-                Ok(ReadOutcome::Closed) => {
-                    self.session.on_transport_down(
-                        now,
-                        "the broker closed the connection",
-                        &mut self.events,
-                    );
-                    self.handle_events(registry, now);
-                    break;
-                }
-                Err(e) => {
-                    let why = format!("read error: {e}");
-                    self.session.on_transport_down(now, &why, &mut self.events);
+                Read::WouldBlock => break,
+                Read::Gone => {
                     self.handle_events(registry, now);
                     break;
                 }
             }
         }
-        if self.session.pending_acks() > 0 {
+        if self.conn.session().pending_acks() > 0 {
             self.commit(registry, now);
         }
         self.flush(registry, now);
@@ -303,10 +284,10 @@ impl Stream {
     /// CPU cost at low rates; reception timestamps of the later messages
     /// are up to `coalesce` late (documented with the key).
     fn start_coalescing(&mut self, registry: &Registry, now: Instant) {
-        if self.coalesce.is_zero() || !self.session.is_connected() {
+        if self.coalesce.is_zero() || !self.conn.is_connected() {
             return;
         }
-        if self.link.park(registry) {
+        if self.conn.park(registry) {
             self.resume_at = Some(now + self.coalesce);
         }
     }
@@ -314,30 +295,36 @@ impl Stream {
     /// End of a coalescing pause: back into the poll set, and read.
     fn resume_reading(&mut self, registry: &Registry, buf: &mut [u8], now: Instant) {
         self.resume_at = None;
-        match self.link.unpark(registry) {
-            Ok(()) => self.read_all(registry, buf, now),
-            Err(why) => self.down(registry, now, &why),
+        if self.conn.unpark(registry, now) {
+            self.read_all(registry, buf, now);
+        } else {
+            self.handle_events(registry, now);
         }
     }
 
-    /// Carries out what the session asked for.
+    /// Reacts to what the connection reports: stores messages, counts
+    /// oversize ones, and forgets read state when the socket changes.
     fn handle_events(&mut self, registry: &Registry, now: Instant) {
-        if self.events.is_empty() {
+        if !self.conn.has_events() {
             return;
         }
         // One timestamp per read: every message framed from the same bytes
         // arrived at the same moment.
         let ts = clock::now_us();
         let mut batch = std::mem::take(&mut self.events);
-        // Handling an event may raise more (a storage failure drops the
+        // Handling an event may raise more (a storage failure aborts the
         // connection): loop until none are left.
+        self.conn.take_events(&mut batch);
         while !batch.is_empty() {
             for ev in batch.drain(..) {
                 match ev {
-                    Event::OpenTransport => self.open_socket(registry, now),
-                    Event::CloseTransport => self.close_socket(registry),
+                    // The connection opened or closed the socket.
+                    Event::OpenTransport | Event::CloseTransport => {
+                        self.unread = false;
+                        self.resume_at = None;
+                    }
                     Event::Connected => {}
-                    Event::Message(d) => self.on_message(d, ts, now),
+                    Event::Message(d) => self.on_message(registry, d, ts, now),
                     Event::Oversize { topic, payload_len } => {
                         self.counters.received += 1;
                         self.counters.oversize += 1;
@@ -348,12 +335,12 @@ impl Stream {
                     }
                 }
             }
-            std::mem::swap(&mut batch, &mut self.events);
+            self.conn.take_events(&mut batch);
         }
         self.events = batch;
     }
 
-    fn on_message(&mut self, d: Delivery, ts: i64, now: Instant) {
+    fn on_message(&mut self, registry: &Registry, d: Delivery, ts: i64, now: Instant) {
         self.counters.received += 1;
         self.counters.received_bytes += d.payload.len() as u64;
         self.counters.last_rx_us = ts;
@@ -374,10 +361,10 @@ impl Stream {
             self.held.push_back(msg);
             return;
         }
-        self.insert(msg, now);
+        self.insert(registry, msg, now);
     }
 
-    fn insert(&mut self, msg: Message, now: Instant) {
+    fn insert(&mut self, registry: &Registry, msg: Message, now: Instant) {
         match self.writer.insert(&msg) {
             Ok(()) => {
                 self.uncommitted_bytes += msg.payload.len() as u64;
@@ -386,24 +373,24 @@ impl Stream {
                 }
             }
             Err(e) => {
-                self.storage_failed(now, &e);
+                self.storage_failed(registry, now, &e);
                 self.held.push_back(msg);
             }
         }
     }
 
-    fn storage_failed(&mut self, now: Instant, e: &crate::store::StoreError) {
+    fn storage_failed(&mut self, registry: &Registry, now: Instant, e: &crate::store::StoreError) {
         self.counters.store_errors += 1;
         if let crate::store::StoreError::RolledBack { rows, .. } = e {
             // SQLite undid the open transaction: those rows are not stored
-            // and their acks must never be sent. Dropping the connection
+            // and their acks must never be sent. Aborting the connection
             // makes the broker redeliver every unacknowledged QoS 1/2
             // message; QoS 0 messages of that transaction are lost.
             self.counters.lost += *rows as u64;
             self.uncommitted_bytes = 0;
             self.commit_due = None;
             let why = format!("storage rolled back {rows} row(s); reconnecting for redelivery");
-            self.session.on_transport_down(now, &why, &mut self.events);
+            self.conn.abort(registry, now, &why);
         }
         if self.store_retry_at.is_none() {
             log::error!(
@@ -426,7 +413,7 @@ impl Stream {
         if rows > 0 {
             let started = Instant::now();
             if let Err(e) = self.writer.commit() {
-                self.storage_failed(now, &e);
+                self.storage_failed(registry, now, &e);
                 self.handle_events(registry, now);
                 return;
             }
@@ -438,7 +425,7 @@ impl Stream {
             self.uncommitted_bytes = 0;
         }
         self.commit_due = None;
-        self.session.release_acks(now);
+        self.conn.session_mut().release_acks(now);
     }
 
     /// Time-driven work: session timers, commit deadline, storage retry,
@@ -447,7 +434,7 @@ impl Stream {
         if self.resume_at.is_some_and(|t| now >= t) {
             self.resume_reading(registry, buf, now);
         }
-        self.session.on_timer(now, &mut self.events);
+        self.conn.on_timer(registry, now);
         self.handle_events(registry, now);
         if self.store_retry_at.is_some_and(|t| now >= t) {
             self.retry_store(registry, buf, now);
@@ -469,7 +456,7 @@ impl Stream {
                 Ok(()) => self.uncommitted_bytes += msg.payload.len() as u64,
                 Err(e) => {
                     self.held.push_front(msg);
-                    self.storage_failed(now, &e);
+                    self.storage_failed(registry, now, &e);
                     return;
                 }
             }
@@ -496,7 +483,7 @@ impl Stream {
             }
             Ok(None) => {}
             Err(e) => {
-                self.storage_failed(now, &e);
+                self.storage_failed(registry, now, &e);
                 self.handle_events(registry, now);
             }
         }
@@ -514,7 +501,7 @@ impl Stream {
             );
             self.writer.abandon();
         }
-        self.session.shutdown();
+        self.conn.session_mut().shutdown();
         self.flush_final(registry, now)
     }
 
@@ -522,38 +509,20 @@ impl Stream {
     /// true when nothing is left to write.
     pub fn flush_final(&mut self, registry: &Registry, now: Instant) -> bool {
         self.flush(registry, now);
-        self.session.outbox().is_empty() || !self.link.is_open()
+        !self.conn.has_output() || !self.conn.is_open()
     }
 
     /// Closes the socket at the end of the stop sequence.
     pub fn close(&mut self, registry: &Registry) {
-        self.close_socket(registry);
-    }
-
-    fn open_socket(&mut self, registry: &Registry, now: Instant) {
-        self.close_socket(registry);
-        if let Err(why) = self.link.open(registry) {
-            self.session.on_transport_down(now, &why, &mut self.events);
-        }
-    }
-
-    fn close_socket(&mut self, registry: &Registry) {
-        self.link.close(registry);
+        self.conn.close(registry);
         self.unread = false;
         self.resume_at = None;
     }
 
-    /// The transport failed: tell the session and carry out what follows.
-    fn down(&mut self, registry: &Registry, now: Instant, why: &str) {
-        self.session.on_transport_down(now, why, &mut self.events);
-        self.handle_events(registry, now);
-    }
-
     /// Writes the outbox (WRITABLE interest only while bytes remain).
     fn flush(&mut self, registry: &Registry, now: Instant) {
-        if let Err(why) = self.link.flush(registry, self.session.outbox()) {
-            self.down(registry, now, &why);
-        }
+        self.conn.flush(registry, now);
+        self.handle_events(registry, now);
     }
 }
 

@@ -287,6 +287,17 @@ impl Session {
         }
     }
 
+    /// The owner gives up on a connection whose transport is healthy
+    /// (storage rolled back the messages of an open transaction): closes it
+    /// like a failure, dropping the unsent acks, so that the broker
+    /// redelivers every unacknowledged QoS 1/2 message, and schedules a
+    /// reconnect. Nothing happens when there is no connection to abort.
+    pub fn abort(&mut self, now: Instant, why: &str, events: &mut Vec<Event>) {
+        if self.wants_transport() {
+            self.fail(now, why, events);
+        }
+    }
+
     /// Bytes from the broker. Complete packets are handled at once;
     /// a protocol violation closes the connection.
     pub fn on_bytes(&mut self, data: &[u8], now: Instant, events: &mut Vec<Event>) {
@@ -863,5 +874,22 @@ mod tests {
         s.on_bytes(&wire(Incoming::PingResp), later, &mut ev);
         s.on_transport_down(later, "reset", &mut ev);
         assert!(s.next_deadline().unwrap() <= later + Duration::from_millis(500));
+    }
+
+    #[test]
+    fn abort_closes_a_healthy_connection_drops_unsent_acks_and_reconnects_later() {
+        let (mut s, t0, _) = connected(1);
+        let mut ev = Vec::new();
+        s.on_bytes(&publish("a", b"1", 1, 7), t0, &mut ev);
+        assert_eq!(s.pending_acks(), 1);
+        ev.clear();
+        s.abort(t0, "storage rolled back 1 row(s)", &mut ev);
+        assert_eq!(ev, vec![Event::CloseTransport]);
+        assert_eq!(s.pending_acks(), 0);
+        assert!(!s.is_connected());
+        assert!(s.next_deadline().is_some_and(|t| t > t0));
+        ev.clear();
+        s.abort(t0, "again", &mut ev);
+        assert!(ev.is_empty(), "nothing to abort: {ev:?}");
     }
 }

@@ -12,13 +12,11 @@ use crate::filter::{self, Chain, Verdict};
 use crate::mqtt::session::{Delivery, Event, Session, SessionConfig};
 use crate::net::Link;
 use crate::store::Message;
+use crate::store::StoreError;
+use crate::store::gate::{Actions, Gate, Store};
 use crate::store::writer::{FileMeta, Writer};
 use mio::{Registry, Token};
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
-
-/// After a storage error, the next attempt comes this much later.
-const STORE_RETRY: Duration = Duration::from_secs(1);
 
 /// Reads per loop turn before other work gets a chance (x 64 KiB).
 const MAX_READS_PER_TURN: usize = 16;
@@ -43,17 +41,11 @@ pub struct Stream {
     chain: Chain,
     /// When the chain is ticked next (only if some filter wants ticks).
     filter_tick_at: Option<Instant>,
-    commit_interval: Duration,
     /// The MQTT session and its socket.
     conn: Connection,
     writer: Writer,
-    /// When the oldest uncommitted row must be committed.
-    commit_due: Option<Instant>,
-    /// After a storage error: when to try again.
-    store_retry_at: Option<Instant>,
-    /// Messages received but not yet inserted because storage failed; while
-    /// any are held the socket is not read (backpressure to the broker).
-    held: VecDeque<Message>,
+    /// Ack-after-commit: commit deadline, storage retry, held messages.
+    gate: Gate,
     /// The socket may have unread bytes (reading paused while `held`).
     unread: bool,
     /// `coalesce-ms` (zero = off); applies to QoS 0 subscriptions only,
@@ -62,8 +54,6 @@ pub struct Stream {
     coalesce: Duration,
     /// While coalescing: the socket is out of the poll set until then.
     resume_at: Option<Instant>,
-    /// Payload bytes inserted but not yet committed.
-    uncommitted_bytes: u64,
     /// Scratch for session events, reused.
     events: Vec<Event>,
     /// Self-report counters.
@@ -127,12 +117,9 @@ impl Stream {
             name,
             chain,
             filter_tick_at,
-            commit_interval: cfg.commit_interval,
             conn: Connection::new(session, Link::new(&cfg.broker.host, cfg.broker.port, token)),
             writer,
-            commit_due: None,
-            store_retry_at: None,
-            held: VecDeque::new(),
+            gate: Gate::new(&cfg.folder_name, cfg.commit_interval),
             unread: false,
             coalesce: if cfg.qos == 0 {
                 cfg.coalesce
@@ -140,7 +127,6 @@ impl Stream {
                 Duration::ZERO
             },
             resume_at: None,
-            uncommitted_bytes: 0,
             events: Vec::with_capacity(64),
             counters: Counters::default(),
         }
@@ -150,8 +136,7 @@ impl Stream {
     pub fn next_deadline(&self) -> Option<Instant> {
         [
             self.conn.next_deadline(),
-            self.commit_due,
-            self.store_retry_at,
+            self.gate.next_deadline(),
             self.filter_tick_at,
             self.resume_at,
         ]
@@ -164,7 +149,7 @@ impl Stream {
     /// While storage is failing the retry timer drives it instead (a past
     /// rotation deadline would otherwise wake the loop continuously).
     pub fn rotation_due_us(&self) -> Option<i64> {
-        if self.store_retry_at.is_some() {
+        if self.gate.is_retrying() {
             return None;
         }
         self.writer.period_end_us()
@@ -174,7 +159,7 @@ impl Stream {
     /// to let other work run (not while storage is failing: then the retry
     /// timer resumes reading).
     pub fn has_unread(&self) -> bool {
-        self.unread && self.held.is_empty() && self.conn.is_open()
+        self.unread && self.gate.held() == 0 && self.conn.is_open()
     }
 
     /// The MQTT protocol state (statistics, connection state).
@@ -238,7 +223,7 @@ impl Stream {
         self.unread = false;
         let mut total = 0;
         for reads in 0.. {
-            if !self.held.is_empty() {
+            if self.gate.held() > 0 {
                 // Storage is failing: leave the bytes in the kernel.
                 self.unread = true;
                 break;
@@ -357,75 +342,44 @@ impl Stream {
             self.counters.filtered += 1;
             return;
         }
-        if !self.held.is_empty() {
-            self.held.push_back(msg);
-            return;
-        }
-        self.insert(registry, msg, now);
-    }
-
-    fn insert(&mut self, registry: &Registry, msg: Message, now: Instant) {
-        match self.writer.insert(&msg) {
-            Ok(()) => {
-                self.uncommitted_bytes += msg.payload.len() as u64;
-                if self.commit_due.is_none() {
-                    self.commit_due = Some(now + self.commit_interval);
-                }
-            }
-            Err(e) => {
-                self.storage_failed(registry, now, &e);
-                self.held.push_back(msg);
-            }
-        }
-    }
-
-    fn storage_failed(&mut self, registry: &Registry, now: Instant, e: &crate::store::StoreError) {
-        self.counters.store_errors += 1;
-        if let crate::store::StoreError::RolledBack { rows, .. } = e {
-            // SQLite undid the open transaction: those rows are not stored
-            // and their acks must never be sent. Aborting the connection
-            // makes the broker redeliver every unacknowledged QoS 1/2
-            // message; QoS 0 messages of that transaction are lost.
-            self.counters.lost += *rows as u64;
-            self.uncommitted_bytes = 0;
-            self.commit_due = None;
-            let why = format!("storage rolled back {rows} row(s); reconnecting for redelivery");
-            self.conn.abort(registry, now, &why);
-        }
-        if self.store_retry_at.is_none() {
-            log::error!(
-                "[{}] cannot store: {e}; holding messages and not acknowledging, retrying every {} s",
-                self.name,
-                STORE_RETRY.as_secs()
-            );
-        }
-        self.store_retry_at = Some(now + STORE_RETRY);
+        // An abort's events are picked up by the running `handle_events`.
+        self.gate_call(registry, now, |g, s, c| g.accept(s, msg, now, c));
     }
 
     /// Commits what was inserted; on success, releases the held
     /// acknowledgements.
     pub fn commit(&mut self, registry: &Registry, now: Instant) {
-        if !self.held.is_empty() {
-            // Rows after a failed insert are held: acking now would ack them.
-            return;
+        let actions = self.gate_call(registry, now, |g, s, c| g.commit(s, now, c));
+        if actions.abort.is_some() {
+            self.handle_events(registry, now);
         }
-        let rows = self.writer.uncommitted();
-        if rows > 0 {
-            let started = Instant::now();
-            if let Err(e) = self.writer.commit() {
-                self.storage_failed(registry, now, &e);
-                self.handle_events(registry, now);
-                return;
-            }
-            let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    }
+
+    /// Runs one gate call against the writer and carries out its actions:
+    /// acks released after a commit, the connection aborted after a
+    /// rollback. Records the commit time for the self-report.
+    fn gate_call(
+        &mut self,
+        registry: &Registry,
+        now: Instant,
+        call: impl FnOnce(&mut Gate, &mut TimedWriter<'_>, &mut crate::counters::Counters) -> Actions,
+    ) -> Actions {
+        let mut store = TimedWriter {
+            writer: &mut self.writer,
+            took_us: None,
+        };
+        let actions = call(&mut self.gate, &mut store, &mut self.counters);
+        if let Some(took) = store.took_us {
             self.counters.commit_last_us = took;
             self.counters.commit_max_us = self.counters.commit_max_us.max(took);
-            self.counters.stored += rows as u64;
-            self.counters.stored_bytes += self.uncommitted_bytes;
-            self.uncommitted_bytes = 0;
         }
-        self.commit_due = None;
-        self.conn.session_mut().release_acks(now);
+        if actions.release_acks {
+            self.conn.session_mut().release_acks(now);
+        }
+        if let Some(why) = &actions.abort {
+            self.conn.abort(registry, now, why);
+        }
+        actions
     }
 
     /// Time-driven work: session timers, commit deadline, storage retry,
@@ -436,11 +390,12 @@ impl Stream {
         }
         self.conn.on_timer(registry, now);
         self.handle_events(registry, now);
-        if self.store_retry_at.is_some_and(|t| now >= t) {
-            self.retry_store(registry, buf, now);
+        let actions = self.gate_call(registry, now, |g, s, c| g.on_timer(s, now, c));
+        if actions.abort.is_some() {
+            self.handle_events(registry, now);
         }
-        if self.commit_due.is_some_and(|t| now >= t) {
-            self.commit(registry, now);
+        if actions.recovered && self.unread {
+            self.read_all(registry, buf, now);
         }
         if self.filter_tick_at.is_some_and(|t| now >= t) {
             self.chain.tick(clock::now_us());
@@ -449,57 +404,20 @@ impl Stream {
         self.flush(registry, now);
     }
 
-    fn retry_store(&mut self, registry: &Registry, buf: &mut [u8], now: Instant) {
-        self.store_retry_at = None;
-        while let Some(msg) = self.held.pop_front() {
-            match self.writer.insert(&msg) {
-                Ok(()) => self.uncommitted_bytes += msg.payload.len() as u64,
-                Err(e) => {
-                    self.held.push_front(msg);
-                    self.storage_failed(registry, now, &e);
-                    return;
-                }
-            }
-        }
-        self.commit(registry, now);
-        if self.store_retry_at.is_none() {
-            log::info!("[{}] storage works again", self.name);
-            if self.unread {
-                self.read_all(registry, buf, now);
-            }
-        }
-    }
-
     /// Finalises the open file (rotation deadline, SIGHUP, stop).
     pub fn rotate(&mut self, registry: &Registry, now: Instant) {
-        self.commit(registry, now);
-        if !self.held.is_empty() || self.store_retry_at.is_some() {
-            return; // storage is failing; the file stays open until it works
-        }
-        match self.writer.rotate() {
-            Ok(Some(path)) => {
-                self.counters.files_closed += 1;
-                log::info!("[{}] closed {}", self.name, path.display());
-            }
-            Ok(None) => {}
-            Err(e) => {
-                self.storage_failed(registry, now, &e);
-                self.handle_events(registry, now);
-            }
+        let actions = self.gate_call(registry, now, |g, s, c| g.rotate(s, now, c));
+        if actions.abort.is_some() {
+            self.handle_events(registry, now);
         }
     }
 
     /// Graceful stop: commit, acknowledge, finalise the file, DISCONNECT.
     /// Returns true when the outbox is fully written.
     pub fn shutdown(&mut self, registry: &Registry, now: Instant) -> bool {
-        self.rotate(registry, now);
-        if !self.held.is_empty() || self.store_retry_at.is_some() {
-            log::error!(
-                "[{}] stopping with {} message(s) not stored (not acknowledged; the broker keeps them for a persistent session)",
-                self.name,
-                self.held.len()
-            );
-            self.writer.abandon();
+        let actions = self.gate_call(registry, now, |g, s, c| g.shutdown(s, now, c));
+        if actions.abort.is_some() {
+            self.handle_events(registry, now);
         }
         self.conn.session_mut().shutdown();
         self.flush_final(registry, now)
@@ -531,4 +449,33 @@ fn seed(token: Token) -> u64 {
     let pid = u64::from(std::process::id());
     let t = clock::now_us().unsigned_abs();
     t ^ (pid << 32) ^ (token.0 as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// The writer as the gate's [`Store`], timing each commit for the
+/// self-report (the gate itself reads no clock).
+struct TimedWriter<'w> {
+    writer: &'w mut Writer,
+    /// Duration of the last successful commit during this call, in µs.
+    took_us: Option<u64>,
+}
+
+impl Store for TimedWriter<'_> {
+    fn insert(&mut self, msg: &Message) -> Result<(), StoreError> {
+        self.writer.insert(msg)
+    }
+    fn commit(&mut self) -> Result<(), StoreError> {
+        let started = Instant::now();
+        self.writer.commit()?;
+        self.took_us = Some(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+        Ok(())
+    }
+    fn uncommitted(&self) -> usize {
+        self.writer.uncommitted()
+    }
+    fn rotate(&mut self) -> Result<Option<std::path::PathBuf>, StoreError> {
+        self.writer.rotate()
+    }
+    fn abandon(&mut self) {
+        self.writer.abandon();
+    }
 }

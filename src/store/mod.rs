@@ -2,6 +2,7 @@
 //!
 //! [`rotation`] is pure time arithmetic; [`writer`] owns the SQLite files.
 
+pub mod gate;
 pub mod rotation;
 pub mod writer;
 

@@ -1,6 +1,8 @@
 //! Storage: where a message goes once the session has delivered it.
 //!
-//! [`rotation`] is pure time arithmetic; [`writer`] owns the SQLite files.
+//! [`gate`] is ack-after-commit as a sans-IO state machine; [`rotation`] is
+//! pure time arithmetic; [`writer`] owns the SQLite files. Nothing here sees
+//! an MQTT packet or imports `mqtt`, `net`, `config` or `stream`.
 
 pub mod gate;
 pub mod rotation;

@@ -1,8 +1,11 @@
-//! One stream: its MQTT session, its socket and its SQLite writer, and the
-//! rules that tie them together (ack after commit, commit deadlines,
-//! backpressure when the disk fails). The loop in `app` owns the streams and
-//! calls these handlers; protocol rules live in the session, file rules in
-//! the writer.
+//! One stream: a [`Connection`] (MQTT session + socket), a filter chain and
+//! an ack [`Gate`] over its SQLite writer, and what ties them together: the
+//! socket's `ReadState` (read, yield, coalesce, pause while storage fails)
+//! and the counters of the self-report. The loop in `app` owns the streams
+//! and calls these handlers; protocol rules live in the session,
+//! ack-after-commit in the gate, file rules in the writer.
+//!
+//! Must not: hold a protocol or storage rule of its own, or parse packets.
 
 use crate::clock;
 use crate::config::StreamConfig;

@@ -66,6 +66,7 @@ fn batch(bencher: Bencher, rows: usize) {
             topics: vec!["bench/#".into()],
             broker: "127.0.0.1:1883".into(),
             host: "bench".into(),
+            mqtt5: false,
         },
     );
     let payload = Bytes::from(vec![b'x'; 64]);
@@ -79,6 +80,7 @@ fn batch(bencher: Bencher, rows: usize) {
             payload: payload.clone(),
             qos: 0,
             retain: false,
+            properties: None,
         })
         .collect();
     bencher

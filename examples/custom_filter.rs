@@ -51,6 +51,7 @@ fn message(topic: &str, payload: &str) -> Message {
         payload: bytes::Bytes::copy_from_slice(payload.as_bytes()),
         qos: 0,
         retain: false,
+        properties: None,
     }
 }
 

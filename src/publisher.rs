@@ -51,6 +51,7 @@ impl Publisher {
                 filters: Vec::new(),
                 qos: 0,
                 max_payload: MAX_INCOMING_PAYLOAD,
+                mqtt5: cfg.broker.mqtt5,
             },
             // Backoff jitter: differs between processes started together.
             crate::clock::now_us().unsigned_abs() ^ (u64::from(std::process::id()) << 32),

@@ -119,6 +119,7 @@ impl Stream {
                 filters: cfg.topics.clone(),
                 qos: cfg.qos,
                 max_payload: cfg.max_payload_bytes,
+                mqtt5: cfg.broker.mqtt5,
             },
             seed(token),
             now,
@@ -132,6 +133,7 @@ impl Stream {
                 topics: cfg.topics.clone(),
                 broker: format!("{}:{}", cfg.broker.host, cfg.broker.port),
                 host: host_name.to_owned(),
+                mqtt5: cfg.broker.mqtt5.is_some(),
             },
         );
         let mut chain = Chain::new();
@@ -375,6 +377,7 @@ impl Stream {
             payload: d.payload,
             qos: d.qos,
             retain: d.retain,
+            properties: d.properties,
         };
         // A dropped QoS 1/2 message is already in the session's ack queue:
         // it is acknowledged after the next commit like a stored one.

@@ -84,7 +84,9 @@ fn meta(file: &Path, key: &str) -> String {
 fn columns(file: &Path) -> Vec<String> {
     let c = open_ro(file).unwrap();
     let stmt = c.prepare("SELECT * FROM data").unwrap();
-    stmt.column_names().into_iter().map(String::from).collect()
+    (0..stmt.column_count())
+        .map(|i| stmt.column_name(i).unwrap().to_owned())
+        .collect()
 }
 
 #[test]
@@ -117,8 +119,14 @@ fn message_properties_are_stored_exactly_and_311_files_keep_their_five_columns()
         "-D", "publish", "user-property", "a", "1",
         "-D", "publish", "user-property", "b", "3 with \"quotes\"",
     ]);
-    mosquitto_pub(port, &["-V", "mqttv5", "-q", "1", "-t", "props/none", "-m", "x"]);
-    mosquitto_pub(port, &["-V", "mqttv311", "-q", "1", "-t", "props/old", "-m", "y"]);
+    mosquitto_pub(
+        port,
+        &["-V", "mqttv5", "-q", "1", "-t", "props/none", "-m", "x"],
+    );
+    mosquitto_pub(
+        port,
+        &["-V", "mqttv311", "-q", "1", "-t", "props/old", "-m", "y"],
+    );
     wait_for_rows(&data, 6, T);
     attic.stop_clean();
 
@@ -140,7 +148,14 @@ fn message_properties_are_stored_exactly_and_311_files_keep_their_five_columns()
     let v5_file = &finished_files(&data.join("v5"))[0];
     assert_eq!(
         columns(v5_file),
-        ["reception_timestamp", "topic", "payload", "qos", "retain", "properties"]
+        [
+            "reception_timestamp",
+            "topic",
+            "payload",
+            "qos",
+            "retain",
+            "properties"
+        ]
     );
     assert_eq!(meta(v5_file, "mqtt_version"), "5");
     let v311_file = &finished_files(&data.join("v311"))[0];
@@ -229,7 +244,8 @@ fn takeover_broker() -> (u16, std::thread::JoinHandle<()>) {
             assert_eq!(byte1, 0x82, "SUBSCRIBE");
             // packet id, empty properties, one filter: SUBACK granting QoS 0
             assert_eq!(sub[2], 0, "no SUBSCRIBE properties");
-            s.write_all(&[0x90, 0x04, sub[0], sub[1], 0x00, 0x00]).unwrap();
+            s.write_all(&[0x90, 0x04, sub[0], sub[1], 0x00, 0x00])
+                .unwrap();
             if i == 0 {
                 s.write_all(&[0xE0, 0x01, 0x8E]).unwrap();
                 continue; // dropped: closed
@@ -252,7 +268,11 @@ fn a_session_taken_over_gives_a_warning_naming_the_client_id_and_a_reconnect() {
     let yaml = config(
         &data,
         port,
-        &[("t", &["x/#"], "mqtt-version: 5\nclient-id: \"attic-v5-takeover\"")],
+        &[(
+            "t",
+            &["x/#"],
+            "mqtt-version: 5\nclient-id: \"attic-v5-takeover\"",
+        )],
     );
     // JOURNAL_STREAM: lines carry their syslog priority (<4> = warning).
     let mut attic = Attic::start_with_env(&yaml, &dir, &[("JOURNAL_STREAM", "0:0")]);
@@ -271,10 +291,15 @@ fn a_session_taken_over_gives_a_warning_naming_the_client_id_and_a_reconnect() {
 /// mosquitto's dynamic security plugin, which (unlike an `acl_file` in
 /// mosquitto 2.0) refuses subscriptions.
 fn dynamic_security_plugin() -> Option<std::path::PathBuf> {
-    ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib", "/usr/local/lib"]
-        .iter()
-        .map(|d| Path::new(d).join("mosquitto_dynamic_security.so"))
-        .find(|p| p.is_file())
+    [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib",
+        "/usr/local/lib",
+    ]
+    .iter()
+    .map(|d| Path::new(d).join("mosquitto_dynamic_security.so"))
+    .find(|p| p.is_file())
 }
 
 #[test]
@@ -310,7 +335,10 @@ fn a_refused_subscription_is_logged_with_its_reason_in_words() {
         T,
     );
     attic.wait_log_contains("subscribed; storing", T);
-    mosquitto_pub(broker.port(), &["-V", "mqttv5", "-t", "allowed/a", "-m", "ok"]);
+    mosquitto_pub(
+        broker.port(),
+        &["-V", "mqttv5", "-t", "allowed/a", "-m", "ok"],
+    );
     wait_for_rows(&data, 1, T);
     attic.stop_clean();
     assert_eq!(all_rows(&data)[0].topic, "allowed/a");

@@ -137,6 +137,7 @@ fuzz_target!(|input: Input| {
         } else {
             16 << 20
         },
+        mqtt5: None,
     };
     let mut now = start();
     let mut session = Session::new(cfg, input.seed, now);

@@ -14,6 +14,7 @@
 mod checker;
 mod describe;
 mod locate;
+mod mqtt5;
 mod sections;
 mod yaml;
 
@@ -68,6 +69,8 @@ pub struct BrokerConfig {
     pub clean_session: bool,
     /// `keep-alive-seconds`; default 30 s.
     pub keep_alive: Duration,
+    /// `mqtt-version: 5` and `session-expiry-seconds`; `None` = MQTT 3.1.1.
+    pub mqtt5: Option<crate::mqtt::session::Mqtt5Options>,
 }
 
 impl std::fmt::Debug for BrokerConfig {
@@ -81,6 +84,7 @@ impl std::fmt::Debug for BrokerConfig {
             .field("client_id", &self.client_id)
             .field("clean_session", &self.clean_session)
             .field("keep_alive", &self.keep_alive)
+            .field("mqtt5", &self.mqtt5)
             .finish()
     }
 }

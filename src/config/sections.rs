@@ -46,6 +46,8 @@ pub(super) const STREAM_KEYS: &[&str] = &[
     "exclude",
     "filters",
     "durability",
+    "mqtt-version",
+    "session-expiry-seconds",
 ];
 
 pub(super) const PERFORMANCE_KEYS: &[&str] = &[
@@ -58,6 +60,7 @@ pub(super) const PERFORMANCE_KEYS: &[&str] = &[
     "client-id",
     "keep-alive-seconds",
     "qos",
+    "mqtt-version",
 ];
 
 pub(super) const DEFAULT_FEEDBACK_SECONDS: u64 = 3;
@@ -473,6 +476,7 @@ impl Checker<'_> {
             client_id,
             clean_session,
             keep_alive: Duration::from_secs(keep_alive),
+            mqtt5: self.mqtt5(f, clean_session),
         }
     }
 

@@ -269,6 +269,7 @@ pub(crate) fn msg(topic: &str, payload: &[u8], ts: i64) -> Message {
         payload: bytes::Bytes::copy_from_slice(payload),
         qos: 0,
         retain: false,
+        properties: None,
     }
 }
 

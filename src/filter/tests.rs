@@ -196,6 +196,7 @@ fn chain_cost_per_message() {
                 payload: payloads[(i / 3000) % payloads.len()].clone(),
                 qos: 0,
                 retain: false,
+                properties: None,
             };
             if chain.check(std::hint::black_box(&mut m)) == Verdict::Keep {
                 kept += 1;

@@ -28,6 +28,9 @@ use super::framing::{self, Ack, ConnectParams, Decoder, Incoming};
 use bytes::{Bytes, BytesMut};
 use std::time::{Duration, Instant};
 
+mod v5;
+pub use v5::{Mqtt5Options, RECEIVE_MAXIMUM, SESSION_NEVER_EXPIRES, TOPIC_ALIAS_MAXIMUM};
+
 /// Packet id of our one SUBSCRIBE per connection.
 const SUBSCRIBE_PKID: u16 = 1;
 
@@ -52,6 +55,8 @@ pub struct SessionConfig {
     pub qos: u8,
     /// PUBLISH payloads larger than this are skipped.
     pub max_payload: usize,
+    /// `mqtt-version: 5` and its settings; `None` = MQTT 3.1.1.
+    pub mqtt5: Option<Mqtt5Options>,
 }
 
 /// A message the broker delivered, to be stored.
@@ -65,6 +70,9 @@ pub struct Delivery {
     pub qos: u8,
     /// Retain flag.
     pub retain: bool,
+    /// MQTT 5 message properties as the stored JSON; `None` for 3.1.1 and
+    /// for messages without properties.
+    pub properties: Option<String>,
 }
 
 /// What the session asks the loop to do (commands: `OpenTransport`,
@@ -142,6 +150,8 @@ pub struct Session {
     last_recv: Instant,
     ping_outstanding: bool,
     stats: SessionStats,
+    /// The MQTT 5 side (`mqtt-version: 5`); `None` = MQTT 3.1.1.
+    v5: Option<Box<v5::V5>>,
 }
 
 impl Session {
@@ -149,6 +159,7 @@ impl Session {
     pub fn new(cfg: SessionConfig, seed: u64, now: Instant) -> Self {
         let decoder = Decoder::new(cfg.max_payload);
         let qos2 = cfg.qos == 2;
+        let v5 = cfg.mqtt5.map(|o| Box::new(v5::V5::new(o, &cfg)));
         Session {
             cfg,
             state: State::Idle { retry_at: now },
@@ -160,6 +171,7 @@ impl Session {
             last_recv: now,
             ping_outstanding: false,
             stats: SessionStats::default(),
+            v5,
         }
     }
 
@@ -263,6 +275,9 @@ impl Session {
         }
         self.outbox.clear();
         self.decoder.reset();
+        if let Some(v5) = self.v5.as_deref_mut() {
+            v5.on_transport_up(&mut self.cfg);
+        }
         let ka_s = u16::try_from(self.cfg.keep_alive.as_secs()).unwrap_or(u16::MAX);
         let params = ConnectParams {
             client_id: &self.cfg.client_id,
@@ -271,7 +286,11 @@ impl Session {
             user: self.cfg.user.as_deref(),
             password: self.cfg.password.as_deref(),
         };
-        if let Err(e) = framing::encode_connect(&params, &mut self.outbox) {
+        let encoded = match self.v5.as_deref() {
+            Some(v5) => v5.encode_connect(&params, &mut self.outbox),
+            None => framing::encode_connect(&params, &mut self.outbox),
+        };
+        if let Err(e) = encoded {
             self.fail(now, &e.to_string(), events);
             return;
         }
@@ -305,6 +324,10 @@ impl Session {
             return;
         }
         self.last_recv = now;
+        if self.v5.is_some() {
+            self.on_bytes_v5(data, now, events);
+            return;
+        }
         self.decoder.push(data);
         loop {
             match self.decoder.next_packet() {
@@ -347,7 +370,8 @@ impl Session {
                 }
                 let resubscribe = !session_present && !self.cfg.filters.is_empty();
                 if resubscribe {
-                    framing::encode_subscribe(
+                    v5::encode_subscribe(
+                        self.v5.as_deref(),
                         SUBSCRIBE_PKID,
                         &self.cfg.filters,
                         self.cfg.qos,
@@ -384,11 +408,12 @@ impl Session {
                         self.cfg.filters.len()
                     ));
                 }
-                for (filter, g) in self.cfg.filters.iter().zip(&granted) {
+                for (i, (filter, g)) in self.cfg.filters.iter().zip(&granted).enumerate() {
                     match g {
                         None => log::error!(
-                            "[{}] broker refused subscription to {filter:?}",
-                            self.cfg.name
+                            "[{}] broker refused subscription to {filter:?}{}",
+                            self.cfg.name,
+                            v5::refusal_reason(self.v5.as_deref(), i)
                         ),
                         Some(q) if *q < self.cfg.qos => log::warn!(
                             "[{}] broker granted QoS {q} (asked {}) for {filter:?}",
@@ -422,6 +447,7 @@ impl Session {
                         payload,
                         qos,
                         retain,
+                        properties: None,
                     }));
                 }
             }
@@ -482,7 +508,7 @@ impl Session {
         if !self.is_connected() {
             return false;
         }
-        match framing::encode_publish(topic, payload, 0, false, 0, &mut self.outbox) {
+        match v5::encode_publish(self.v5.as_deref(), topic, payload, &mut self.outbox) {
             Ok(()) => {
                 self.last_sent = now;
                 true
@@ -559,6 +585,7 @@ mod tests {
             filters: vec!["a/#".into(), "b".into()],
             qos,
             max_payload: 1000,
+            mqtt5: None,
         }
     }
 

@@ -442,6 +442,7 @@ mod tests {
             payload: bytes::Bytes::from_static(b"12345"),
             qos: 1,
             retain: false,
+            properties: None,
         }
     }
 

@@ -34,6 +34,8 @@ pub struct Message {
     pub qos: u8,
     /// The retain flag as delivered.
     pub retain: bool,
+    /// MQTT 5 properties as JSON (the `properties` column); `None` = NULL.
+    pub properties: Option<String>,
 }
 
 /// Errors of the storage layer. Each names the file it concerns.

@@ -23,6 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::ffi;
 
 mod finalise;
+mod mqtt5;
 mod open;
 mod recovery;
 
@@ -88,6 +89,8 @@ pub struct FileMeta {
     pub broker: String,
     /// The host name of the machine Attic runs on.
     pub host: String,
+    /// The stream speaks MQTT 5: its files get the `properties` column.
+    pub mqtt5: bool,
 }
 
 /// One stream's writer: at most one open `.part` file at a time.
@@ -208,6 +211,7 @@ impl Writer {
             in_txn,
             uncommitted,
             committed,
+            mqtt5,
         } = file;
         if let Err((conn, source)) = (*conn).close() {
             self.open = Some(OpenFile {
@@ -218,6 +222,7 @@ impl Writer {
                 in_txn,
                 uncommitted,
                 committed,
+                mqtt5,
             });
             return Err(StoreError::Sqlite {
                 action: "close",
@@ -330,6 +335,7 @@ mod tests {
             topics: vec!["sensors/#".into(), "power/+".into()],
             broker: "localhost:1883".into(),
             host: "pi".into(),
+            mqtt5: false,
         }
     }
 
@@ -349,6 +355,7 @@ mod tests {
             payload: bytes::Bytes::copy_from_slice(payload),
             qos: 1,
             retain: false,
+            properties: None,
         }
     }
 

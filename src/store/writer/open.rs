@@ -5,6 +5,7 @@
 //! Owns: [`OpenFile`], [`open_file`]. Must not: decide when to commit or
 //! rotate, or finalise (that is `finalise`).
 
+use super::mqtt5::{ADD_PROPERTIES_COLUMN, INSERT_SQL_V5, mqtt_version};
 use super::{APPLICATION_ID, FORMAT_VERSION, failure, io_err, sidecar, sqlite_err, sync_dir};
 use super::{
     CACHE_KIB, FileMeta, INSERT_SQL, META_SQL, SCHEMA, STATEMENT_CACHE, WAL_AUTOCHECKPOINT_PAGES,
@@ -33,6 +34,8 @@ pub(super) struct OpenFile {
     pub(super) uncommitted: usize,
     /// Rows committed to this file (for `row_count` at finalise).
     pub(super) committed: u64,
+    /// The file has the MQTT 5 `properties` column.
+    pub(super) mqtt5: bool,
 }
 
 impl OpenFile {
@@ -61,7 +64,12 @@ impl OpenFile {
     /// statement is only re-bound and stepped (`raw_execute` resets it).
     pub(super) fn insert_stmt(&mut self) -> rusqlite::Result<&mut Statement<'static>> {
         if self.insert.is_none() {
-            let stmt = self.conn.prepare(INSERT_SQL)?;
+            let sql = if self.mqtt5 {
+                INSERT_SQL_V5
+            } else {
+                INSERT_SQL
+            };
+            let stmt = self.conn.prepare(sql)?;
             // SAFETY: the statement borrows `*self.conn`, which is boxed (its
             // address is stable however `OpenFile` moves) and outlives the
             // statement: `insert` is declared before `conn`, so it is dropped
@@ -78,6 +86,7 @@ impl OpenFile {
     }
 
     pub(super) fn insert_row(&mut self, msg: &Message) -> rusqlite::Result<()> {
+        let mqtt5 = self.mqtt5;
         let stmt = self.insert_stmt()?;
         stmt.raw_bind_parameter(1, msg.timestamp_us)?;
         stmt.raw_bind_parameter(2, msg.topic.as_str())?;
@@ -85,6 +94,9 @@ impl OpenFile {
         stmt.raw_bind_parameter(3, &msg.payload[..])?;
         stmt.raw_bind_parameter(4, msg.qos)?;
         stmt.raw_bind_parameter(5, msg.retain)?;
+        if mqtt5 {
+            stmt.raw_bind_parameter(6, msg.properties.as_deref())?;
+        }
         stmt.raw_execute().map(drop)
     }
 
@@ -182,6 +194,7 @@ pub(super) fn open_file(
         in_txn: false,
         uncommitted: 0,
         committed: 0,
+        mqtt5: meta.mqtt5,
     })
 }
 
@@ -213,6 +226,9 @@ pub(super) fn init_file(
     }
     let tx = conn.unchecked_transaction()?;
     tx.execute_batch(SCHEMA)?;
+    if meta.mqtt5 {
+        tx.execute_batch(ADD_PROPERTIES_COLUMN)?;
+    }
     let version = env!("CARGO_PKG_VERSION");
     let topics = meta.topics.join("\n");
     let opened = created_us.to_string();
@@ -225,6 +241,7 @@ pub(super) fn init_file(
         ("broker", meta.broker.as_str()),
         ("host", meta.host.as_str()),
         ("opened_at_us", opened.as_str()),
+        ("mqtt_version", mqtt_version(meta)),
     ] {
         stmt.execute([key, value])?;
     }

@@ -1,0 +1,139 @@
+//! `mqtt-version` and `session-expiry-seconds`: which MQTT a connection
+//! speaks, and how long a broker keeps an MQTT 5 persistent session.
+//!
+//! Owns: the accepted spellings (`3.1.1` or `5`, as a number or a string)
+//! and the rules tying the two keys to `clean-session`. Must not: touch the
+//! network.
+
+use super::checker::{Checker, Fields};
+use super::yaml::Yaml;
+use crate::mqtt::session::{Mqtt5Options, SESSION_NEVER_EXPIRES};
+
+impl Checker<'_> {
+    /// `mqtt-version` (default 3.1.1) and, for 5, `session-expiry-seconds`
+    /// (default: never expires). `None` = MQTT 3.1.1.
+    pub(super) fn mqtt5(&mut self, f: &Fields, clean_session: bool) -> Option<Mqtt5Options> {
+        let k = "mqtt-version";
+        let v5 = match f.get(k) {
+            None => false,
+            Some(Yaml::Int(5)) => true,
+            Some(Yaml::Float(x)) if *x == 5.0 => true,
+            Some(Yaml::Str(s)) if s == "5" || s == "5.0" => true,
+            Some(Yaml::Str(s)) if s == "3.1.1" => false,
+            Some(other) => {
+                let found = match other {
+                    Yaml::Int(i) => i.to_string(),
+                    Yaml::Float(x) => x.to_string(),
+                    Yaml::Str(s) => format!("`{s}`"),
+                    other => other.kind().to_owned(),
+                };
+                self.report(&f.at(k), format!("must be 3.1.1 or 5; found {found}"));
+                false
+            }
+        };
+        let e = "session-expiry-seconds";
+        let expiry = self
+            .integer(f, e, 0, u64::from(u32::MAX))
+            .and_then(|s| u32::try_from(s).ok());
+        if f.get(e).is_some() {
+            if !v5 {
+                self.report(
+                    &f.at(e),
+                    "is an MQTT 5 setting: it needs `mqtt-version: 5`".to_owned(),
+                );
+            } else if clean_session {
+                self.report(
+                    &f.at(e),
+                    "is used only with `clean-session: false` (a clean session ends with its connection)"
+                        .to_owned(),
+                );
+            }
+        }
+        v5.then(|| Mqtt5Options {
+            session_expiry_s: expiry.unwrap_or(SESSION_NEVER_EXPIRES),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::parse;
+    use std::path::Path;
+
+    fn stream(extra: &str) -> String {
+        format!("data-folder: /tmp/x\nstreams:\n  - topic: \"#\"\n    prefix: p\n{extra}")
+    }
+
+    fn problems(extra: &str) -> Vec<String> {
+        match parse(&stream(extra), Path::new("c.yaml")) {
+            Ok(_) => Vec::new(),
+            Err(e) => e
+                .problems
+                .iter()
+                .map(|p| format!("{} line {:?}: {}", p.key, p.line, p.message))
+                .collect(),
+        }
+    }
+
+    fn mqtt5(extra: &str) -> Option<crate::mqtt::session::Mqtt5Options> {
+        parse(&stream(extra), Path::new("c.yaml")).unwrap().streams[0]
+            .broker
+            .mqtt5
+    }
+
+    #[test]
+    fn the_default_is_mqtt_3_1_1() {
+        assert_eq!(mqtt5(""), None);
+        assert_eq!(mqtt5("    mqtt-version: 3.1.1\n"), None);
+    }
+
+    #[test]
+    fn version_5_is_accepted_as_a_number_or_a_string() {
+        for v in ["5", "\"5\"", "5.0"] {
+            let o = mqtt5(&format!("    mqtt-version: {v}\n")).unwrap();
+            assert_eq!(o.session_expiry_s, u32::MAX, "{v}");
+        }
+    }
+
+    #[test]
+    fn session_expiry_is_read_with_a_persistent_session() {
+        let o = mqtt5(
+            "    mqtt-version: 5\n    clean-session: false\n    session-expiry-seconds: 86400\n",
+        );
+        assert_eq!(o.unwrap().session_expiry_s, 86_400);
+    }
+
+    #[test]
+    fn other_versions_are_refused_with_key_and_line() {
+        let p = problems("    mqtt-version: 4\n");
+        assert_eq!(
+            p,
+            vec!["streams[0].mqtt-version line Some(5): must be 3.1.1 or 5; found 4"]
+        );
+        let p = problems("    mqtt-version: \"3\"\n");
+        assert!(p[0].contains("found `3`"), "{p:?}");
+    }
+
+    #[test]
+    fn session_expiry_needs_version_5_and_a_persistent_session() {
+        let p = problems("    session-expiry-seconds: 60\n");
+        assert!(p[0].contains("needs `mqtt-version: 5`"), "{p:?}");
+        let p = problems("    mqtt-version: 5\n    session-expiry-seconds: 60\n");
+        assert!(p[0].contains("only with `clean-session: false`"), "{p:?}");
+    }
+
+    #[test]
+    fn session_expiry_out_of_range_is_refused() {
+        let p = problems(
+            "    mqtt-version: 5\n    clean-session: false\n    session-expiry-seconds: -1\n",
+        );
+        assert!(
+            p[0].starts_with("streams[0].session-expiry-seconds line Some(7)"),
+            "{p:?}"
+        );
+        let p = problems(
+            "    mqtt-version: 5\n    clean-session: false\n    session-expiry-seconds: 4294967296\n",
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+    }
+}

@@ -10,8 +10,10 @@
 //!   config/     YAML -> typed, validated Config: yaml (the only user of serde_yaml),
 //!               checker, sections, describe (`attic check`), locate (line/column)
 //!   mqtt/
-//!     framing/  the only user of mqttbytes: decode (bytes -> packets), encode (ours)
-//!     session   sans-IO MQTT 3.1.1 client: bytes + now -> events and bytes to send
+//!     framing/  the only user of mqttbytes: decode (bytes -> packets), encode (ours);
+//!               v5/ the MQTT 5 packets, properties as JSON, reason codes in words
+//!     session   sans-IO MQTT client: bytes + now -> events and bytes to send; v5 = MQTT 5
+//!     topic_alias  the broker's MQTT 5 topic aliases, one table per connection
 //!     acks      acks waiting for a commit (arrival order); QoS 2 packet-id sets
 //!     backoff   jittered exponential reconnect policy
 //!     topic     topic-filter matching and validity checks

@@ -1,4 +1,4 @@
-//! MQTT 3.1.1 client side: framing over `mqttbytes`, the sans-IO session
+//! MQTT 3.1.1 and 5 client side: framing over `mqttbytes`, the sans-IO session
 //! with its ack queue, the reconnect policy and topic filters. Nothing here
 //! touches a socket or reads a clock, and nothing here imports `net`,
 //! `connection`, `store` or `config` (see ARCHITECTURE.md).

@@ -1,4 +1,4 @@
-//! The sans-IO MQTT 3.1.1 client session of one stream.
+//! The sans-IO MQTT client session of one stream (3.1.1; MQTT 5 additions in `v5`).
 //!
 //! It owns the protocol rules and nothing else: no socket, no clock. The loop
 //! feeds it bytes (`on_bytes`), transport changes (`on_transport_up`,

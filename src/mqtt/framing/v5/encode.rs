@@ -1,6 +1,6 @@
 //! MQTT 5 encoding: the CONNECT, SUBSCRIBE and PUBLISH a subscriber sends
 //! (acks, PINGREQ and a normal DISCONNECT are byte for byte the 3.1.1 ones,
-//! see [`framing`](crate::mqtt::framing)), and the broker-side packets again
+//! see [`crate::mqtt::framing`]), and the broker-side packets again
 //! for round-trip tests and fuzzing.
 //!
 //! Traps of mqttbytes 0.6's v5 encoders handled here, besides those of its

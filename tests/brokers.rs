@@ -9,6 +9,9 @@
 //!
 //! aedes is looked for in `$ATTIC_AEDES_DIR` or `target/brokers/node_modules/aedes`
 //! (`.ci/run` installs it there: `npm install --prefix target/brokers aedes@1.2.0`).
+//! A stream with `mqtt-version: 5` gets a clear refusal from it (aedes
+//! speaks 3.1.1 only).
+//!
 //! Without it, or without `node` 20 or later, the test prints one line
 //! saying so and passes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -88,7 +91,7 @@ impl Drop for Aedes {
     }
 }
 
-fn config(data: &Path, port: u16, qos: u8) -> String {
+fn config(data: &Path, port: u16, qos: u8, version: &str) -> String {
     format!(
         "console-feedback-period-seconds: 60\n\
          data-folder: \"{}\"\n\
@@ -101,6 +104,7 @@ fn config(data: &Path, port: u16, qos: u8) -> String {
          \x20   file-rotation-time-seconds: 3600\n\
          \x20   commit-interval-ms: 100\n\
          \x20   qos: {qos}\n\
+         \x20   mqtt-version: {version}\n\
          log-performance: false\n",
         data.display()
     )
@@ -126,26 +130,34 @@ fn workload() -> Vec<(String, Vec<u8>, u8)> {
     v
 }
 
-#[test]
-fn aedes_delivers_everything_and_attic_stores_it_exactly() {
+/// The aedes package folder when aedes can run here; otherwise prints the
+/// line that says why the test is skipped.
+fn usable_aedes() -> Option<PathBuf> {
     let Some(aedes) = aedes_dir() else {
         eprintln!(
             "skipping broker compatibility with aedes: not installed \
              (npm install --prefix target/brokers aedes@1.2.0, or set ATTIC_AEDES_DIR)"
         );
-        return;
+        return None;
     };
     match node_major() {
-        Some(v) if v >= 20 => {}
+        Some(v) if v >= 20 => Some(aedes),
         Some(v) => {
             eprintln!("skipping broker compatibility with aedes: it needs node >= 20, found {v}");
-            return;
+            None
         }
         None => {
             eprintln!("skipping broker compatibility with aedes: no `node` on PATH");
-            return;
+            None
         }
     }
+}
+
+#[test]
+fn aedes_delivers_everything_and_attic_stores_it_exactly() {
+    let Some(aedes) = usable_aedes() else {
+        return;
+    };
     let dir = TempDir::new("aedes");
     let broker = Aedes::start(&aedes, &dir);
     let data = dir.join("data");
@@ -154,7 +166,7 @@ fn aedes_delivers_everything_and_attic_stores_it_exactly() {
     let mut publisher = TestClient::connect(broker.port, "compat-publisher");
     publisher.publish("compat/retained", b"kept", 1, true);
 
-    let mut attic = Attic::start(&config(&data, broker.port, 2), &dir);
+    let mut attic = Attic::start(&config(&data, broker.port, 2, "3.1.1"), &dir);
     attic.wait_log_contains("subscribed; storing", T);
 
     let load = workload();
@@ -208,4 +220,24 @@ fn aedes_delivers_everything_and_attic_stores_it_exactly() {
         unexpected.is_empty(),
         "rows nobody published: {unexpected:?}"
     );
+}
+
+/// aedes speaks MQTT 3.1.1 only: it answers an MQTT 5 CONNECT with a 3.1.1
+/// CONNACK "unacceptable protocol version", which Attic must report as such
+/// (mqttbytes alone would call it a malformed packet) and keep retrying.
+#[test]
+fn mqtt_5_against_aedes_says_the_broker_does_not_speak_it() {
+    let Some(aedes) = usable_aedes() else {
+        return;
+    };
+    let dir = TempDir::new("aedes-v5");
+    let broker = Aedes::start(&aedes, &dir);
+    let mut attic = Attic::start(&config(&dir.join("data"), broker.port, 0, "5"), &dir);
+    attic.wait_log_contains(
+        "broker refused the connection: unsupported protocol version (0x84) \
+         (it answered in MQTT 3.1.1: it does not speak MQTT 5; set `mqtt-version: 3.1.1`)",
+        T,
+    );
+    assert!(attic.is_running(), "a refusal is retried, not fatal");
+    attic.stop_clean();
 }

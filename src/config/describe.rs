@@ -129,4 +129,5 @@ fn describe_broker(line: &mut impl FnMut(String), b: &BrokerConfig) {
     line(format!("    client id:      {}", b.client_id));
     line(format!("    clean session:  {}", b.clean_session));
     line(format!("    keep alive:     {:?}", b.keep_alive));
+    line(super::mqtt5::describe(b));
 }

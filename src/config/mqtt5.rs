@@ -5,6 +5,7 @@
 //! and the rules tying the two keys to `clean-session`. Must not: touch the
 //! network.
 
+use super::BrokerConfig;
 use super::checker::{Checker, Fields};
 use super::yaml::Yaml;
 use crate::mqtt::session::{Mqtt5Options, SESSION_NEVER_EXPIRES};
@@ -55,6 +56,22 @@ impl Checker<'_> {
     }
 }
 
+/// The `attic check` line: the version, and for a persistent MQTT 5
+/// session how long the broker keeps it.
+pub(super) fn describe(b: &BrokerConfig) -> String {
+    match b.mqtt5 {
+        None => "    mqtt version:   3.1.1".to_owned(),
+        Some(_) if b.clean_session => "    mqtt version:   5".to_owned(),
+        Some(o) if o.session_expiry_s == SESSION_NEVER_EXPIRES => {
+            "    mqtt version:   5 (session never expires)".to_owned()
+        }
+        Some(o) => format!(
+            "    mqtt version:   5 (session expires {} s after a disconnect)",
+            o.session_expiry_s
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::parse;
@@ -79,6 +96,23 @@ mod tests {
         parse(&stream(extra), Path::new("c.yaml")).unwrap().streams[0]
             .broker
             .mqtt5
+    }
+
+    #[test]
+    fn attic_check_shows_the_version_and_the_session_expiry() {
+        let c = parse(
+            &stream("    mqtt-version: 5\n    clean-session: false\n    session-expiry-seconds: 60\n"),
+            Path::new("c.yaml"),
+        )
+        .unwrap();
+        assert!(
+            c.describe()
+                .contains("mqtt version:   5 (session expires 60 s after a disconnect)"),
+            "{}",
+            c.describe()
+        );
+        let c = parse(&stream(""), Path::new("c.yaml")).unwrap();
+        assert!(c.describe().contains("mqtt version:   3.1.1"));
     }
 
     #[test]

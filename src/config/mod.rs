@@ -12,6 +12,9 @@
 //! (typed getters that record a [`Problem`] and go on) -> [`Config`].
 
 mod locate;
+mod retention;
+
+pub use retention::Retention;
 
 use crate::filter::{self, options::Step};
 use std::fmt;
@@ -39,6 +42,9 @@ pub struct Config {
     /// `log-performance` + `log-performance-stream`: where to publish the JSON
     /// report; `None` when `log-performance` is false.
     pub performance: Option<PerformanceConfig>,
+    /// `retention.min-free-mb` in bytes: free space kept on the data
+    /// folder's file system (oldest finished files of any stream go).
+    pub min_free_bytes: Option<u64>,
 }
 
 /// How to reach and log in to a broker.
@@ -115,6 +121,8 @@ pub struct StreamConfig {
     pub filters: Vec<filter::Spec>,
     /// `durability` (default normal).
     pub durability: Durability,
+    /// `retention` (the stream's own keys over the top-level ones).
+    pub retention: Retention,
 }
 
 /// `log-performance-stream`: where the JSON self-report is published.
@@ -208,6 +216,7 @@ const TOP_KEYS: &[&str] = &[
     "log-performance-stream",
     "log-level",
     "metrics-file",
+    "retention",
 ];
 
 const STREAM_KEYS: &[&str] = &[
@@ -230,6 +239,7 @@ const STREAM_KEYS: &[&str] = &[
     "exclude",
     "filters",
     "durability",
+    "retention",
 ];
 
 const PERFORMANCE_KEYS: &[&str] = &[
@@ -744,6 +754,7 @@ impl Checker<'_> {
             .and_then(|s| s.parse().ok())
             .unwrap_or(log::LevelFilter::Info);
         let metrics_file = self.path(&top, "metrics-file");
+        let retention = self.top_retention(&top);
 
         let mut streams = Vec::new();
         match top.get("streams") {
@@ -754,7 +765,8 @@ impl Checker<'_> {
             Some(Yaml::List(items)) => {
                 for (i, item) in items.iter().enumerate() {
                     let path = child(&top.at("streams"), Seg::Index(i));
-                    if let Some(stream) = self.stream(item, &path) {
+                    if let Some(mut stream) = self.stream(item, &path) {
+                        stream.retention = self.stream_retention(item, &path, &retention);
                         streams.push((path, stream));
                     }
                 }
@@ -788,6 +800,7 @@ impl Checker<'_> {
             metrics_file,
             streams: streams.into_iter().map(|(_, s)| s).collect(),
             performance,
+            min_free_bytes: retention.min_free_bytes,
         })
     }
 
@@ -871,6 +884,7 @@ impl Checker<'_> {
             exclude,
             filters,
             durability,
+            retention: Retention::default(),
         })
     }
 
@@ -1228,6 +1242,13 @@ impl Config {
                 .as_ref()
                 .map_or("(none)".to_owned(), |p| p.display().to_string())
         ));
+        line(format!(
+            "min free space:   {}",
+            self.min_free_bytes.map_or("(none)".to_owned(), |b| format!(
+                "{} MB (retention.min-free-mb)",
+                b / 1_048_576
+            ))
+        ));
         line(format!("streams:          {}", self.streams.len()));
         for (i, s) in self.streams.iter().enumerate() {
             line(format!("  streams[{i}]: {}", s.folder_name));
@@ -1262,6 +1283,7 @@ impl Config {
             line(format!("    commit within:  {:?}", s.commit_interval));
             line(format!("    coalesce reads: {:?}", s.coalesce));
             line(format!("    max payload:    {} bytes", s.max_payload_bytes));
+            line(format!("    retention:      {}", s.retention.describe()));
             line(format!(
                 "    durability:     {}",
                 match s.durability {

@@ -1,7 +1,9 @@
 //! Storage: where a message goes once the session has delivered it.
 //!
-//! [`rotation`] is pure time arithmetic; [`writer`] owns the SQLite files.
+//! [`rotation`] is pure time arithmetic; [`writer`] owns the SQLite files;
+//! [`retention`] deletes the oldest finished ones.
 
+pub mod retention;
 pub mod rotation;
 pub mod writer;
 

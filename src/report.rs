@@ -30,6 +30,10 @@ pub struct StreamSample {
     /// Messages dropped per filter since start, in chain order (the
     /// wire-level `max-payload-bytes` first).
     pub filter_drops: Vec<(String, u64)>,
+    /// Finished files deleted by retention since start.
+    pub files_deleted: u64,
+    /// Their bytes.
+    pub bytes_deleted: u64,
 }
 
 /// The process's own resource use at one moment.
@@ -508,6 +512,8 @@ fn stream_json(out: &mut String, f: &Figures, s: &StreamFigures) {
     o.u64("store_errors_total", c.store_errors);
     o.u64("files_closed_total", c.files_closed);
     o.u64("reconnects_total", s.sample.reconnects);
+    o.u64("files_deleted", s.sample.files_deleted);
+    o.u64("bytes_deleted", s.sample.bytes_deleted);
     o.u64("received_period", s.received);
     o.u64("stored_period", s.stored);
     o.u64("excluded_period", s.excluded);
@@ -645,6 +651,21 @@ pub fn prometheus(f: &Figures) -> String {
     for (name, help, get) in counters {
         per_stream(o, f, name, "counter", help, get);
     }
+    let deleted: [(&str, &str, Get); 2] = [
+        (
+            "attic_files_deleted_total",
+            "Finished files deleted by retention.",
+            |s| s.sample.files_deleted as f64,
+        ),
+        (
+            "attic_bytes_deleted_total",
+            "Bytes of the finished files deleted by retention.",
+            |s| s.sample.bytes_deleted as f64,
+        ),
+    ];
+    for (name, help, get) in deleted {
+        per_stream(o, f, name, "counter", help, get);
+    }
     let gauges: [(&str, &str, Get); 5] = [
         (
             "attic_connected",
@@ -755,6 +776,8 @@ mod tests {
                 ("max-payload-bytes (wire)".into(), 0),
                 ("exclude".into(), 4),
             ],
+            files_deleted: 3,
+            bytes_deleted: 12_288,
         }
     }
 

@@ -230,6 +230,20 @@ impl Stream {
         std::iter::once((WIRE_LIMIT_NAME, self.counters.oversize)).chain(self.chain.dropped())
     }
 
+    /// Storage is failing (messages held, a retry pending): freeing disk
+    /// space may help.
+    pub fn storage_failing(&self) -> bool {
+        self.store_retry_at.is_some()
+    }
+
+    /// Space was freed: retry the failed write at the next timer check
+    /// instead of waiting for the retry interval.
+    pub fn retry_storage_soon(&mut self, now: Instant) {
+        if self.store_retry_at.is_some() {
+            self.store_retry_at = Some(now);
+        }
+    }
+
     /// Rows inserted and not yet committed.
     pub fn uncommitted(&self) -> usize {
         self.writer.uncommitted()

@@ -207,7 +207,11 @@ mod tests {
     fn no_retention_keeps_everything() {
         let c = parse(&yaml("", ""), Path::new("c.yaml")).unwrap();
         assert_eq!(c.min_free_bytes, None);
-        assert!(c.streams.iter().all(|s| s.retention == Retention::default()));
+        assert!(
+            c.streams
+                .iter()
+                .all(|s| s.retention == Retention::default())
+        );
     }
 
     #[test]
@@ -246,11 +250,8 @@ mod tests {
         let top = "retention:\n  max-age-days: 0\n  max-size-mb: -5\n  max-age-day: 1\n";
         let own = "    retention:\n      min-free-mb: 10\n      max-size-mb: lots\n";
         let e = parse(&yaml(top, own), Path::new("c.yaml")).unwrap_err();
-        let shown: Vec<(String, Option<usize>)> = e
-            .problems
-            .iter()
-            .map(|p| (p.key.clone(), p.line))
-            .collect();
+        let shown: Vec<(String, Option<usize>)> =
+            e.problems.iter().map(|p| (p.key.clone(), p.line)).collect();
         assert_eq!(
             shown,
             [

@@ -356,7 +356,11 @@ impl Retention {
                 *pos = 0;
                 if *left == 0 || *day >= days.len() {
                     let t = std::mem::take(tally);
-                    let why = plan.take.get(*stream).map(|t| t.why.keys()).unwrap_or_default();
+                    let why = plan
+                        .take
+                        .get(*stream)
+                        .map(|t| t.why.keys())
+                        .unwrap_or_default();
                     self.pass_deleted += t.files;
                     report(s, t, &why);
                     *stream += 1;

@@ -201,9 +201,18 @@ mod tests {
     #[test]
     fn max_size_takes_the_oldest_until_the_rest_fits() {
         let d = days(A);
-        assert_eq!(plan(&[input(&d, None, Some(400))], 0, None).take[0].count, 0);
-        assert_eq!(plan(&[input(&d, None, Some(399))], 0, None).take[0].count, 1);
-        assert_eq!(plan(&[input(&d, None, Some(200))], 0, None).take[0].count, 2);
+        assert_eq!(
+            plan(&[input(&d, None, Some(400))], 0, None).take[0].count,
+            0
+        );
+        assert_eq!(
+            plan(&[input(&d, None, Some(399))], 0, None).take[0].count,
+            1
+        );
+        assert_eq!(
+            plan(&[input(&d, None, Some(200))], 0, None).take[0].count,
+            2
+        );
         assert_eq!(plan(&[input(&d, None, Some(1))], 0, None).take[0].count, 4);
     }
 

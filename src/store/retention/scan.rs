@@ -427,7 +427,10 @@ mod tests {
         assert_eq!(ok("+700000000123456.sqlite"), None);
         assert_eq!(ok("1700000000123456.SQLITE"), None);
         assert_eq!(ok("notes.sqlite"), None);
-        assert_eq!(finished_file_name(999_999_999_999_999), "0999999999999999.sqlite");
+        assert_eq!(
+            finished_file_name(999_999_999_999_999),
+            "0999999999999999.sqlite"
+        );
         assert!(is_day_name(&OsString::from("2024-05-01")));
         assert!(!is_day_name(&OsString::from("2024-5-01")));
         assert!(!is_day_name(&OsString::from("2024-05-01x")));
@@ -485,7 +488,11 @@ mod tests {
         put(&t.0, "2024-05-01/1714525200000000.sqlite", 40);
         full_refresh(&mut c);
         let sizes: Vec<u64> = c.days[0].files.iter().map(|f| f.size).collect();
-        assert_eq!(sizes, [999, 40], "read again; the known file keeps its size");
+        assert_eq!(
+            sizes,
+            [999, 40],
+            "read again; the known file keeps its size"
+        );
     }
 
     #[test]

@@ -123,7 +123,10 @@ fn max_age_deletes_old_finished_files_only_and_removes_emptied_day_folders() {
     let old2 = put(&t.0, "a", DAY0 + DAY_US + 5, 20);
     let young = put(&t.0, "a", DAY0 + 3 * DAY_US, 30);
     // Left alone: a .part (even an old one), foreign files, a near-name.
-    let part = old1.with_file_name(format!("{}.part", old1.file_name().unwrap().to_str().unwrap()));
+    let part = old1.with_file_name(format!(
+        "{}.part",
+        old1.file_name().unwrap().to_str().unwrap()
+    ));
     fs::write(&part, b"p").unwrap();
     let foreign = old2.with_file_name("notes.txt");
     fs::write(&foreign, b"x").unwrap();
@@ -154,7 +157,10 @@ fn max_age_deletes_old_finished_files_only_and_removes_emptied_day_folders() {
     // The .part goes (finalised elsewhere): its day folder is now empty.
     fs::remove_file(&part).unwrap();
     run_pass(&mut r, DAY0 + 3 * DAY_US + 10, 1000);
-    assert!(!t.0.join("a/2024-05-01").exists(), "an empty day folder goes");
+    assert!(
+        !t.0.join("a/2024-05-01").exists(),
+        "an empty day folder goes"
+    );
     assert_eq!(r.deleted(0), (2, 30));
 }
 
@@ -178,18 +184,35 @@ fn max_size_is_per_stream_and_a_streams_own_keys_replace_the_top_level() {
     }
     let mut r = Retention::with_free_space(&c, Instant::now(), fake_disk(&t.0, 1 << 40)).unwrap();
     run_pass(&mut r, DAY0 + DAY_US, 1000);
-    let count = |s: &str| tree(&t.0.join(s)).iter().filter(|p| p.ends_with(".sqlite")).count();
+    let count = |s: &str| {
+        tree(&t.0.join(s))
+            .iter()
+            .filter(|p| p.ends_with(".sqlite"))
+            .count()
+    };
     assert_eq!((count("a"), count("b"), count("c")), (4, 2, 4));
     assert_eq!(r.deleted(1), (2, mb as u64));
     // The oldest went.
-    assert!(!t.0.join("b/2024-05-01").join(finished_file_name(DAY0)).exists());
-    assert!(t.0.join("b/2024-05-01").join(finished_file_name(DAY0 + 3 * 3_600_000_000)).exists());
+    assert!(
+        !t.0.join("b/2024-05-01")
+            .join(finished_file_name(DAY0))
+            .exists()
+    );
+    assert!(
+        t.0.join("b/2024-05-01")
+            .join(finished_file_name(DAY0 + 3 * 3_600_000_000))
+            .exists()
+    );
 }
 
 #[test]
 fn min_free_deletes_the_oldest_files_across_streams_until_there_is_room() {
     let t = Tmp::new("free");
-    let c = config(&t.0, "retention: { min-free-mb: 0.0001 }\n", &[("a", ""), ("b", "")]);
+    let c = config(
+        &t.0,
+        "retention: { min-free-mb: 0.0001 }\n",
+        &[("a", ""), ("b", "")],
+    );
     // 0.0001 MB = 105 bytes. Disk of 300 bytes, 280 used: 20 free.
     put(&t.0, "a", DAY0 + 10, 70);
     put(&t.0, "b", DAY0 + 20, 70);
@@ -199,8 +222,16 @@ fn min_free_deletes_the_oldest_files_across_streams_until_there_is_room() {
     run_pass(&mut r, DAY0 + DAY_US, 1000);
     assert_eq!(r.deleted(0), (1, 70));
     assert_eq!(r.deleted(1), (1, 70));
-    assert!(t.0.join("a/2024-05-01").join(finished_file_name(DAY0 + 30)).exists());
-    assert!(t.0.join("b/2024-05-01").join(finished_file_name(DAY0 + 40)).exists());
+    assert!(
+        t.0.join("a/2024-05-01")
+            .join(finished_file_name(DAY0 + 30))
+            .exists()
+    );
+    assert!(
+        t.0.join("b/2024-05-01")
+            .join(finished_file_name(DAY0 + 40))
+            .exists()
+    );
     assert!(!r.starved);
 }
 
@@ -211,7 +242,8 @@ fn min_free_out_of_reach_deletes_everything_warns_once_and_clears_when_space_ret
     put(&t.0, "a", DAY0, 10);
     let free = Rc::new(Cell::new(1000u64));
     let f = free.clone();
-    let mut r = Retention::with_free_space(&c, Instant::now(), Box::new(move |_| Ok(f.get()))).unwrap();
+    let mut r =
+        Retention::with_free_space(&c, Instant::now(), Box::new(move |_| Ok(f.get()))).unwrap();
     run_pass(&mut r, DAY0 + DAY_US, 1000);
     assert_eq!(r.deleted(0), (1, 10));
     assert!(r.starved, "nothing left to delete and still short");
@@ -236,8 +268,15 @@ fn every_step_stays_within_its_budget_and_the_pass_still_finishes() {
     loop {
         steps += 1;
         let ended = r.step(now, DAY0 + 2 * DAY_US, &mut Budget::ops(7));
-        let left = tree(&t.0.join("a")).iter().filter(|p| p.ends_with(".sqlite")).count();
-        assert!(before - left <= 7, "one step deleted {} files", before - left);
+        let left = tree(&t.0.join("a"))
+            .iter()
+            .filter(|p| p.ends_with(".sqlite"))
+            .count();
+        assert!(
+            before - left <= 7,
+            "one step deleted {} files",
+            before - left
+        );
         before = left;
         if ended {
             break;
@@ -253,7 +292,11 @@ fn every_step_stays_within_its_budget_and_the_pass_still_finishes() {
 #[test]
 fn passes_come_once_a_minute_after_a_request_and_when_storage_starts_failing() {
     let t = Tmp::new("due");
-    let c = config(&t.0, "retention: { max-age-days: 1 }\n", &[("a", ""), ("b", "")]);
+    let c = config(
+        &t.0,
+        "retention: { max-age-days: 1 }\n",
+        &[("a", ""), ("b", "")],
+    );
     for k in 0..5 {
         put(&t.0, "a", DAY0 + k, 1);
     }

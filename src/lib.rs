@@ -12,6 +12,7 @@
 //!   store/
 //!     rotation  pure time arithmetic: periods, day folders, file names
 //!     writer    rusqlite: pragmas, schema, batched inserts, finalise, recovery
+//!     retention deletes the oldest finished files (age, size, free space), sliced
 //!   net         nonblocking TCP; Link = a socket with its poll registration
 //!   signals     signalfd: SIGINT/SIGTERM/SIGHUP as a poll source
 //!   clock       the two clocks: monotonic deadlines and a CLOCK_REALTIME timerfd

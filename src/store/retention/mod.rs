@@ -136,7 +136,7 @@ pub struct Retention {
 impl std::fmt::Debug for Retention {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Retention")
-            .field("streams", &self.streams)
+            .field("streams", &self.streams.len())
             .field("min_free", &self.min_free)
             .field("phase", &self.phase)
             .finish_non_exhaustive()

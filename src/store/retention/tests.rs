@@ -322,3 +322,10 @@ fn passes_come_once_a_minute_after_a_request_and_when_storage_starts_failing() {
     }
     assert_eq!(r.next_deadline(), t2);
 }
+
+#[test]
+fn the_free_space_of_a_real_file_system_is_measured() {
+    let t = Tmp::new("statvfs");
+    assert!(free_bytes(&t.0).unwrap() > 0);
+    assert!(free_bytes(&t.0.join("missing")).is_err());
+}

@@ -974,6 +974,25 @@ mod filter_drop_tests {
             "{p}"
         );
     }
+
+    #[test]
+    fn retention_deletions_reach_the_json_and_the_metrics() {
+        let f = figures();
+        let j = json(&f);
+        assert!(
+            j.contains(r#""files_deleted":3,"bytes_deleted":12288"#),
+            "{j}"
+        );
+        let p = prometheus(&f);
+        assert!(
+            p.contains("attic_files_deleted_total{stream=\"s\"} 3"),
+            "{p}"
+        );
+        assert!(
+            p.contains("attic_bytes_deleted_total{stream=\"s\"} 12288"),
+            "{p}"
+        );
+    }
 }
 
 #[cfg(test)]

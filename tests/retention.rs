@@ -512,6 +512,9 @@ fn deleting_100000_old_files_never_stalls_the_loop_for_20_ms() {
             tail(&attic.log(), 20)
         );
     }
+    wait_until(T, "every message sent stored", || {
+        stored_numbers_any(&stream_dir).len() == sent
+    });
     attic.stop_clean();
     let log = attic.log();
     // "longest loop turn: W ms (CPU C ms)"

@@ -16,7 +16,8 @@
 //! notifications (READY=1 after set-up, STOPPING=1 when the stop sequence
 //! begins, WATCHDOG=1 from the loop's own deadlines so that a wedged loop
 //! stops sending it) and the stop sequence; protocol rules live in the
-//! session, storage rules in the writer, figures and formats in `report`.
+//! session, ack-after-commit in `store::gate`, file rules in the writer,
+//! figures and formats in `report`.
 //! The loop holds no protocol logic of its own.
 
 use crate::clock::{self, WallTimer};
@@ -153,7 +154,7 @@ pub fn run(config: &Config) -> Result<(), AppError> {
     // time the scheduler gave to other processes.
     let mut longest_turn_cpu = Duration::ZERO;
     // Runs first in the loop, after the recovery above.
-    let mut retention = Retention::new(config, start);
+    let mut retention = Retention::new(retention_setup(config), start);
     // Every stream is set up (folders recovered, poll ready); brokers are
     // connected by the loop, not awaited.
     out.notifier.ready();
@@ -311,8 +312,8 @@ fn sample(s: &Stream, busy: Duration, deleted: (u64, u64)) -> StreamSample {
     StreamSample {
         name: s.name.clone(),
         counters: s.counters.clone(),
-        reconnects: s.session.stats().reconnects,
-        connected: s.session.is_connected(),
+        reconnects: s.session().stats().reconnects,
+        connected: s.session().is_connected(),
         file: s.current_file().map(|p| p.display().to_string()),
         busy,
         filter_drops: s
@@ -321,6 +322,19 @@ fn sample(s: &Stream, busy: Duration, deleted: (u64, u64)) -> StreamSample {
             .collect(),
         files_deleted: deleted.0,
         bytes_deleted: deleted.1,
+    }
+}
+
+/// What retention needs of the config.
+fn retention_setup(config: &Config) -> retention::Setup {
+    retention::Setup {
+        data_folder: config.data_folder.clone(),
+        streams: config
+            .streams
+            .iter()
+            .map(|s| (s.folder_name.clone(), s.retention))
+            .collect(),
+        min_free_bytes: config.min_free_bytes,
     }
 }
 

@@ -16,14 +16,16 @@
 //! `min-free-mb` cannot be met. Must not: delete anything but a finished
 //! file Attic named (`<16 digits>.sqlite`) in a `YYYY-MM-DD` folder of a
 //! stream folder of the config, or a day folder left empty; touch a `.part`
-//! file; read the wall clock (the loop passes it in).
+//! file; read the wall clock for `max-age-days` (the loop passes it in; the
+//! scan reads it only to distrust a day folder modified a moment ago).
 
+mod limits;
 mod plan;
 mod scan;
 
+pub use limits::{Limits, MB};
 pub use scan::Budget;
 
-use crate::config::{Config, Retention as Limits};
 use plan::{Input, Plan};
 use scan::{Catalog, Refresh, finished_file_name, remove_empty_day};
 use std::io;
@@ -55,6 +57,17 @@ pub fn free_bytes(path: &Path) -> io::Result<u64> {
     )]
     let (avail, frsize) = (u64::from(st.f_bavail), u64::from(st.f_frsize));
     Ok(avail.saturating_mul(frsize))
+}
+
+/// What retention needs to know of the config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Setup {
+    /// `data-folder`.
+    pub data_folder: PathBuf,
+    /// Each stream's folder name and resolved limits, in config order.
+    pub streams: Vec<(String, Limits)>,
+    /// `retention.min-free-mb` in bytes.
+    pub min_free_bytes: Option<u64>,
 }
 
 /// One stream's retention state.
@@ -144,29 +157,26 @@ impl std::fmt::Debug for Retention {
 }
 
 impl Retention {
-    /// Retention for `config`, or `None` when it asks for none (no
-    /// `retention` anywhere: keep everything). The first pass is due at
-    /// once (the loop starts after start-up recovery).
-    pub fn new(config: &Config, now: Instant) -> Option<Self> {
-        Self::with_free_space(config, now, Box::new(free_bytes))
+    /// Retention for the streams of `setup`, or `None` when it asks for
+    /// none (no `retention` anywhere: keep everything). The first pass is
+    /// due at once (the loop starts after start-up recovery).
+    pub fn new(setup: Setup, now: Instant) -> Option<Self> {
+        Self::with_free_space(setup, now, Box::new(free_bytes))
     }
 
     /// Like [`new`](Self::new), measuring free space with `free_space`.
-    pub fn with_free_space(config: &Config, now: Instant, free_space: FreeSpace) -> Option<Self> {
-        let any_limit = config
-            .streams
-            .iter()
-            .any(|s| s.retention != Limits::default());
-        if !any_limit && config.min_free_bytes.is_none() {
+    pub fn with_free_space(setup: Setup, now: Instant, free_space: FreeSpace) -> Option<Self> {
+        let any_limit = setup.streams.iter().any(|s| s.1 != Limits::default());
+        if !any_limit && setup.min_free_bytes.is_none() {
             return None;
         }
-        let streams = config
+        let streams = setup
             .streams
-            .iter()
-            .map(|s| Stream {
-                name: s.folder_name.clone(),
-                limits: s.retention,
-                catalog: Catalog::new(config.data_folder.join(&s.folder_name)),
+            .into_iter()
+            .map(|(name, limits)| Stream {
+                catalog: Catalog::new(setup.data_folder.join(&name)),
+                name,
+                limits,
                 refresh: Refresh::Start,
                 files_deleted: 0,
                 bytes_deleted: 0,
@@ -175,8 +185,8 @@ impl Retention {
         Some(Retention {
             failing: vec![false; streams.len()],
             streams,
-            data_folder: config.data_folder.clone(),
-            min_free: config.min_free_bytes,
+            data_folder: setup.data_folder,
+            min_free: setup.min_free_bytes,
             free_space,
             phase: Phase::Idle,
             due: now,

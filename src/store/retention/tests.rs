@@ -31,12 +31,22 @@ impl Drop for Tmp {
     }
 }
 
-fn config(data: &Path, top: &str, streams: &[(&str, &str)]) -> Config {
+/// The setup of a config file's text (the config's own parser).
+fn config(data: &Path, top: &str, streams: &[(&str, &str)]) -> Setup {
     let mut y = format!("data-folder: \"{}\"\n{top}streams:\n", data.display());
     for (prefix, extra) in streams {
         y.push_str(&format!("  - topic: \"#\"\n    prefix: {prefix}\n{extra}"));
     }
-    crate::config::parse(&y, Path::new("test.yaml")).unwrap()
+    let c = crate::config::parse(&y, Path::new("test.yaml")).unwrap();
+    Setup {
+        data_folder: c.data_folder,
+        streams: c
+            .streams
+            .into_iter()
+            .map(|s| (s.folder_name, s.retention))
+            .collect(),
+        min_free_bytes: c.min_free_bytes,
+    }
 }
 
 /// A finished file of `len` bytes created at `created` in stream `stream`.
@@ -112,7 +122,7 @@ fn run_pass(r: &mut Retention, wall_us: i64, ops_per_step: u64) -> usize {
 fn no_retention_anywhere_means_no_retention_at_all() {
     let t = Tmp::new("none");
     let c = config(&t.0, "", &[("a", "")]);
-    assert!(Retention::new(&c, Instant::now()).is_none());
+    assert!(Retention::new(c.clone(), Instant::now()).is_none());
 }
 
 #[test]
@@ -134,7 +144,8 @@ fn max_age_deletes_old_finished_files_only_and_removes_emptied_day_folders() {
     fs::write(&short, b"x").unwrap();
     fs::create_dir_all(t.0.join("a/backup")).unwrap();
     put(&t.0, "a/backup", DAY0, 5); // not a day folder of the stream
-    let mut r = Retention::with_free_space(&c, Instant::now(), fake_disk(&t.0, 1 << 30)).unwrap();
+    let mut r =
+        Retention::with_free_space(c.clone(), Instant::now(), fake_disk(&t.0, 1 << 30)).unwrap();
     run_pass(&mut r, DAY0 + 3 * DAY_US + 10, 1000);
     assert!(!old1.exists() && !old2.exists());
     assert!(young.exists() && part.exists() && foreign.exists() && short.exists());
@@ -182,7 +193,8 @@ fn max_size_is_per_stream_and_a_streams_own_keys_replace_the_top_level() {
             put(&t.0, s, DAY0 + k * 3_600_000_000, mb / 2);
         }
     }
-    let mut r = Retention::with_free_space(&c, Instant::now(), fake_disk(&t.0, 1 << 40)).unwrap();
+    let mut r =
+        Retention::with_free_space(c.clone(), Instant::now(), fake_disk(&t.0, 1 << 40)).unwrap();
     run_pass(&mut r, DAY0 + DAY_US, 1000);
     let count = |s: &str| {
         tree(&t.0.join(s))
@@ -218,7 +230,8 @@ fn min_free_deletes_the_oldest_files_across_streams_until_there_is_room() {
     put(&t.0, "b", DAY0 + 20, 70);
     put(&t.0, "a", DAY0 + 30, 70);
     put(&t.0, "b", DAY0 + 40, 70);
-    let mut r = Retention::with_free_space(&c, Instant::now(), fake_disk(&t.0, 300)).unwrap();
+    let mut r =
+        Retention::with_free_space(c.clone(), Instant::now(), fake_disk(&t.0, 300)).unwrap();
     run_pass(&mut r, DAY0 + DAY_US, 1000);
     assert_eq!(r.deleted(0), (1, 70));
     assert_eq!(r.deleted(1), (1, 70));
@@ -243,7 +256,8 @@ fn min_free_out_of_reach_deletes_everything_warns_once_and_clears_when_space_ret
     let free = Rc::new(Cell::new(1000u64));
     let f = free.clone();
     let mut r =
-        Retention::with_free_space(&c, Instant::now(), Box::new(move |_| Ok(f.get()))).unwrap();
+        Retention::with_free_space(c.clone(), Instant::now(), Box::new(move |_| Ok(f.get())))
+            .unwrap();
     run_pass(&mut r, DAY0 + DAY_US, 1000);
     assert_eq!(r.deleted(0), (1, 10));
     assert!(r.starved, "nothing left to delete and still short");
@@ -261,7 +275,8 @@ fn every_step_stays_within_its_budget_and_the_pass_still_finishes() {
     for k in 0..300 {
         put(&t.0, "a", DAY0 + k * 60_000_000, 1);
     }
-    let mut r = Retention::with_free_space(&c, Instant::now(), fake_disk(&t.0, 1 << 30)).unwrap();
+    let mut r =
+        Retention::with_free_space(c.clone(), Instant::now(), fake_disk(&t.0, 1 << 30)).unwrap();
     let now = Instant::now();
     let mut steps = 0;
     let mut before = 300;
@@ -301,7 +316,7 @@ fn passes_come_once_a_minute_after_a_request_and_when_storage_starts_failing() {
         put(&t.0, "a", DAY0 + k, 1);
     }
     let t0 = Instant::now();
-    let mut r = Retention::with_free_space(&c, t0, fake_disk(&t.0, 1 << 30)).unwrap();
+    let mut r = Retention::with_free_space(c.clone(), t0, fake_disk(&t.0, 1 << 30)).unwrap();
     assert_eq!(r.next_deadline(), t0, "the first pass is due at start");
     r.step(t0, DAY0, &mut Budget::ops(1_000));
     assert_eq!(r.next_deadline(), t0 + EVERY);

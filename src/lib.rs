@@ -20,6 +20,9 @@
 //!   report      self-report figures: log lines, JSON report, Prometheus text
 //!   publisher   the JSON report's own publish-only MQTT connection
 //!   metrics     metrics-file: atomic rewrite of the Prometheus text
+//!   run_options `attic run`'s scripting flags: --ready-file, --stop-after*, --summary
+//!   harness     what they do: ready file, stop conditions, summary at exit
+//!   summary     the summary's JSON and each stream's Tally (time span, files)
 //!   systemd     sd_notify (READY, STATUS, WATCHDOG, STOPPING); no-op without NOTIFY_SOCKET
 //!   app         the mio loop: tokens, deadlines, dispatch, shutdown sequence
 //! ```
@@ -41,15 +44,18 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod filter;
+pub mod harness;
 pub mod logging;
 pub mod metrics;
 pub mod mqtt;
 pub mod net;
 pub mod publisher;
 pub mod report;
+pub mod run_options;
 pub mod signals;
 pub mod store;
 pub mod stream;
+pub mod summary;
 pub mod systemd;
 
 /// Exit code for a bad configuration (`EX_CONFIG` from sysexits.h).

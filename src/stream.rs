@@ -11,6 +11,7 @@ use crate::mqtt::session::{Delivery, Event, Session, SessionConfig};
 use crate::net::{Link, ReadOutcome};
 use crate::store::Message;
 use crate::store::writer::{FileMeta, Writer};
+use crate::summary::Tally;
 use mio::{Registry, Token};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -99,6 +100,8 @@ pub struct Stream {
     events: Vec<Event>,
     /// Self-report counters.
     pub counters: Counters,
+    /// Reception-time span committed and files written (`--summary`).
+    pub tally: Tally,
 }
 
 impl Stream {
@@ -175,6 +178,7 @@ impl Stream {
             uncommitted_bytes: 0,
             events: Vec::with_capacity(64),
             counters: Counters::default(),
+            tally: Tally::default(),
         }
     }
 
@@ -408,8 +412,9 @@ impl Stream {
     }
 
     fn insert(&mut self, msg: Message, now: Instant) {
-        match self.writer.insert(&msg) {
+        match self.write_row(&msg) {
             Ok(()) => {
+                self.tally.inserted(msg.timestamp_us);
                 self.uncommitted_bytes += msg.payload.len() as u64;
                 if self.commit_due.is_none() {
                     self.commit_due = Some(now + self.commit_interval);
@@ -422,6 +427,34 @@ impl Stream {
         }
     }
 
+    /// Inserts one row. A row past the open file's period (it arrived
+    /// before the loop's rotation in the same turn) makes the writer commit
+    /// and finalise that file first: counted here as a timed rotation is.
+    fn write_row(&mut self, msg: &Message) -> Result<(), crate::store::StoreError> {
+        let ends_period = self
+            .writer
+            .period_end_us()
+            .is_some_and(|end| msg.timestamp_us >= end);
+        if !ends_period {
+            return self.writer.insert(msg);
+        }
+        let rows = self.writer.uncommitted();
+        let part = self.writer.current_file().map(std::path::Path::to_path_buf);
+        let result = self.writer.insert(msg);
+        if part.is_some() && self.writer.current_file() != part.as_deref() {
+            self.counters.stored += rows as u64;
+            self.counters.stored_bytes += self.uncommitted_bytes;
+            self.uncommitted_bytes = 0;
+            self.counters.files_closed += 1;
+            self.tally.committed();
+            if let Some(p) = part {
+                // `X.sqlite.part` -> `X.sqlite`
+                self.tally.file_written(&p.with_extension(""));
+            }
+        }
+        result
+    }
+
     fn storage_failed(&mut self, now: Instant, e: &crate::store::StoreError) {
         self.counters.store_errors += 1;
         if let crate::store::StoreError::RolledBack { rows, .. } = e {
@@ -430,6 +463,7 @@ impl Stream {
             // makes the broker redeliver every unacknowledged QoS 1/2
             // message; QoS 0 messages of that transaction are lost.
             self.counters.lost += *rows as u64;
+            self.tally.rolled_back();
             self.uncommitted_bytes = 0;
             self.commit_due = None;
             let why = format!("storage rolled back {rows} row(s); reconnecting for redelivery");
@@ -464,6 +498,7 @@ impl Stream {
             self.counters.commit_last_us = took;
             self.counters.commit_max_us = self.counters.commit_max_us.max(took);
             self.counters.stored += rows as u64;
+            self.tally.committed();
             self.counters.stored_bytes += self.uncommitted_bytes;
             self.uncommitted_bytes = 0;
         }
@@ -495,8 +530,11 @@ impl Stream {
     fn retry_store(&mut self, registry: &Registry, buf: &mut [u8], now: Instant) {
         self.store_retry_at = None;
         while let Some(msg) = self.held.pop_front() {
-            match self.writer.insert(&msg) {
-                Ok(()) => self.uncommitted_bytes += msg.payload.len() as u64,
+            match self.write_row(&msg) {
+                Ok(()) => {
+                    self.tally.inserted(msg.timestamp_us);
+                    self.uncommitted_bytes += msg.payload.len() as u64;
+                }
                 Err(e) => {
                     self.held.push_front(msg);
                     self.storage_failed(now, &e);
@@ -522,6 +560,7 @@ impl Stream {
         match self.writer.rotate() {
             Ok(Some(path)) => {
                 self.counters.files_closed += 1;
+                self.tally.file_written(&path);
                 log::info!("[{}] closed {}", self.name, path.display());
             }
             Ok(None) => {}
@@ -542,6 +581,9 @@ impl Stream {
                 self.name,
                 self.held.len()
             );
+            if let Some(part) = self.writer.current_file() {
+                self.tally.file_written(part);
+            }
             self.writer.abandon();
         }
         self.session.shutdown();

@@ -29,15 +29,15 @@ fn config(data: &Path, port: u16, streams: &[(&str, &[&str], u64)]) -> String {
     y
 }
 
-/// Starts Attic and waits until every stream has subscribed.
+/// Starts Attic and waits for its ready file: every stream has subscribed.
 fn start(yaml: &str, dir: &TempDir, streams: usize) -> Attic {
     let mut a = Attic::start(yaml, dir);
-    wait_until(
-        T,
-        format!("{streams} subscriptions (log {})", a.log_path().display()),
-        || a.log().matches("subscribed; storing").count() >= streams,
+    let ready = a.wait_ready(T);
+    assert_eq!(
+        ready["streams"].as_array().map(Vec::len),
+        Some(streams),
+        "{ready}"
     );
-    let _ = a.is_running();
     a
 }
 

@@ -229,13 +229,13 @@ impl Harness {
             start_time: crate::report::iso_utc(self.start_us),
             end_us: now_us,
             end_time: crate::report::iso_utc(now_us),
-            duration_s: self.started.elapsed().as_secs_f64(),
+            duration_s: micros(self.started.elapsed().as_secs_f64()),
             exit_reason: reason,
             exit_code: code,
             error,
             received: streams.iter().map(|s| s.received).sum(),
             stored: streams.iter().map(|s| s.stored).sum(),
-            cpu_s: process.cpu.as_secs_f64(),
+            cpu_s: micros(process.cpu.as_secs_f64()),
             peak_rss_bytes: process.peak_rss_bytes,
             streams,
         }
@@ -273,6 +273,12 @@ impl Harness {
             Err(e) => log::error!("cannot write the ready file: {e}"),
         }
     }
+}
+
+/// Seconds rounded to the microsecond, so that JSON shows `1.114422`, not
+/// `1.1144219340000001`.
+fn micros(seconds: f64) -> f64 {
+    (seconds * 1e6).round() / 1e6
 }
 
 /// Every stream has had its subscriptions confirmed at least once.
@@ -411,6 +417,15 @@ mod tests {
         assert_eq!(v["pid"], json!(7));
         assert_eq!(v["attic_version"], json!("0.1.0"));
         assert_eq!(v["streams"][0]["folder"], json!("plant"));
+    }
+
+    #[test]
+    fn seconds_are_rounded_to_the_microsecond_for_json() {
+        assert_eq!(
+            serde_json::to_string(&micros(1.114_421_934_000_000_1)).unwrap(),
+            "1.114422"
+        );
+        assert_eq!(micros(0.0), 0.0);
     }
 
     #[test]

@@ -413,7 +413,7 @@ fn the_summary_counts_equal_the_rows_in_the_files_and_it_is_written_on_sigterm()
         let (mut rows, mut lo, mut hi) = (0u64, i64::MAX, i64::MIN);
         for f in &listed {
             let (n, a, b) = file_figures(f);
-            assert_eq!(n as usize, count_rows(f).unwrap());
+            assert_eq!(n, count_rows(f).unwrap() as u64);
             rows += n;
             lo = lo.min(a);
             hi = hi.max(b);

@@ -17,9 +17,9 @@
 //! begins, WATCHDOG=1 from the loop's own deadlines so that a wedged loop
 //! stops sending it) and the stop sequence; `harness` sees each turn (ready
 //! file, `--stop-after*`, summary) and may start that stop sequence as a
-//! signal does. Protocol rules live in the
-//! session, storage rules in the writer, figures and formats in `report`.
-//! The loop holds no protocol logic of its own.
+//! signal does. Protocol rules live in the session, storage rules in the
+//! writer, figures and formats in `report`. The loop holds no protocol
+//! logic of its own.
 
 use crate::clock::{self, WallTimer};
 use crate::config::Config;

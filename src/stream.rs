@@ -449,7 +449,9 @@ impl Stream {
             self.tally.committed();
             if let Some(p) = part {
                 // `X.sqlite.part` -> `X.sqlite`
-                self.tally.file_written(&p.with_extension(""));
+                let done = p.with_extension("");
+                log::info!("[{}] closed {}", self.name, done.display());
+                self.tally.file_written(&done);
             }
         }
         result

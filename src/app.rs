@@ -17,13 +17,13 @@
 //! begins, WATCHDOG=1 from the loop's own deadlines so that a wedged loop
 //! stops sending it) and the stop sequence; `harness` sees each turn (ready
 //! file, `--stop-after*`, summary) and may start that stop sequence as a
-//! signal does. Protocol rules live in the session, storage rules in the
-//! writer, figures and formats in `report`. The loop holds no protocol
-//! logic of its own.
+//! signal does. Protocol rules live in the session, ack-after-commit in
+//! `store::gate`, file rules in the writer, figures and formats in
+//! `report`. The loop holds no protocol logic of its own.
 
 use crate::clock::{self, WallTimer};
 use crate::config::Config;
-use crate::harness::Harness;
+use crate::harness::{Harness, Progress};
 use crate::metrics::MetricsFile;
 use crate::publisher::Publisher;
 use crate::report::{self, ProcessSample, Reporter, StreamSample};
@@ -31,6 +31,7 @@ use crate::run_options::RunOptions;
 use crate::signals::{Signal, Signals};
 use crate::store::writer;
 use crate::stream::Stream;
+use crate::summary::StreamTotals;
 use crate::systemd::Notifier;
 use mio::{Events, Poll, Token};
 use std::fmt;
@@ -114,9 +115,9 @@ pub fn run(config: &Config) -> Result<(), AppError> {
 /// Runs the service with the scripting options of `attic run` (ready file,
 /// stop conditions, summary; see `harness`).
 pub fn run_with(config: &Config, opts: &RunOptions) -> Result<(), AppError> {
-    let mut harness = Harness::new(opts, config, Instant::now())?;
+    let mut harness = Harness::new(opts, config, Instant::now()).map_err(AppError::Startup)?;
     let result = serve(config, &mut harness);
-    harness.finish(&result);
+    harness.finish(result.as_ref().err().map(ToString::to_string));
     result
 }
 
@@ -177,7 +178,7 @@ fn serve(config: &Config, harness: &mut Harness) -> Result<(), AppError> {
             .chain(Some(reporter.due))
             .chain(out.publisher.as_ref().and_then(Publisher::next_deadline))
             .chain(watchdog_due)
-            .chain(harness.next_deadline(&streams))
+            .chain(harness.next_deadline())
             .min();
         let timeout = if streams.iter().any(Stream::has_unread) {
             Some(Duration::ZERO)
@@ -228,7 +229,7 @@ fn serve(config: &Config, harness: &mut Harness) -> Result<(), AppError> {
         for s in &mut streams {
             s.continue_reading(poll.registry(), &mut buf, now);
         }
-        let stop = harness.on_turn(&streams, stop, now);
+        let stop = harness.on_turn(streams.iter().map(progress), stop, now);
         if stop {
             log::info!(
                 "longest loop turn: {:.1} ms",
@@ -239,7 +240,7 @@ fn serve(config: &Config, harness: &mut Harness) -> Result<(), AppError> {
                 p.shutdown(poll.registry(), now);
             }
             let stopped = stop_all(&mut poll, &signals, &mut streams, &mut events);
-            harness.stopped(&streams);
+            harness.stopped(streams.iter().map(totals));
             return stopped;
         }
         for (s, b) in streams.iter_mut().zip(busy.iter_mut()) {
@@ -290,13 +291,39 @@ fn serve(config: &Config, harness: &mut Harness) -> Result<(), AppError> {
     }
 }
 
+/// What the harness sees of a stream each turn.
+fn progress(s: &Stream) -> Progress<'_> {
+    let stats = s.session().stats();
+    Progress {
+        subscribed: stats.subscribed > 0,
+        granted: &stats.granted,
+        stored: s.counters.stored + s.uncommitted() as u64,
+    }
+}
+
+/// A stream's figures as the summary needs them.
+fn totals(s: &Stream) -> StreamTotals {
+    StreamTotals {
+        folder: s.name.clone(),
+        received: s.counters.received,
+        received_bytes: s.counters.received_bytes,
+        stored: s.counters.stored,
+        stored_bytes: s.counters.stored_bytes,
+        filtered: s.counters.filtered,
+        skipped: s.counters.oversize,
+        lost: s.counters.lost,
+        reconnects: s.session().stats().reconnects,
+        tally: s.tally.clone(),
+    }
+}
+
 /// A stream's figures as the report needs them.
 fn sample(s: &Stream, busy: Duration) -> StreamSample {
     StreamSample {
         name: s.name.clone(),
         counters: s.counters.clone(),
-        reconnects: s.session.stats().reconnects,
-        connected: s.session.is_connected(),
+        reconnects: s.session().stats().reconnects,
+        connected: s.session().is_connected(),
         file: s.current_file().map(|p| p.display().to_string()),
         busy,
         filter_drops: s

@@ -27,15 +27,14 @@
 //! no SUBSCRIBE was needed, so none was acknowledged).
 //!
 //! Owns: those files and the stop decision. Must not: stop the streams
-//! itself (the loop runs its usual stop sequence) or block the loop (two
-//! small file writes, once each).
+//! itself (the loop runs its usual stop sequence), see the streams (the
+//! loop hands it a [`Progress`] per stream and, at the stop, their
+//! [`StreamTotals`]), or block the loop (two small file writes, once each).
 
-use crate::app::AppError;
 use crate::config::Config;
 use crate::report::ProcessSample;
 use crate::run_options::{RunOptions, SummaryTarget};
-use crate::stream::Stream;
-use crate::summary::{ExitReason, StreamFigures, StreamSummary, Summary};
+use crate::summary::{ExitReason, StreamSummary, StreamTotals, Summary};
 use serde::Serialize;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -48,6 +47,17 @@ struct StreamInfo {
     path: PathBuf,
     filters: Vec<String>,
     qos: u8,
+}
+
+/// What the harness needs of one stream each loop turn.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress<'a> {
+    /// Its subscriptions have been confirmed at least once.
+    pub subscribed: bool,
+    /// QoS granted per filter by the last SUBACK (empty: session resumed).
+    pub granted: &'a [Option<u8>],
+    /// Messages committed, plus those inserted and awaiting their commit.
+    pub stored: u64,
 }
 
 /// The scripting options at work during one `attic run`.
@@ -65,8 +75,10 @@ pub struct Harness {
     ready_written: bool,
     /// Set when the loop decided to stop.
     reason: Option<ExitReason>,
+    /// Messages stored, all streams, as of the last turn.
+    stored: u64,
     /// The streams' figures after the stop sequence.
-    figures: Vec<StreamFigures>,
+    figures: Vec<StreamTotals>,
 }
 
 /// The ready file's JSON.
@@ -96,17 +108,18 @@ impl Harness {
     /// Prepares the options of this run: removes a ready file left by an
     /// earlier run (a script must never mistake it for this one's) and
     /// checks that the files can be written where asked.
-    pub fn new(opts: &RunOptions, config: &Config, now: Instant) -> Result<Harness, AppError> {
+    /// An error is one line for a start-up failure (exit 1).
+    pub fn new(opts: &RunOptions, config: &Config, now: Instant) -> Result<Harness, String> {
         if let Some(p) = &opts.ready_file {
             check_folder("ready file", p)?;
             match std::fs::remove_file(p) {
                 Ok(()) => log::info!("removed the stale ready file {}", p.display()),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => {
-                    return Err(AppError::Startup(format!(
+                    return Err(format!(
                         "cannot remove the stale ready file {}: {e}",
                         p.display()
-                    )));
+                    ));
                 }
             }
         }
@@ -130,6 +143,7 @@ impl Harness {
                 .collect(),
             ready_written: false,
             reason: None,
+            stored: 0,
             figures: Vec::new(),
         })
     }
@@ -140,20 +154,37 @@ impl Harness {
     }
 
     /// When the loop must wake for a stop condition: `--stop-after`, or at
-    /// once when `--stop-after-messages` is already reached.
-    pub fn next_deadline(&self, streams: &[Stream]) -> Option<Instant> {
-        if self.messages_reached(streams) {
+    /// once when `--stop-after-messages` was reached during the last turn.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if self.messages_reached() {
             return Some(self.started);
         }
         self.stop_at
     }
 
-    /// Called once per loop turn, after dispatch: writes the ready file as
-    /// soon as every stream has subscribed once, and decides whether to
-    /// stop (`signalled`: a SIGINT/SIGTERM arrived this turn).
-    pub fn on_turn(&mut self, streams: &[Stream], signalled: bool, now: Instant) -> bool {
-        if !self.ready_written && self.opts.ready_file.is_some() && all_ready(streams) {
-            self.write_ready(streams);
+    /// Called once per loop turn, after dispatch, with every stream's
+    /// progress in configuration order: writes the ready file as soon as
+    /// every stream has subscribed once, and decides whether to stop
+    /// (`signalled`: a SIGINT/SIGTERM arrived this turn).
+    pub fn on_turn<'a>(
+        &mut self,
+        streams: impl Iterator<Item = Progress<'a>>,
+        signalled: bool,
+        now: Instant,
+    ) -> bool {
+        let want_ready = !self.ready_written && self.opts.ready_file.is_some();
+        let mut all_subscribed = true;
+        let mut granted: Vec<Vec<Option<u8>>> = Vec::new();
+        self.stored = 0;
+        for p in streams {
+            all_subscribed &= p.subscribed;
+            self.stored += p.stored;
+            if want_ready && all_subscribed {
+                granted.push(p.granted.to_vec());
+            }
+        }
+        if want_ready && all_subscribed {
+            self.write_ready(&granted);
         }
         if self.reason.is_some() {
             return true;
@@ -166,10 +197,10 @@ impl Harness {
                 self.opts.stop_after.unwrap_or_default()
             );
             Some(ExitReason::StopAfter)
-        } else if self.messages_reached(streams) {
+        } else if self.messages_reached() {
             log::info!(
                 "stopping: {} message(s) stored (--stop-after-messages {})",
-                total_stored(streams),
+                self.stored,
                 self.opts.stop_after_messages.unwrap_or_default()
             );
             Some(ExitReason::StopAfterMessages)
@@ -181,13 +212,14 @@ impl Harness {
 
     /// After the stop sequence: keeps the streams' final figures for the
     /// summary.
-    pub fn stopped(&mut self, streams: &[Stream]) {
-        self.figures = streams.iter().map(figures).collect();
+    pub fn stopped(&mut self, streams: impl Iterator<Item = StreamTotals>) {
+        self.figures = streams.collect();
     }
 
     /// At exit: removes the ready file, then writes the summary. Failures
     /// are logged, never fatal (the data is safe by now).
-    pub fn finish(&mut self, result: &Result<(), AppError>) {
+    /// `error`: the fatal error that ended the run, if any.
+    pub fn finish(&mut self, error: Option<String>) {
         if let Some(p) = &self.opts.ready_file
             && self.ready_written
             && let Err(e) = std::fs::remove_file(p)
@@ -197,7 +229,7 @@ impl Harness {
         let Some(target) = &self.opts.summary else {
             return;
         };
-        let summary = self.summary(result, ProcessSample::read(), crate::clock::now_us());
+        let summary = self.summary(error, ProcessSample::read(), crate::clock::now_us());
         let text = summary.to_json_line();
         let written = match target {
             SummaryTarget::Stdout => {
@@ -211,16 +243,11 @@ impl Harness {
         }
     }
 
-    fn summary(
-        &self,
-        result: &Result<(), AppError>,
-        process: ProcessSample,
-        now_us: i64,
-    ) -> Summary {
+    fn summary(&self, error: Option<String>, process: ProcessSample, now_us: i64) -> Summary {
         let streams: Vec<StreamSummary> = self.figures.iter().map(StreamSummary::new).collect();
-        let (reason, code, error) = match result {
-            Ok(()) => (self.reason.unwrap_or(ExitReason::Signal), 0, None),
-            Err(e) => (ExitReason::Error, 1, Some(e.to_string())),
+        let (reason, code) = match error {
+            None => (self.reason.unwrap_or(ExitReason::Signal), 0),
+            Some(_) => (ExitReason::Error, 1),
         };
         Summary {
             attic_version: env!("CARGO_PKG_VERSION"),
@@ -241,13 +268,13 @@ impl Harness {
         }
     }
 
-    fn messages_reached(&self, streams: &[Stream]) -> bool {
+    fn messages_reached(&self) -> bool {
         self.opts
             .stop_after_messages
-            .is_some_and(|n| total_stored(streams) >= n)
+            .is_some_and(|n| self.stored >= n)
     }
 
-    fn write_ready(&mut self, streams: &[Stream]) {
+    fn write_ready(&mut self, granted: &[Vec<Option<u8>>]) {
         let Some(path) = &self.opts.ready_file else {
             return;
         };
@@ -257,8 +284,8 @@ impl Harness {
             streams: self
                 .streams
                 .iter()
-                .zip(streams)
-                .map(|(info, s)| ready_stream(info, &s.session.stats().granted))
+                .zip(granted)
+                .map(|(info, g)| ready_stream(info, g))
                 .collect(),
         };
         let text = match serde_json::to_string(&ready) {
@@ -279,20 +306,6 @@ impl Harness {
 /// `1.1144219340000001`.
 fn micros(seconds: f64) -> f64 {
     (seconds * 1e6).round() / 1e6
-}
-
-/// Every stream has had its subscriptions confirmed at least once.
-fn all_ready(streams: &[Stream]) -> bool {
-    streams.iter().all(|s| s.session.stats().subscribed > 0)
-}
-
-/// Messages stored or inserted and about to be committed (the stop
-/// sequence commits them first), all streams.
-fn total_stored(streams: &[Stream]) -> u64 {
-    streams
-        .iter()
-        .map(|s| s.counters.stored + s.uncommitted() as u64)
-        .sum()
 }
 
 fn ready_stream(info: &StreamInfo, granted: &[Option<u8>]) -> ReadyStream {
@@ -319,24 +332,9 @@ fn ready_stream(info: &StreamInfo, granted: &[Option<u8>]) -> ReadyStream {
     }
 }
 
-fn figures(s: &Stream) -> StreamFigures {
-    StreamFigures {
-        folder: s.name.clone(),
-        received: s.counters.received,
-        received_bytes: s.counters.received_bytes,
-        stored: s.counters.stored,
-        stored_bytes: s.counters.stored_bytes,
-        filtered: s.counters.excluded,
-        skipped: s.counters.oversize,
-        lost: s.counters.lost,
-        reconnects: s.session.stats().reconnects,
-        tally: s.tally.clone(),
-    }
-}
-
 /// The folder `path` is to be written in exists (the current directory for
 /// a bare file name).
-fn check_folder(what: &str, path: &Path) -> Result<(), AppError> {
+fn check_folder(what: &str, path: &Path) -> Result<(), String> {
     let folder = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -344,11 +342,11 @@ fn check_folder(what: &str, path: &Path) -> Result<(), AppError> {
     if folder.is_dir() {
         Ok(())
     } else {
-        Err(AppError::Startup(format!(
+        Err(format!(
             "{what} {}: folder {} does not exist",
             path.display(),
             folder.display()
-        )))
+        ))
     }
 }
 
@@ -447,7 +445,7 @@ mod tests {
     #[test]
     fn a_missing_folder_is_a_start_up_error_naming_it() {
         let e = check_folder("ready file", Path::new("/nonexistent-attic/r.json")).unwrap_err();
-        assert!(e.to_string().contains("/nonexistent-attic"), "{e}");
+        assert!(e.contains("/nonexistent-attic"), "{e}");
         assert!(check_folder("ready file", Path::new("r.json")).is_ok());
     }
 }

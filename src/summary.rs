@@ -108,7 +108,7 @@ impl Tally {
 
 /// A stream's counts as the summary needs them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StreamFigures {
+pub struct StreamTotals {
     /// The folder name (`prefix` + `suffix`).
     pub folder: String,
     /// Messages received (stored, filtered or skipped).
@@ -136,7 +136,7 @@ pub struct StreamFigures {
 pub struct StreamSummary {
     /// The stream's folder under `data-folder`.
     pub folder: String,
-    /// See [`StreamFigures`].
+    /// See [`StreamTotals`].
     pub received: u64,
     /// Payload bytes received.
     pub received_bytes: u64,
@@ -166,7 +166,7 @@ pub struct StreamSummary {
 
 impl StreamSummary {
     /// Builds a stream's entry from its figures.
-    pub fn new(f: &StreamFigures) -> Self {
+    pub fn new(f: &StreamTotals) -> Self {
         let span = f.tally.span();
         StreamSummary {
             folder: f.folder.clone(),
@@ -288,7 +288,7 @@ mod tests {
         tally.inserted(1_795_833_302_500_001);
         tally.committed();
         tally.file_written(Path::new("/data/s/2026-11-28/1795833301000000.sqlite"));
-        let f = StreamFigures {
+        let f = StreamTotals {
             folder: "s".into(),
             received: 5,
             received_bytes: 50,
@@ -317,7 +317,7 @@ mod tests {
 
     #[test]
     fn a_stream_that_stored_nothing_has_null_times() {
-        let v = serde_json::to_value(StreamSummary::new(&StreamFigures::default())).unwrap();
+        let v = serde_json::to_value(StreamSummary::new(&StreamTotals::default())).unwrap();
         assert_eq!(v["first_reception_timestamp"], Value::Null);
         assert_eq!(v["last_reception_time"], Value::Null);
         assert_eq!(v["files"], json!([]));
@@ -328,9 +328,9 @@ mod tests {
         let mut tally = Tally::default();
         tally.record_files();
         tally.file_written(Path::new("data/x.sqlite"));
-        let s = StreamSummary::new(&StreamFigures {
+        let s = StreamSummary::new(&StreamTotals {
             tally,
-            ..StreamFigures::default()
+            ..StreamTotals::default()
         });
         assert!(Path::new(&s.files[0]).is_absolute(), "{:?}", s.files);
         assert!(s.files[0].ends_with("data/x.sqlite"));

@@ -101,7 +101,9 @@ mod tests {
     #[test]
     fn attic_check_shows_the_version_and_the_session_expiry() {
         let c = parse(
-            &stream("    mqtt-version: 5\n    clean-session: false\n    session-expiry-seconds: 60\n"),
+            &stream(
+                "    mqtt-version: 5\n    clean-session: false\n    session-expiry-seconds: 60\n",
+            ),
             Path::new("c.yaml"),
         )
         .unwrap();

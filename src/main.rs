@@ -13,7 +13,8 @@ usage:
   attic check [--config FILE]     validate the configuration, print the resolved streams
   attic --help | --version
 
-exit codes: 0 clean stop, 78 bad configuration, 1 other start-up failure
+exit codes: 0 clean stop, 78 bad configuration, 1 other start-up failure,
+            2 bad command line
 signals: SIGINT/SIGTERM stop gracefully (a second one exits at once),
          SIGHUP closes the current files and starts new ones";
 

@@ -547,7 +547,7 @@ struct Checker<'t> {
 impl Checker<'_> {
     /// Records a problem for `path`, positioned at `at` (usually the same).
     fn report_at(&mut self, path: &[Seg], at: &[Seg], message: String) {
-        let pos = self.locator.find(at);
+        let pos = self.locator.find_nearest(at);
         self.problems.push(Problem {
             key: path_string(path),
             line: pos.map(|p| p.0),

@@ -50,6 +50,7 @@ pub mod report;
 pub mod signals;
 pub mod store;
 pub mod stream;
+pub mod suggest;
 pub mod systemd;
 
 /// Exit code for a bad configuration (`EX_CONFIG` from sysexits.h).

@@ -8,6 +8,16 @@ pub mod writer;
 use std::fmt;
 use std::path::PathBuf;
 
+/// `durability`: how hard a commit tries to reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// `normal` (default): WAL with `synchronous=NORMAL`; survives a process
+    /// crash, not a power cut.
+    Normal,
+    /// `power-safe`: `synchronous=FULL`; survives a power cut.
+    PowerSafe,
+}
+
 /// One received message, as it will be stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {

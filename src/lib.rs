@@ -13,6 +13,7 @@
 //!     rotation  pure time arithmetic: periods, day folders, file names
 //!     writer    rusqlite: pragmas, schema, batched inserts, finalise, recovery
 //!   net         nonblocking TCP; Link = a socket with its poll registration
+//!   resolve     host names resolved off the loop (lookup threads + mio::Waker)
 //!   signals     signalfd: SIGINT/SIGTERM/SIGHUP as a poll source
 //!   clock       the two clocks: monotonic deadlines and a CLOCK_REALTIME timerfd
 //!   filter/     the per-stream filter chain: keep, drop (counted) or rewrite
@@ -47,6 +48,7 @@ pub mod mqtt;
 pub mod net;
 pub mod publisher;
 pub mod report;
+pub mod resolve;
 pub mod signals;
 pub mod store;
 pub mod stream;

@@ -12,6 +12,7 @@
 //!   store/
 //!     rotation  pure time arithmetic: periods, day folders, file names
 //!     writer    rusqlite: pragmas, schema, batched inserts, finalise, recovery
+//!     finaliser closed files finished on a helper thread (checkpoint, fsync, rename)
 //!   net         nonblocking TCP; Link = a socket with its poll registration
 //!   resolve     host names resolved off the loop (lookup threads + mio::Waker)
 //!   signals     signalfd: SIGINT/SIGTERM/SIGHUP as a poll source

@@ -103,7 +103,9 @@ pub struct Resolver {
 
 impl std::fmt::Debug for Resolver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Resolver").field("next", &self.next).finish()
+        f.debug_struct("Resolver")
+            .field("next", &self.next)
+            .finish()
     }
 }
 
@@ -324,7 +326,10 @@ mod tests {
             got[0].result.as_ref().unwrap(),
             &vec!["[::1]:8883".parse::<SocketAddr>().unwrap()]
         );
-        assert_eq!(got[1].result.as_ref().unwrap_err(), "none.example: no address");
+        assert_eq!(
+            got[1].result.as_ref().unwrap_err(),
+            "none.example: no address"
+        );
         assert!(got[2].result.as_ref().unwrap_err().contains("unknown host"));
     }
 

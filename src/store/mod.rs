@@ -1,7 +1,9 @@
 //! Storage: where a message goes once the session has delivered it.
 //!
-//! [`rotation`] is pure time arithmetic; [`writer`] owns the SQLite files.
+//! [`rotation`] is pure time arithmetic; [`writer`] owns the SQLite files;
+//! [`finaliser`] finishes closed files on a helper thread, off the loop.
 
+pub mod finaliser;
 pub mod rotation;
 pub mod writer;
 

@@ -26,10 +26,10 @@ mod finalise;
 mod open;
 mod recovery;
 
+pub use finalise::{finalise_closed, finalise_with, is_busy};
 pub use recovery::recover_parts;
 
 use super::{Durability, Message, StoreError};
-use finalise::{finish, rename_final};
 use open::{OpenFile, open_file};
 
 /// `PRAGMA application_id` of every Attic file: "ATTC" in ASCII.
@@ -177,55 +177,16 @@ impl Writer {
     /// Commits, then finalises the open file, if any, and returns its final
     /// `.sqlite` path.
     ///
-    /// Finalising = meta `closed_at_us` and `row_count`, `wal_checkpoint
-    /// (TRUNCATE)`, `journal_mode=DELETE` (no `-wal`/`-shm` remain), close,
-    /// rename `.sqlite.part` -> `.sqlite`, fsync the day folder. If a step
-    /// before the close fails, the file stays open and `rotate` can be called
-    /// again; if the rename fails, the closed `.part` is left for
-    /// [`recover_parts`].
+    /// [`close`](Self::close) then [`finalise_closed`], in the calling
+    /// thread (the loop runs the second half on a helper thread instead:
+    /// see `store::finaliser`). If a step before the close fails, the file
+    /// stays open and `rotate` can be called again; if a later step fails,
+    /// the closed `.part` is left for [`recover_parts`].
     pub fn rotate(&mut self) -> Result<Option<PathBuf>, StoreError> {
-        let Some(file) = self.open.as_mut() else {
-            return Ok(None);
-        };
-        file.commit()?;
-        finish(
-            &file.conn,
-            &file.path,
-            file.committed,
-            false,
-            self.durability,
-        )?;
-        let Some(mut file) = self.open.take() else {
-            return Ok(None);
-        };
-        // The statement borrows the connection: finalise it before closing.
-        file.insert = None;
-        let OpenFile {
-            insert: _,
-            conn,
-            path,
-            period_end_us,
-            in_txn,
-            uncommitted,
-            committed,
-        } = file;
-        if let Err((conn, source)) = (*conn).close() {
-            self.open = Some(OpenFile {
-                insert: None,
-                conn: Box::new(conn),
-                path: path.clone(),
-                period_end_us,
-                in_txn,
-                uncommitted,
-                committed,
-            });
-            return Err(StoreError::Sqlite {
-                action: "close",
-                path,
-                source,
-            });
+        match self.close()? {
+            Some(part) => finalise_closed(&part, self.durability).map(Some),
+            None => Ok(None),
         }
-        rename_final(&path, self.durability).map(Some)
     }
 
     /// Drops the open file without finalising it (shutdown after an error).

@@ -36,6 +36,9 @@ pub(super) struct Checker<'t> {
     pub(super) problems: Vec<Problem>,
     /// Host name for default client ids.
     pub(super) host: &'t str,
+    /// The data folder's instance tag, for default client ids (empty
+    /// until `data-folder` is read).
+    pub(super) tag: String,
     /// The config file's folder, for relative `password-file` paths.
     pub(super) dir: &'t Path,
 }

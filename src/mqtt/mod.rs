@@ -3,5 +3,6 @@
 
 pub mod backoff;
 pub mod framing;
+pub mod identity;
 pub mod session;
 pub mod topic;

@@ -271,8 +271,8 @@ fn sample(s: &Stream, busy: Duration) -> StreamSample {
     StreamSample {
         name: s.name.clone(),
         counters: s.counters.clone(),
-        reconnects: s.session.stats().reconnects,
-        connected: s.session.is_connected(),
+        reconnects: s.session().stats().reconnects,
+        connected: s.session().is_connected(),
         file: s.current_file().map(|p| p.display().to_string()),
         busy,
         filter_drops: s

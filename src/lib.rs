@@ -42,6 +42,8 @@
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod connection;
+pub mod counters;
 pub mod filter;
 pub mod logging;
 pub mod metrics;

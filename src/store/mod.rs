@@ -4,6 +4,7 @@
 //! [`finaliser`] finishes closed files on a helper thread, off the loop.
 
 pub mod finaliser;
+pub mod gate;
 pub mod rotation;
 pub mod writer;
 

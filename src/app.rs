@@ -24,21 +24,28 @@ use crate::config::Config;
 use crate::metrics::MetricsFile;
 use crate::publisher::Publisher;
 use crate::report::{self, ProcessSample, Reporter, StreamSample};
+use crate::resolve::{self, Resolver};
 use crate::signals::{Signal, Signals};
+use crate::store::finaliser::{self, Finaliser, Job, Outcome};
 use crate::store::writer;
 use crate::stream::Stream;
 use crate::systemd::Notifier;
-use mio::{Events, Poll, Token};
+use mio::{Events, Poll, Token, Waker};
 use std::fmt;
 use std::io;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SIGNAL: Token = Token(usize::MAX - 1);
 const WALL: Token = Token(usize::MAX - 2);
 const PUBLISHER: Token = Token(usize::MAX - 3);
+/// The helper threads' waker (resolver and finaliser: mio allows one per poll).
+const HELPERS: Token = Token(usize::MAX - 4);
 
-/// How long the stop sequence may wait for DISCONNECTs to be written.
-const STOP_FLUSH: Duration = Duration::from_millis(500);
+/// How long the stop sequence may wait for DISCONNECTs to be written and
+/// closed files to be finished; what is unfinished by then stays `.part`
+/// for the next start (the whole stop must take less than 2 s).
+const STOP_WAIT: Duration = Duration::from_millis(1500);
 
 /// Size of the shared read buffer: large reads amortise the syscall over
 /// hundreds of small messages.
@@ -112,13 +119,21 @@ pub fn run(config: &Config) -> Result<(), AppError> {
     let mut wall = WallTimer::new()?;
     wall.register(poll.registry(), WALL)?;
 
+    let waker = Arc::new(Waker::new(poll.registry(), HELPERS)?);
+    let mut resolver = Resolver::new(waker.clone(), resolve::from_env());
+    let mut finaliser = Finaliser::start(waker)?;
+
     let host = crate::config::host_name();
     let start = Instant::now();
     let mut streams: Vec<Stream> = config
         .streams
         .iter()
         .enumerate()
-        .map(|(i, s)| Stream::new(s, &config.data_folder, Token(i), &host, start))
+        .map(|(i, s)| {
+            let mut stream = Stream::new(s, &config.data_folder, Token(i), &host, start);
+            stream.set_resolver(resolver.handle());
+            stream
+        })
         .collect();
     log::info!(
         "attic {} started: {} stream(s) into {}",
@@ -132,10 +147,11 @@ pub fn run(config: &Config) -> Result<(), AppError> {
     let mut sigs = Vec::new();
     let mut reporter = Reporter::new(config.feedback_period, start, ProcessSample::read().cpu);
     let mut out = Outputs {
-        publisher: config
-            .performance
-            .as_ref()
-            .map(|p| Publisher::new(p, PUBLISHER, start)),
+        publisher: config.performance.as_ref().map(|p| {
+            let mut publisher = Publisher::new(p, PUBLISHER, start);
+            publisher.set_resolver(resolver.handle());
+            publisher
+        }),
         metrics: config.metrics_file.clone().map(MetricsFile::new),
         notifier: Notifier::from_env(),
     };
@@ -158,7 +174,9 @@ pub fn run(config: &Config) -> Result<(), AppError> {
             .chain(out.publisher.as_ref().and_then(Publisher::next_deadline))
             .chain(watchdog_due)
             .min();
-        let timeout = if streams.iter().any(Stream::has_unread) {
+        let unread = streams.iter().any(Stream::has_unread)
+            || out.publisher.as_ref().is_some_and(Publisher::has_unread);
+        let timeout = if unread {
             Some(Duration::ZERO)
         } else {
             deadline.map(|d| d.saturating_duration_since(now))
@@ -193,6 +211,10 @@ pub fn run(config: &Config) -> Result<(), AppError> {
                         p.on_ready(poll.registry(), &mut buf, now);
                     }
                 }
+                HELPERS => {
+                    on_resolved(&mut resolver, &mut streams, &mut out, poll.registry(), now);
+                    on_finalised(&mut finaliser, &streams);
+                }
                 Token(i) => {
                     if let Some(s) = streams.get_mut(i) {
                         let t = Instant::now();
@@ -207,6 +229,9 @@ pub fn run(config: &Config) -> Result<(), AppError> {
         for s in &mut streams {
             s.continue_reading(poll.registry(), &mut buf, now);
         }
+        if let Some(p) = out.publisher.as_mut() {
+            p.continue_reading(poll.registry(), &mut buf, now);
+        }
         if stop {
             log::info!(
                 "longest loop turn: {:.1} ms",
@@ -216,7 +241,13 @@ pub fn run(config: &Config) -> Result<(), AppError> {
             if let Some(p) = out.publisher.as_mut() {
                 p.shutdown(poll.registry(), now);
             }
-            return stop_all(&mut poll, &signals, &mut streams, &mut events);
+            return stop_all(
+                &mut poll,
+                &signals,
+                &mut streams,
+                &mut finaliser,
+                &mut events,
+            );
         }
         for (s, b) in streams.iter_mut().zip(busy.iter_mut()) {
             if s.next_deadline().is_some_and(|d| d <= now) {
@@ -238,6 +269,9 @@ pub fn run(config: &Config) -> Result<(), AppError> {
                 *b += t.elapsed();
             }
         }
+        // Files closed this turn (rotation, or a message past the period
+        // end) are finished off the loop.
+        hand_over_closed(&mut streams, &mut finaliser);
         if now >= reporter.due {
             let samples = streams
                 .iter()
@@ -307,13 +341,78 @@ impl Outputs {
     }
 }
 
-/// The stop sequence: commit, acknowledge, finalise, DISCONNECT, close.
-/// A second SIGINT/SIGTERM while waiting for the sockets exits at once; the
-/// files are already final by then.
+/// Hands every file the streams closed to the finaliser thread.
+fn hand_over_closed(streams: &mut [Stream], finaliser: &mut Finaliser) {
+    for (i, s) in streams.iter_mut().enumerate() {
+        let (closed, durability) = s.take_closed();
+        for part in closed {
+            finaliser.submit(Job {
+                stream: i,
+                part,
+                durability,
+            });
+        }
+    }
+}
+
+/// Routes finished host-name lookups to the connections that asked.
+fn on_resolved(
+    resolver: &mut Resolver,
+    streams: &mut [Stream],
+    out: &mut Outputs,
+    registry: &mio::Registry,
+    now: Instant,
+) {
+    let mut answers = Vec::new();
+    resolver.drain(&mut answers);
+    for answer in answers {
+        match answer.token {
+            PUBLISHER => {
+                if let Some(p) = out.publisher.as_mut() {
+                    p.on_resolved(registry, answer, now);
+                }
+            }
+            Token(i) => {
+                if let Some(s) = streams.get_mut(i) {
+                    s.on_resolved(registry, answer, now);
+                }
+            }
+        }
+    }
+}
+
+/// Logs what the finaliser thread reports.
+fn on_finalised(finaliser: &mut Finaliser, streams: &[Stream]) {
+    let mut reports = Vec::new();
+    finaliser.drain(&mut reports);
+    for r in reports {
+        let name = streams.get(r.job.stream).map_or("?", |s| s.name.as_str());
+        match r.outcome {
+            Outcome::Done(path) => log::info!("[{name}] finished {}", path.display()),
+            Outcome::Held => log::warn!(
+                "[{name}] {} is held open by a reader; finishing it when the reader lets go (retrying every {} ms)",
+                r.job.part.display(),
+                finaliser::RETRY_BUSY.as_millis()
+            ),
+            Outcome::Failing(why) => log::error!(
+                "[{name}] cannot finish {}: {why}; retrying (left as .part for the next start if it never works)",
+                r.job.part.display()
+            ),
+        }
+    }
+}
+
+/// The stop sequence: commit, acknowledge, close every file, DISCONNECT;
+/// then wait, at most [`STOP_WAIT`], for the DISCONNECTs to be written and
+/// the closed files to be finished. A file a reader holds (or a slow disk)
+/// never holds up the exit: what is unfinished then stays a complete
+/// `.part` that the next start finishes. A second SIGINT/SIGTERM exits at
+/// once, at any point of the wait.
 fn stop_all(
     poll: &mut Poll,
     signals: &Signals,
     streams: &mut [Stream],
+    finaliser: &mut Finaliser,
     events: &mut Events,
 ) -> Result<(), AppError> {
     log::info!("stopping: committing and closing files");
@@ -324,11 +423,18 @@ fn stop_all(
             pending.push(i);
         }
     }
-    let deadline = now + STOP_FLUSH;
+    hand_over_closed(streams, finaliser);
+    let deadline = now + STOP_WAIT;
     let mut sigs = Vec::new();
-    while !pending.is_empty() {
+    while !pending.is_empty() || finaliser.pending() > 0 {
         let now = Instant::now();
         if now >= deadline {
+            if finaliser.pending() > 0 {
+                log::warn!(
+                    "stopping with {} closed file(s) not finished (a reader holds them, or the disk is slow); they stay .part and are finished at the next start",
+                    finaliser.pending()
+                );
+            }
             break;
         }
         if let Err(e) = poll.poll(events, Some(deadline - now)) {
@@ -338,12 +444,16 @@ fn stop_all(
             return Err(e.into());
         }
         for ev in events.iter() {
-            if ev.token() == SIGNAL {
-                signals.drain(&mut sigs)?;
-                if sigs.contains(&Signal::Stop) {
-                    log::warn!("second stop signal: exiting now");
-                    return Ok(());
+            match ev.token() {
+                SIGNAL => {
+                    signals.drain(&mut sigs)?;
+                    if sigs.contains(&Signal::Stop) {
+                        log::warn!("second stop signal: exiting now");
+                        return Ok(());
+                    }
                 }
+                HELPERS => on_finalised(finaliser, streams),
+                _ => {}
             }
         }
         let now = Instant::now();

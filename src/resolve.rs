@@ -13,10 +13,11 @@
 //! answer beyond the connect attempt it was asked for (no cache: every
 //! reconnect resolves afresh, so a changed address is picked up).
 
-use mio::{Registry, Token, Waker};
+use mio::{Token, Waker};
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::Duration;
 
@@ -87,94 +88,107 @@ pub struct Answer {
     pub result: Result<Vec<SocketAddr>, String>,
 }
 
-/// Runs lookups off the loop and hands their answers back to it.
+/// The loop's end of the resolver: answers arrive here. Lookups are asked
+/// through a [`ResolverHandle`], which each connection keeps a clone of.
+#[derive(Debug)]
 pub struct Resolver {
+    /// Asks for lookups (the connections hold clones).
+    handle: ResolverHandle,
+    /// Answers from the lookup threads.
+    rx: Receiver<Answer>,
+}
+
+/// Asks for lookups; cheap to clone, one per connection.
+#[derive(Clone)]
+pub struct ResolverHandle {
     /// The resolver every lookup thread calls.
     resolve: Arc<dyn Resolve>,
     /// Wakes the loop when an answer is ready.
     waker: Arc<Waker>,
-    /// Lookup threads send their answers here...
+    /// Lookup threads send their answers here.
     tx: Sender<Answer>,
-    /// ...and the loop takes them from here.
-    rx: Receiver<Answer>,
-    /// The number of the next request.
-    next: u64,
+    /// The number of the next request, shared by every clone.
+    next: Arc<AtomicU64>,
 }
 
-impl std::fmt::Debug for Resolver {
+impl std::fmt::Debug for ResolverHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Resolver")
-            .field("next", &self.next)
-            .finish()
+        f.debug_struct("ResolverHandle").finish_non_exhaustive()
     }
 }
 
 impl Resolver {
-    /// A resolver whose answers make `token` ready in `registry`'s poll.
-    pub fn new(registry: &Registry, token: Token, resolve: Arc<dyn Resolve>) -> io::Result<Self> {
-        let waker = Arc::new(Waker::new(registry, token)?);
+    /// A resolver whose answers wake the loop through `waker` (mio allows
+    /// one waker per poll: the loop shares it with the finaliser).
+    pub fn new(waker: Arc<Waker>, resolve: Arc<dyn Resolve>) -> Self {
         let (tx, rx) = mpsc::channel();
-        Ok(Resolver {
-            resolve,
-            waker,
-            tx,
+        Resolver {
+            handle: ResolverHandle {
+                resolve,
+                waker,
+                tx,
+                next: Arc::new(AtomicU64::new(1)),
+            },
             rx,
-            next: 1,
-        })
+        }
     }
 
-    /// Starts looking up `host:port` for the connection `token` and returns
-    /// the request's number. The answer arrives through [`drain`](Self::drain),
-    /// at once for an IP address (no thread, no lookup). A thread that
-    /// cannot be started is answered as a failed lookup.
+    /// A handle for a connection to ask for lookups with.
+    pub fn handle(&self) -> ResolverHandle {
+        self.handle.clone()
+    }
+
+    /// Starts a lookup (see [`ResolverHandle::lookup`]).
     pub fn lookup(&mut self, token: Token, host: &str, port: u16) -> u64 {
-        let request = self.next;
-        self.next += 1;
-        if let Some(ip) = literal(host) {
-            let _ = self.tx.send(Answer {
-                token,
-                request,
-                result: Ok(vec![SocketAddr::new(ip, port)]),
-            });
-            let _ = self.waker.wake();
-            return request;
-        }
-        let (tx, waker, resolve) = (self.tx.clone(), self.waker.clone(), self.resolve.clone());
-        let owned = host.to_owned();
-        let spawned = std::thread::Builder::new()
-            .name("attic-resolve".into())
-            .spawn(move || {
-                let result = match resolve.resolve(&owned, port) {
-                    Ok(addrs) if addrs.is_empty() => Err(format!("{owned}: no address")),
-                    Ok(addrs) => Ok(addrs),
-                    Err(e) => Err(format!("cannot resolve {owned}: {e}")),
-                };
-                // The loop may be gone (stopping): nobody to tell then.
-                if tx
-                    .send(Answer {
-                        token,
-                        request,
-                        result,
-                    })
-                    .is_ok()
-                {
-                    let _ = waker.wake();
-                }
-            });
-        if let Err(e) = spawned {
-            let _ = self.tx.send(Answer {
-                token,
-                request,
-                result: Err(format!("cannot start a lookup of {host}: {e}")),
-            });
-            let _ = self.waker.wake();
-        }
-        request
+        self.handle.lookup(token, host, port)
     }
 
     /// Every answer that has arrived, without waiting.
     pub fn drain(&mut self, out: &mut Vec<Answer>) {
         out.extend(self.rx.try_iter());
+    }
+}
+
+impl ResolverHandle {
+    /// Starts looking up `host:port` for the connection `token` and returns
+    /// the request's number. The answer arrives through [`Resolver::drain`],
+    /// at once for an IP address (no thread, no lookup). A thread that
+    /// cannot be started is answered as a failed lookup.
+    pub fn lookup(&self, token: Token, host: &str, port: u16) -> u64 {
+        let request = self.next.fetch_add(1, Ordering::Relaxed);
+        if let Some(ip) = literal(host) {
+            self.answer(token, request, Ok(vec![SocketAddr::new(ip, port)]));
+            return request;
+        }
+        let this = self.clone();
+        let owned = host.to_owned();
+        let spawned = std::thread::Builder::new()
+            .name("attic-resolve".into())
+            .spawn(move || {
+                let result = match this.resolve.resolve(&owned, port) {
+                    Ok(addrs) if addrs.is_empty() => Err(format!("{owned}: no address")),
+                    Ok(addrs) => Ok(addrs),
+                    Err(e) => Err(format!("cannot resolve {owned}: {e}")),
+                };
+                this.answer(token, request, result);
+            });
+        if let Err(e) = spawned {
+            let why = format!("cannot start a lookup of {host}: {e}");
+            self.answer(token, request, Err(why));
+        }
+        request
+    }
+
+    /// Sends an answer and wakes the loop (unless the loop is gone).
+    fn answer(&self, token: Token, request: u64, result: Result<Vec<SocketAddr>, String>) {
+        let answer = Answer {
+            token,
+            request,
+            result,
+        };
+        if self.tx.send(answer).is_ok() {
+            let _ = self.waker.wake();
+        }
     }
 }
 
@@ -280,7 +294,10 @@ mod tests {
             slow_host: "two.example",
             delay: Duration::from_millis(300),
         });
-        let mut r = Resolver::new(poll.registry(), WAKE, resolve).unwrap();
+        let mut r = Resolver::new(
+            Arc::new(Waker::new(poll.registry(), WAKE).unwrap()),
+            resolve,
+        );
         let t = Instant::now();
         let id = r.lookup(Token(1), "two.example", 1883);
         assert!(t.elapsed() < Duration::from_millis(100), "lookup blocked");
@@ -300,7 +317,10 @@ mod tests {
             slow_host: "slow.example",
             delay: Duration::from_secs(5),
         });
-        let mut r = Resolver::new(poll.registry(), WAKE, resolve).unwrap();
+        let mut r = Resolver::new(
+            Arc::new(Waker::new(poll.registry(), WAKE).unwrap()),
+            resolve,
+        );
         r.lookup(Token(1), "slow.example", 1883);
         let fast = r.lookup(Token(2), "two.example", 1883);
         let (got, took) = wait_for(&mut poll, &mut r, 1, Duration::from_secs(3));
@@ -316,7 +336,10 @@ mod tests {
             slow_host: "",
             delay: Duration::ZERO,
         });
-        let mut r = Resolver::new(poll.registry(), WAKE, resolve).unwrap();
+        let mut r = Resolver::new(
+            Arc::new(Waker::new(poll.registry(), WAKE).unwrap()),
+            resolve,
+        );
         r.lookup(Token(1), "::1", 8883);
         r.lookup(Token(2), "none.example", 1);
         r.lookup(Token(3), "bad.example", 1);
@@ -337,7 +360,10 @@ mod tests {
     fn request_numbers_are_never_reused() {
         let poll = Poll::new().unwrap();
         let resolve = Arc::new(SystemResolver);
-        let mut r = Resolver::new(poll.registry(), WAKE, resolve).unwrap();
+        let mut r = Resolver::new(
+            Arc::new(Waker::new(poll.registry(), WAKE).unwrap()),
+            resolve,
+        );
         let a = r.lookup(Token(1), "127.0.0.1", 1);
         let b = r.lookup(Token(1), "127.0.0.1", 1);
         assert_ne!(a, b);

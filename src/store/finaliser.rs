@@ -18,7 +18,7 @@
 
 use super::Durability;
 use super::writer::{finalise_closed, is_busy};
-use mio::{Registry, Token, Waker};
+use mio::Waker;
 use std::collections::VecDeque;
 use std::io;
 use std::path::PathBuf;
@@ -81,10 +81,10 @@ pub struct Finaliser {
 }
 
 impl Finaliser {
-    /// Starts the helper thread; its reports make `token` ready in
-    /// `registry`'s poll.
-    pub fn start(registry: &Registry, token: Token) -> io::Result<Self> {
-        let waker = Arc::new(Waker::new(registry, token)?);
+    /// Starts the helper thread; its reports wake the loop through `waker`
+    /// (mio allows one waker per poll: the loop shares it with the
+    /// resolver).
+    pub fn start(waker: Arc<Waker>) -> io::Result<Self> {
         Self::start_with(move |job| finalise_closed(&job.part, job.durability), waker)
     }
 
@@ -227,7 +227,7 @@ mod tests {
     use crate::store::StoreError;
     use crate::store::writer::{FileMeta, Writer};
     use crate::store::{Message, rotation};
-    use mio::{Events, Poll};
+    use mio::{Events, Poll, Token};
     use rusqlite::Connection;
     use std::path::Path;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -315,7 +315,7 @@ mod tests {
         let dir = TempDir::new();
         let part = closed_part(&dir.0, 100);
         let mut poll = Poll::new().unwrap();
-        let mut f = Finaliser::start(poll.registry(), WAKE).unwrap();
+        let mut f = Finaliser::start(Arc::new(Waker::new(poll.registry(), WAKE).unwrap())).unwrap();
         f.submit(Job {
             stream: 4,
             part: part.clone(),
@@ -367,7 +367,7 @@ mod tests {
             .unwrap();
         assert_eq!(n, 10);
         let mut poll = Poll::new().unwrap();
-        let mut f = Finaliser::start(poll.registry(), WAKE).unwrap();
+        let mut f = Finaliser::start(Arc::new(Waker::new(poll.registry(), WAKE).unwrap())).unwrap();
         let t = Instant::now();
         f.submit(Job {
             stream: 0,

@@ -103,6 +103,11 @@ pub struct Writer {
     meta: FileMeta,
     /// The file being written, if a message arrived in this period.
     open: Option<OpenFile>,
+    /// Closed files are left to a finaliser thread instead of being
+    /// finished in the calling thread (see [`defer_finalising`](Self::defer_finalising)).
+    defer: bool,
+    /// Closed `.part` files waiting to be handed to the finaliser.
+    closed: Vec<PathBuf>,
 }
 
 impl Writer {
@@ -123,6 +128,8 @@ impl Writer {
             durability,
             meta,
             open: None,
+            defer: false,
+            closed: Vec::new(),
         }
     }
 
@@ -182,11 +189,33 @@ impl Writer {
     /// see `store::finaliser`). If a step before the close fails, the file
     /// stays open and `rotate` can be called again; if a later step fails,
     /// the closed `.part` is left for [`recover_parts`].
+    ///
+    /// After [`defer_finalising`](Self::defer_finalising), the second half
+    /// is left to the caller: the closed `.part` path is returned and also
+    /// queued for [`take_closed`](Self::take_closed).
     pub fn rotate(&mut self) -> Result<Option<PathBuf>, StoreError> {
-        match self.close()? {
-            Some(part) => finalise_closed(&part, self.durability).map(Some),
-            None => Ok(None),
+        let Some(part) = self.close()? else {
+            return Ok(None);
+        };
+        if self.defer {
+            self.closed.push(part.clone());
+            return Ok(Some(part));
         }
+        finalise_closed(&part, self.durability).map(Some)
+    }
+
+    /// From now on, a rotation (explicit, or a message past the period end)
+    /// only closes the file; the caller finishes it off its own thread
+    /// with [`finalise_closed`], taking the paths from
+    /// [`take_closed`](Self::take_closed). The loop's writers run so.
+    pub fn defer_finalising(&mut self) {
+        self.defer = true;
+    }
+
+    /// The closed `.part` files not yet taken (only with
+    /// [`defer_finalising`](Self::defer_finalising)).
+    pub fn take_closed(&mut self) -> Vec<PathBuf> {
+        std::mem::take(&mut self.closed)
     }
 
     /// Drops the open file without finalising it (shutdown after an error).

@@ -16,7 +16,8 @@
 //! notifications (READY=1 after set-up, STOPPING=1 when the stop sequence
 //! begins, WATCHDOG=1 from the loop's own deadlines so that a wedged loop
 //! stops sending it) and the stop sequence; protocol rules live in the
-//! session, storage rules in the writer, figures and formats in `report`.
+//! session, ack-after-commit in `store::gate`, file rules in the writer,
+//! figures and formats in `report`.
 //! The loop holds no protocol logic of its own.
 
 use crate::clock::{self, WallTimer};

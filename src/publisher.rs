@@ -1,8 +1,8 @@
 //! The publisher of the JSON self-report: its own MQTT connection
 //! (`log-performance-stream`), a publish-only [`Session`] (no filters, so no
-//! SUBSCRIBE) with its own socket and poll token.
+//! SUBSCRIBE) wrapped in a [`Connection`] with its own socket and poll token.
 //!
-//! Owns: that connection and its socket handling. Must not: disturb the
+//! Owns: that connection. Must not: disturb the
 //! streams. Its failures (broker down, refusal) are handled by the
 //! session's backoff like any stream's; reports produced while it is not
 //! connected are dropped, never queued. Reports go out at QoS 0 whatever

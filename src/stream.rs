@@ -1,8 +1,11 @@
-//! One stream: its MQTT session, its socket and its SQLite writer, and the
-//! rules that tie them together (ack after commit, commit deadlines,
-//! backpressure when the disk fails). The loop in `app` owns the streams and
-//! calls these handlers; protocol rules live in the session, file rules in
-//! the writer.
+//! One stream: a [`Connection`] (MQTT session + socket), a filter chain and
+//! an ack [`Gate`] over its SQLite writer, and what ties them together: the
+//! socket's `ReadState` (read, yield, coalesce, pause while storage fails)
+//! and the counters of the self-report. The loop in `app` owns the streams
+//! and calls these handlers; protocol rules live in the session,
+//! ack-after-commit in the gate, file rules in the writer.
+//!
+//! Must not: hold a protocol or storage rule of its own, or parse packets.
 
 use crate::clock;
 use crate::config::StreamConfig;
@@ -31,6 +34,43 @@ const FILTER_TICK: Duration = Duration::from_secs(1);
 /// `max-payload-bytes` (the wire-level limit enforced by the framing).
 pub const WIRE_LIMIT_NAME: &str = "max-payload-bytes (wire)";
 
+/// What a stream does with its socket. One state instead of separate
+/// flags, so that "paused" has one meaning at a time.
+///
+/// ```text
+///   Closed --open--> Reading --light traffic--> Coalescing{until} --until--> Reading
+///                     |  ^  \--16 reads in a turn--> Yielded --next turn--^
+///                     |  +------ storage works again ----+
+///                     +--storage fails--> PausedByStorage
+///   any --close--> Closed
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadState {
+    /// No socket (not connected yet, or closed).
+    Closed,
+    /// In the poll set; the next readiness edge wakes the stream.
+    Reading,
+    /// Stopped after `MAX_READS_PER_TURN` reads to let other work run;
+    /// bytes may wait in the kernel and the loop comes back at once.
+    Yielded,
+    /// Light traffic: the socket is out of the poll set (parked) until
+    /// `until`, then everything that arrived is read in one turn.
+    Coalescing {
+        /// When the socket goes back into the poll set.
+        until: Instant,
+    },
+    /// Storage is failing and messages are held: bytes are left in the
+    /// kernel (backpressure to the broker) until the gate recovers.
+    PausedByStorage,
+}
+
+impl ReadState {
+    /// Reading stopped early: bytes may be waiting in the socket.
+    fn has_unread(self) -> bool {
+        matches!(self, ReadState::Yielded | ReadState::PausedByStorage)
+    }
+}
+
 /// One stream of the configuration, live.
 #[derive(Debug)]
 pub struct Stream {
@@ -46,14 +86,12 @@ pub struct Stream {
     writer: Writer,
     /// Ack-after-commit: commit deadline, storage retry, held messages.
     gate: Gate,
-    /// The socket may have unread bytes (reading paused while `held`).
-    unread: bool,
+    /// What the stream does with its socket now.
+    read: ReadState,
     /// `coalesce-ms` (zero = off); applies to QoS 0 subscriptions only,
     /// since at QoS 1/2 a delayed read would delay the acks and throttle
     /// the broker's in-flight window.
     coalesce: Duration,
-    /// While coalescing: the socket is out of the poll set until then.
-    resume_at: Option<Instant>,
     /// Scratch for session events, reused.
     events: Vec<Event>,
     /// Self-report counters.
@@ -122,13 +160,12 @@ impl Stream {
             conn: Connection::new(session, Link::new(&cfg.broker.host, cfg.broker.port, token)),
             writer,
             gate: Gate::new(&cfg.folder_name, cfg.commit_interval),
-            unread: false,
+            read: ReadState::Closed,
             coalesce: if cfg.qos == 0 {
                 cfg.coalesce
             } else {
                 Duration::ZERO
             },
-            resume_at: None,
             events: Vec::with_capacity(64),
             counters: Counters::default(),
         }
@@ -140,7 +177,10 @@ impl Stream {
             self.conn.next_deadline(),
             self.gate.next_deadline(),
             self.filter_tick_at,
-            self.resume_at,
+            match self.read {
+                ReadState::Coalescing { until } => Some(until),
+                _ => None,
+            },
         ]
         .into_iter()
         .flatten()
@@ -161,7 +201,7 @@ impl Stream {
     /// to let other work run (not while storage is failing: then the retry
     /// timer resumes reading).
     pub fn has_unread(&self) -> bool {
-        self.unread && self.gate.held() == 0 && self.conn.is_open()
+        self.read.has_unread() && self.gate.held() == 0 && self.conn.is_open()
     }
 
     /// The MQTT protocol state (statistics, connection state).
@@ -210,7 +250,7 @@ impl Stream {
         if !usable {
             return;
         }
-        if readable || self.unread {
+        if readable || self.read.has_unread() {
             self.read_all(registry, buf, now);
         }
         if writable || self.conn.has_output() {
@@ -222,12 +262,12 @@ impl Stream {
     /// session; then, if acknowledgements wait, commits at once so that the
     /// broker's in-flight window reopens.
     fn read_all(&mut self, registry: &Registry, buf: &mut [u8], now: Instant) {
-        self.unread = false;
+        self.read = ReadState::Reading;
         let mut total = 0;
         for reads in 0.. {
             if self.gate.held() > 0 {
                 // Storage is failing: leave the bytes in the kernel.
-                self.unread = true;
+                self.read = ReadState::PausedByStorage;
                 break;
             }
             if reads == MAX_READS_PER_TURN {
@@ -235,7 +275,7 @@ impl Stream {
                 // loop busy forever (the socket never reaches WouldBlock),
                 // starving commits, timers and the other streams. Yield;
                 // the loop comes back at once (`has_unread`).
-                self.unread = true;
+                self.read = ReadState::Yielded;
                 break;
             }
             match self.conn.read(registry, buf, now) {
@@ -258,7 +298,7 @@ impl Stream {
             self.commit(registry, now);
         }
         self.flush(registry, now);
-        if total > 0 && total < COALESCE_BELOW && !self.unread {
+        if total > 0 && total < COALESCE_BELOW && self.read == ReadState::Reading {
             self.start_coalescing(registry, now);
         }
     }
@@ -273,13 +313,15 @@ impl Stream {
             return;
         }
         if self.conn.park(registry) {
-            self.resume_at = Some(now + self.coalesce);
+            self.read = ReadState::Coalescing {
+                until: now + self.coalesce,
+            };
         }
     }
 
     /// End of a coalescing pause: back into the poll set, and read.
     fn resume_reading(&mut self, registry: &Registry, buf: &mut [u8], now: Instant) {
-        self.resume_at = None;
+        self.read = ReadState::Reading;
         if self.conn.unpark(registry, now) {
             self.read_all(registry, buf, now);
         } else {
@@ -304,10 +346,8 @@ impl Stream {
             for ev in batch.drain(..) {
                 match ev {
                     // The connection opened or closed the socket.
-                    Event::OpenTransport | Event::CloseTransport => {
-                        self.unread = false;
-                        self.resume_at = None;
-                    }
+                    Event::OpenTransport => self.read = ReadState::Reading,
+                    Event::CloseTransport => self.read = ReadState::Closed,
                     Event::Connected => {}
                     Event::Message(d) => self.on_message(registry, d, ts, now),
                     Event::Oversize { topic, payload_len } => {
@@ -385,7 +425,7 @@ impl Stream {
     /// Time-driven work: session timers, commit deadline, storage retry,
     /// filter ticks.
     pub fn on_timer(&mut self, registry: &Registry, buf: &mut [u8], now: Instant) {
-        if self.resume_at.is_some_and(|t| now >= t) {
+        if matches!(self.read, ReadState::Coalescing { until } if now >= until) {
             self.resume_reading(registry, buf, now);
         }
         self.conn.on_timer(registry, now);
@@ -394,7 +434,7 @@ impl Stream {
         if actions.abort.is_some() {
             self.handle_events(registry, now);
         }
-        if actions.recovered && self.unread {
+        if actions.recovered && self.read.has_unread() {
             self.read_all(registry, buf, now);
         }
         if self.filter_tick_at.is_some_and(|t| now >= t) {
@@ -455,8 +495,7 @@ impl Stream {
     /// Closes the socket at the end of the stop sequence.
     pub fn close(&mut self, registry: &Registry) {
         self.conn.close(registry);
-        self.unread = false;
-        self.resume_at = None;
+        self.read = ReadState::Closed;
     }
 
     /// Writes the outbox (WRITABLE interest only while bytes remain).

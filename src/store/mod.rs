@@ -1,7 +1,9 @@
 //! Storage: where a message goes once the session has delivered it.
 //!
-//! [`rotation`] is pure time arithmetic; [`writer`] owns the SQLite files;
-//! [`finaliser`] finishes closed files on a helper thread, off the loop.
+//! [`gate`] is ack-after-commit as a sans-IO state machine; [`rotation`] is
+//! pure time arithmetic; [`writer`] owns the SQLite files; [`finaliser`]
+//! finishes closed files on a helper thread, off the loop. Nothing here sees
+//! an MQTT packet or imports `mqtt`, `net`, `config` or `stream`.
 
 pub mod finaliser;
 pub mod gate;

@@ -364,6 +364,7 @@ impl Session {
                     self.stats.reconnects += 1;
                 }
                 self.takeover.on_accepted(now);
+                self.backoff.connected();
                 if !self.cfg.clean_session && !session_present && !self.cfg.filters.is_empty() {
                     if self.stats.connections > 1 {
                         log::warn!(

@@ -509,3 +509,82 @@ fn a_finished_file_is_fsynced_after_its_last_write_and_before_its_rename() {
         lines[last_write..=rename].join("\n")
     );
 }
+
+#[test]
+fn a_suback_that_refuses_every_filter_is_an_error_not_subscribed() {
+    use mqttbytes::v4::SubscribeReasonCode;
+    let broker = FakeBroker::start(|conn: &mut FakeConn| {
+        conn.handshake();
+        let s = conn.expect_subscribe();
+        let refused = s
+            .filters
+            .iter()
+            .map(|_| SubscribeReasonCode::Failure)
+            .collect();
+        conn.send_suback(s.pkid, refused);
+        conn.serve_until_closed(|_, _| {});
+    });
+    let dir = TempDir::new("suback-refused");
+    let yaml = config(
+        &dir.join("data"),
+        &[S {
+            prefix: "r",
+            host: "127.0.0.1",
+            port: broker.port(),
+            topic: "t/#",
+        }],
+    );
+    let mut attic = Attic::start(&yaml, &dir);
+    attic.wait_log_contains("the broker refused every subscription", T);
+    attic.stop_clean();
+    let log = attic.log();
+    assert!(
+        log.contains("broker refused subscription to \"t/#\""),
+        "{log}"
+    );
+    assert!(!log.contains("subscribed; storing"), "{log}");
+    broker.assert_scripts_ok();
+}
+
+#[test]
+fn a_reconnect_that_finds_no_persistent_session_is_a_warning() {
+    use mqttbytes::v4::ConnectReturnCode;
+    let broker = FakeBroker::start(|conn: &mut FakeConn| {
+        let c = conn.expect_connect();
+        assert!(!c.clean_session, "clean-session: false is sent");
+        // The broker never has the session (lost or expired).
+        conn.send_connack(false, ConnectReturnCode::Success);
+        conn.accept_subscription();
+        if conn.index() == 0 {
+            conn.close();
+        } else {
+            conn.serve_until_closed(|_, _| {});
+        }
+    });
+    let dir = TempDir::new("no-session");
+    let yaml = config(
+        &dir.join("data"),
+        &[S {
+            prefix: "p",
+            host: "127.0.0.1",
+            port: broker.port(),
+            topic: "t/#",
+        }],
+    ) + "    qos: 1\n    clean-session: false\n    client-id: \"attic-persistent\"\n";
+    let mut attic = Attic::start(&yaml, &dir);
+    broker.wait_for_connections(2, T);
+    let warning = "the broker kept no session for client id \"attic-persistent\"";
+    attic.wait_log_contains(warning, T);
+    attic.stop_clean();
+    let log = attic.log();
+    assert_eq!(
+        log.matches(warning).count(),
+        1,
+        "only the reconnect warns:\n{log}"
+    );
+    assert!(
+        log.contains("has no session for client id \"attic-persistent\" yet"),
+        "{log}"
+    );
+    broker.assert_scripts_ok();
+}

@@ -311,6 +311,15 @@ mod tests {
     }
 
     #[test]
+    fn closing_on_the_loop_leaves_the_checkpoint_to_the_finaliser() {
+        let dir = TempDir::new();
+        let part = closed_part(&dir.0, 2000);
+        let wal = PathBuf::from(format!("{}-wal", part.display()));
+        let len = std::fs::metadata(&wal).map_or(0, |m| m.len());
+        assert!(len > 0, "the close checkpointed (no WAL left)");
+    }
+
+    #[test]
     fn a_closed_file_is_finished_off_the_loop_with_every_row_and_no_wal() {
         let dir = TempDir::new();
         let part = closed_part(&dir.0, 100);

@@ -210,16 +210,8 @@ impl Checker<'_> {
         }
 
         let rotation = self
-            .integer(
-                &f,
-                "file-rotation-time-seconds",
-                bounds::MIN_ROTATION_S,
-                MAX_COUNT,
-            )
+            .integer(&f, "file-rotation-time-seconds", 1, MAX_COUNT)
             .unwrap_or(DEFAULT_ROTATION_SECONDS);
-        if let Some(why) = bounds::rotation_problem(rotation, wall_now_us(), bounds::time_t_max()) {
-            self.report(&f.at("file-rotation-time-seconds"), why);
-        }
         let qos = self.qos(&f);
         let commit_ms = self
             .integer(&f, "commit-interval-ms", bounds::MIN_COMMIT_MS, MAX_COUNT)
@@ -583,12 +575,4 @@ pub(super) fn folder_problem(name: &str) -> Option<&'static str> {
     } else {
         None
     }
-}
-
-/// The wall clock in Unix microseconds, for the one check that needs it
-/// (a rotation period must end before the platform's `time_t` runs out).
-fn wall_now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }

@@ -319,3 +319,115 @@ impl Link {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resolve::{Resolver, SystemResolver};
+    use mio::{Events, Poll, Waker};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    /// A loopback address nobody listens on.
+    fn dead_addr() -> SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    }
+
+    /// A link to a host name (never really looked up: the test answers),
+    /// opened and waiting for its lookup.
+    fn resolving_link(poll: &Poll, port: u16) -> (Link, Resolver) {
+        let waker = Arc::new(Waker::new(poll.registry(), Token(99)).unwrap());
+        let resolver = Resolver::new(waker, Arc::new(SystemResolver));
+        let mut link = Link::new("broker.invalid", port, Token(1));
+        link.set_resolver(resolver.handle());
+        link.open(poll.registry()).unwrap();
+        assert!(link.is_resolving() && !link.is_open());
+        (link, resolver)
+    }
+
+    /// Polls until the connect finishes (`Ok`) or fails on every address.
+    fn drive(poll: &mut Poll, link: &mut Link) -> Result<(), String> {
+        let mut events = Events::with_capacity(8);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            poll.poll(&mut events, Some(Duration::from_millis(50)))
+                .unwrap();
+            if link.finish_connect(poll.registry())? {
+                return Ok(());
+            }
+        }
+        panic!("the connect neither finished nor failed");
+    }
+
+    #[test]
+    fn a_refused_address_is_followed_by_the_next_one_of_the_answer() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let good = listener.local_addr().unwrap();
+        let mut poll = Poll::new().unwrap();
+        let (mut link, _resolver) = resolving_link(&poll, good.port());
+        let request = link.resolving.unwrap();
+        let answer = Answer {
+            token: Token(1),
+            request,
+            result: Ok(vec![dead_addr(), good]),
+        };
+        assert_eq!(link.on_resolved(poll.registry(), answer), Ok(true));
+        drive(&mut poll, &mut link).unwrap();
+        listener.accept().unwrap();
+        // The late answer of the real lookup is stale: ignored.
+        let stale = Answer {
+            token: Token(1),
+            request,
+            result: Err("late".into()),
+        };
+        assert_eq!(link.on_resolved(poll.registry(), stale), Ok(false));
+        assert!(link.is_open());
+    }
+
+    #[test]
+    fn when_every_address_fails_the_last_reason_is_given() {
+        let mut poll = Poll::new().unwrap();
+        let (a, b) = (dead_addr(), dead_addr());
+        let (mut link, _resolver) = resolving_link(&poll, a.port());
+        let request = link.resolving.unwrap();
+        let answer = Answer {
+            token: Token(1),
+            request,
+            result: Ok(vec![a, b]),
+        };
+        let opened = link.on_resolved(poll.registry(), answer);
+        let why = match opened {
+            Ok(true) => drive(&mut poll, &mut link).unwrap_err(),
+            other => other.unwrap_err(),
+        };
+        assert!(why.contains(&b.to_string()), "{why}");
+    }
+
+    #[test]
+    fn a_failed_lookup_fails_the_attempt_and_a_close_forgets_the_lookup() {
+        let poll = Poll::new().unwrap();
+        let (mut link, _resolver) = resolving_link(&poll, 1883);
+        let request = link.resolving.unwrap();
+        let failed = Answer {
+            token: Token(1),
+            request,
+            result: Err("cannot resolve broker.invalid: no such host".into()),
+        };
+        assert_eq!(
+            link.on_resolved(poll.registry(), failed),
+            Err("cannot resolve broker.invalid: no such host".into())
+        );
+        link.open(poll.registry()).unwrap();
+        let request = link.resolving.unwrap();
+        link.close(poll.registry());
+        assert!(!link.is_resolving());
+        let late = Answer {
+            token: Token(1),
+            request,
+            result: Ok(vec![dead_addr()]),
+        };
+        assert_eq!(link.on_resolved(poll.registry(), late), Ok(false));
+        assert!(!link.is_open());
+    }
+}

@@ -52,6 +52,14 @@ pub const SHORT_LIVED: Duration = Duration::from_secs(5);
 /// This many short-lived connections in a row mean a probable takeover.
 pub const IN_A_ROW: u32 = 3;
 
+/// What to tell the user when [`TakeoverWatch::on_close`] says so.
+pub fn takeover_warning(client_id: &str) -> String {
+    format!(
+        "the broker closed the connection right after accepting it {IN_A_ROW} times in a row: \
+         another client probably uses the same client id {client_id:?}"
+    )
+}
+
 /// Watches how long accepted connections last. After [`IN_A_ROW`]
 /// connections in a row that the broker closed within [`SHORT_LIVED`] of
 /// accepting them, [`on_close`](Self::on_close) answers true, once, until

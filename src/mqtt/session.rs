@@ -124,6 +124,12 @@ pub struct SessionStats {
     /// Times the broker kept closing the connection right after accepting
     /// it (warned as a probable client id clash).
     pub suspected_takeovers: u64,
+    /// Times the subscriptions were confirmed: a SUBACK, or a CONNACK that
+    /// resumed a session (`--ready-file` waits for the first).
+    pub subscribed: u64,
+    /// QoS granted per filter by the last SUBACK, in filter order (`None` =
+    /// refused); empty after a CONNACK that resumed the session.
+    pub granted: Vec<Option<u8>>,
 }
 
 /// The MQTT session of one stream. See the module docs.
@@ -293,12 +299,8 @@ impl Session {
         if self.wants_transport() {
             if self.takeover.on_close(now, true) {
                 self.stats.suspected_takeovers += 1;
-                log::warn!(
-                    "[{}] the broker closed the connection right after accepting it {} times in a row: another client probably uses the same client id {:?}",
-                    self.cfg.name,
-                    identity::IN_A_ROW,
-                    self.cfg.client_id
-                );
+                let why = identity::takeover_warning(&self.cfg.client_id);
+                log::warn!("[{}] {why}", self.cfg.name);
             }
             self.fail(now, why, events);
         }
@@ -392,6 +394,8 @@ impl Session {
                     self.last_sent = now;
                 } else {
                     log::info!("[{}] session resumed; storing messages", self.cfg.name);
+                    self.stats.subscribed += 1;
+                    self.stats.granted.clear();
                     events.push(Event::Connected);
                 }
                 log::info!(
@@ -452,6 +456,8 @@ impl Session {
                 } else {
                     log::info!("[{}] subscribed; storing messages", self.cfg.name);
                 }
+                self.stats.subscribed += 1;
+                self.stats.granted = granted;
                 events.push(Event::Connected);
             }
             Incoming::Publish {

@@ -588,3 +588,52 @@ fn a_reconnect_that_finds_no_persistent_session_is_a_warning() {
     );
     broker.assert_scripts_ok();
 }
+
+#[test]
+fn the_report_publisher_acknowledges_a_qos_1_message_it_is_sent_anyway() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let acked = Arc::new(AtomicBool::new(false));
+    let seen = acked.clone();
+    let broker = FakeBroker::start(move |conn: &mut FakeConn| {
+        let c = conn.handshake();
+        if !c.client_id.contains("-performance-") {
+            conn.accept_subscription();
+            conn.serve_until_closed(|_, _| {});
+            return;
+        }
+        // The publisher subscribes to nothing; a broker that sends it a
+        // QoS 1 message anyway must get its PUBACK (else its window fills).
+        conn.send_publish("stray/x", b"1", 1, false, 7);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && !conn.is_closed() {
+            if let Some(mqttbytes::v4::Packet::PubAck(a)) =
+                conn.read_packet(Duration::from_millis(200))
+            {
+                assert_eq!(a.pkid, 7);
+                seen.store(true, Ordering::SeqCst);
+                break;
+            }
+        }
+        conn.serve_until_closed(|_, _| {});
+    });
+    let dir = TempDir::new("publisher-ack");
+    let port = broker.port();
+    let yaml = config(
+        &dir.join("data"),
+        &[S {
+            prefix: "s",
+            host: "127.0.0.1",
+            port,
+            topic: "t/#",
+        }],
+    ) + &format!(
+        "log-performance: true\nlog-performance-stream:\n  topic: \"attic/perf\"\n  mqtt-broker-address: \"127.0.0.1\"\n  mqtt-broker-port: {port}\n"
+    );
+    let mut attic = Attic::start(&yaml, &dir);
+    wait_until(T, "the PUBACK of the stray message", || {
+        acked.load(Ordering::SeqCst)
+    });
+    attic.stop_clean();
+    broker.assert_scripts_ok();
+}

@@ -839,6 +839,9 @@ impl Checker<'_> {
         let rotation = self
             .integer(&f, "file-rotation-time-seconds", 1, MAX_COUNT)
             .unwrap_or(DEFAULT_ROTATION_SECONDS);
+        if let Some(why) = crate::clock::rotation_period_problem(rotation) {
+            self.report(&f.at("file-rotation-time-seconds"), why);
+        }
         let qos = self.qos(&f);
         let commit_ms = self
             .integer(&f, "commit-interval-ms", 1, MAX_COUNT)

@@ -42,12 +42,10 @@ fn config(data: &Path, port: u16, rotation_s: u64, report_s: u64) -> String {
     )
 }
 
+/// Starts Attic and waits until its stream has subscribed.
 fn start(yaml: &str, dir: &TempDir) -> Attic {
-    let a = Attic::start(yaml, dir);
-    let log = a.log_path().display().to_string();
-    wait_until(T, format!("the subscription (log {log})"), || {
-        a.log().contains("subscribed; storing")
-    });
+    let mut a = Attic::start(yaml, dir);
+    a.wait_ready(T);
     a
 }
 

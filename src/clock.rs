@@ -8,37 +8,12 @@
 //! when NTP syncs), and a step wakes it with `ECANCELED` so the loop can
 //! re-evaluate.
 
+use crate::store::rotation;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{SystemTime, UNIX_EPOCH};
-
-/// The latest wall-clock moment (unix µs) the rotation timer can be armed
-/// for: the largest `time_t`, in microseconds.
-///
-/// On 64-bit systems that is beyond any date that matters. On 32-bit
-/// Raspberry Pi OS (armv7, glibc's 32-bit `time_t`, which the `libc` crate
-/// binds) it is 2038-01-19T03:14:07Z: a later deadline cannot be expressed
-/// in the `itimerspec` that `timerfd_settime` takes, so config validation
-/// refuses rotation periods that end later (`store::rotation::wall_deadline_problem`)
-/// and [`WallTimer::set`] refuses such a deadline instead of wrapping it.
-/// (Monotonic deadlines are `Instant`s, 64-bit on every target, and mio
-/// clamps the poll timeout: the report period has no such limit.)
-pub fn latest_wall_deadline_us() -> i64 {
-    if size_of::<libc::time_t>() >= 8 {
-        i64::MAX
-    } else {
-        i64::from(i32::MAX) * 1_000_000
-    }
-}
-
-/// Why rotating files every `period_s` seconds cannot work from now on, if
-/// it cannot: the current period ends after [`latest_wall_deadline_us`]
-/// (only possible where `time_t` is 32 bits). For config validation.
-pub fn rotation_period_problem(period_s: u64) -> Option<String> {
-    crate::store::rotation::wall_deadline_problem(period_s, now_us(), latest_wall_deadline_us())
-}
 
 /// Unix microseconds of the wall clock now.
 pub fn now_us() -> i64 {
@@ -100,7 +75,7 @@ impl WallTimer {
         if let Some(t) = at_us {
             // A zero it_value disarms; never ask for exactly the epoch.
             let t = t.max(1);
-            if t > latest_wall_deadline_us() {
+            if t > rotation::latest_wall_deadline_us() {
                 return Err(beyond_time_t(t));
             }
             // In range of time_t (checked above), so the cast cannot wrap.
@@ -141,7 +116,7 @@ fn beyond_time_t(at_us: i64) -> io::Error {
             "cannot arm the rotation timer for unix time {} s: this system's time_t \
              ends at {} s (2038-01-19T03:14:07Z on a 32-bit OS)",
             at_us.div_euclid(1_000_000),
-            latest_wall_deadline_us() / 1_000_000
+            rotation::latest_wall_deadline_us() / 1_000_000
         ),
     )
 }
@@ -170,19 +145,10 @@ mod tests {
     const AFTER_2038_US: i64 = 2_208_988_800_000_000;
 
     #[test]
-    fn the_latest_wall_deadline_is_the_end_of_time_t() {
-        if std::mem::size_of::<libc::time_t>() == 4 {
-            assert_eq!(latest_wall_deadline_us(), 2_147_483_647_000_000);
-        } else {
-            assert_eq!(latest_wall_deadline_us(), i64::MAX);
-        }
-    }
-
-    #[test]
     fn a_deadline_after_2038_is_armed_where_time_t_holds_it_and_refused_where_not() {
         let mut w = WallTimer::new().unwrap();
         let r = w.set(Some(AFTER_2038_US));
-        if AFTER_2038_US <= latest_wall_deadline_us() {
+        if AFTER_2038_US <= rotation::latest_wall_deadline_us() {
             r.unwrap();
             // Armed for 2040, so not expired now (a wrapped value would be).
             let mut buf = [0u8; 8];
@@ -205,7 +171,7 @@ mod tests {
     #[test]
     fn the_last_moment_time_t_holds_can_be_armed() {
         let mut w = WallTimer::new().unwrap();
-        w.set(Some(latest_wall_deadline_us().min(AFTER_2038_US)))
+        w.set(Some(rotation::latest_wall_deadline_us().min(AFTER_2038_US)))
             .unwrap();
     }
 }

@@ -6,6 +6,7 @@
 //! future, absurd periods).
 
 use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Microseconds in one second.
 const US_PER_S: i64 = 1_000_000;
@@ -29,10 +30,38 @@ pub fn period_end_us(t_us: i64, period_s: u64) -> i64 {
     t_us.saturating_add(period_us - t_us.rem_euclid(period_us))
 }
 
+/// The latest wall-clock moment (unix µs) the rotation timer
+/// (`clock::WallTimer`) can be armed for: the largest `time_t`.
+///
+/// On 64-bit systems that is beyond any date that matters. On 32-bit
+/// Raspberry Pi OS (armv7, glibc's 32-bit `time_t`, which the `libc` crate
+/// binds) it is 2038-01-19T03:14:07Z: a later deadline cannot be expressed
+/// in the `itimerspec` that `timerfd_settime` takes, so config validation
+/// refuses rotation periods that end later ([`wall_deadline_problem`]) and
+/// `WallTimer::set` refuses such a deadline instead of wrapping it.
+/// (Monotonic deadlines are `Instant`s, 64-bit on every target, and mio
+/// clamps the poll timeout: the report period has no such limit.)
+pub fn latest_wall_deadline_us() -> i64 {
+    if size_of::<libc::time_t>() >= 8 {
+        i64::MAX
+    } else {
+        i64::from(i32::MAX) * US_PER_S
+    }
+}
+
+/// [`wall_deadline_problem`] for a config checked at `now`, on this system.
+pub fn wall_deadline_problem_at(period_s: u64, now: SystemTime) -> Option<String> {
+    let now_us = match now.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_micros()).unwrap_or(i64::MAX),
+    };
+    wall_deadline_problem(period_s, now_us, latest_wall_deadline_us())
+}
+
 /// Why a rotation period of `period_s` seconds cannot be used at `now_us`,
 /// if it cannot: the period containing `now_us` ends after `latest_us`, the
 /// latest moment the wall timer can be armed for
-/// (`clock::latest_wall_deadline_us`: 2038-01-19T03:14:07Z where `time_t`
+/// ([`latest_wall_deadline_us`]: 2038-01-19T03:14:07Z where `time_t`
 /// is 32 bits, as on 32-bit Raspberry Pi OS; never on a 64-bit system).
 /// Config validation calls it so such a period exits 78 at start instead of
 /// failing when the timer is armed.
@@ -221,7 +250,7 @@ mod tests {
         assert!(a < b && b < c);
     }
 
-    /// `clock::latest_wall_deadline_us` on a 32-bit `time_t` system.
+    /// `latest_wall_deadline_us()` on a 32-bit `time_t` system.
     const END_OF_TIME_T_US: i64 = 2_147_483_647 * US_PER_S;
 
     #[test]
@@ -283,5 +312,22 @@ mod tests {
             relative_path(utc_us(2106, 2, 7, 6, 28, 16)),
             PathBuf::from("2106-02-07/4294967296000000.sqlite")
         );
+    }
+
+    #[test]
+    fn the_latest_wall_deadline_is_the_end_of_time_t() {
+        if std::mem::size_of::<libc::time_t>() == 4 {
+            assert_eq!(latest_wall_deadline_us(), END_OF_TIME_T_US);
+        } else {
+            assert_eq!(latest_wall_deadline_us(), i64::MAX);
+        }
+    }
+
+    #[test]
+    fn a_config_checked_now_accepts_a_day_and_judges_136_years_by_time_t() {
+        let now = SystemTime::now();
+        assert_eq!(wall_deadline_problem_at(86_400, now), None);
+        let longest = wall_deadline_problem_at(u64::from(u32::MAX), now);
+        assert_eq!(longest.is_some(), std::mem::size_of::<libc::time_t>() == 4);
     }
 }

@@ -19,6 +19,7 @@
 //!     gate      ack-after-commit as a sans-IO state machine over the Store trait
 //!     writer/   rusqlite: open file + prepared statement, finalise, recovery
 //!     rotation  pure time arithmetic: periods, day folders, file names
+//!     retention deletes the oldest finished files (age, size, free space), sliced
 //!   filter/     the per-stream filter chain: keep, drop (counted) or rewrite
 //!   connection  one session + one net::Link: commands carried out, notices to the owner
 //!   stream      a Connection + a filter chain + a gate over a writer; the socket's read state

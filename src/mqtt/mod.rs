@@ -6,6 +6,7 @@
 mod acks;
 pub mod backoff;
 pub mod framing;
+pub mod identity;
 pub mod session;
 pub mod topic;
 pub mod topic_alias;

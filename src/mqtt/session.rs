@@ -130,7 +130,8 @@ pub struct SessionStats {
     /// Connections lost or refused.
     pub failures: u64,
     /// Times the broker kept closing the connection right after accepting
-    /// it (warned as a probable client id clash).
+    /// it (warned as a probable client id clash), or said so (MQTT 5
+    /// DISCONNECT "session taken over").
     pub suspected_takeovers: u64,
     /// Times the subscriptions were confirmed: a SUBACK, or a CONNACK that
     /// resumed a session (`--ready-file` waits for the first).

@@ -286,7 +286,12 @@ impl Session {
                 self.v5_mut()?.suback = (reasons, reason_string);
                 self.on_packet(Incoming::SubAck { pkid, granted }, now, events)
             }
-            Packet5::Disconnect(d) => Err(disconnect_why(&d, &self.cfg.client_id)),
+            Packet5::Disconnect(d) => {
+                if d.reason == 0x8E {
+                    self.stats.suspected_takeovers += 1;
+                }
+                Err(disconnect_why(&d, &self.cfg.client_id))
+            }
             Packet5::Common(incoming) => self.on_packet(incoming, now, events),
         }
     }

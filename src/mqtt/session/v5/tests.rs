@@ -313,6 +313,11 @@ fn a_session_taken_over_is_explained_with_our_client_id() {
     s.on_bytes(&[0xE0, 0x01, 0x8E], t0, &mut ev);
     assert_eq!(ev, vec![Event::CloseTransport]);
     assert!(!s.is_connected());
+    assert_eq!(
+        s.stats().suspected_takeovers,
+        1,
+        "counted like a suspected one"
+    );
 }
 
 #[test]

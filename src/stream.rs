@@ -12,7 +12,7 @@ use crate::config::StreamConfig;
 use crate::connection::{Connection, Read};
 pub use crate::counters::Counters;
 use crate::filter::{self, Chain, Verdict};
-use crate::mqtt::session::{Delivery, Event, Session, SessionConfig};
+use crate::mqtt::session::{Delivery, Event, Session};
 use crate::net::Link;
 use crate::store::Message;
 use crate::store::StoreError;
@@ -111,22 +111,7 @@ impl Stream {
         now: Instant,
     ) -> Self {
         let name = cfg.folder_name.clone();
-        let session = Session::new(
-            SessionConfig {
-                name: name.clone(),
-                client_id: cfg.broker.client_id.clone(),
-                user: cfg.broker.user.clone(),
-                password: cfg.broker.password.clone(),
-                keep_alive: cfg.broker.keep_alive,
-                clean_session: cfg.broker.clean_session,
-                filters: cfg.topics.clone(),
-                qos: cfg.qos,
-                max_payload: cfg.max_payload_bytes,
-                mqtt5: cfg.broker.mqtt5,
-            },
-            seed(token),
-            now,
-        );
+        let session = Session::new(cfg.session_config(), seed(token), now);
         let mut writer = Writer::new(
             data_folder.join(&cfg.folder_name),
             cfg.rotation,

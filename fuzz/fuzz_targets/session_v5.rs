@@ -22,7 +22,8 @@
 use arbitrary::Arbitrary;
 use attic::mqtt::framing::Incoming;
 use attic::mqtt::framing::v5::{ConnAck5, Disconnect5, Packet5, Publish5, PublishProps, encode_packet5};
-use attic::mqtt::session::{Event, Mqtt5Options, Session, SessionConfig};
+use attic::mqtt::session::v5::Mqtt5Options;
+use attic::mqtt::session::{Event, Session, SessionConfig};
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;

@@ -18,6 +18,7 @@ mod locate;
 mod mqtt5;
 mod retention;
 mod sections;
+mod session;
 mod yaml;
 
 pub use crate::mqtt::topic::topic_filter_problem;
@@ -76,7 +77,7 @@ pub struct BrokerConfig {
     /// `keep-alive-seconds`; default 30 s.
     pub keep_alive: Duration,
     /// `mqtt-version: 5` and `session-expiry-seconds`; `None` = MQTT 3.1.1.
-    pub mqtt5: Option<crate::mqtt::session::Mqtt5Options>,
+    pub mqtt5: Option<crate::mqtt::session::v5::Mqtt5Options>,
 }
 
 impl std::fmt::Debug for BrokerConfig {

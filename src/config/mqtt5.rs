@@ -8,7 +8,7 @@
 use super::BrokerConfig;
 use super::checker::{Checker, Fields};
 use super::yaml::Yaml;
-use crate::mqtt::session::{Mqtt5Options, SESSION_NEVER_EXPIRES};
+use crate::mqtt::session::v5::{Mqtt5Options, SESSION_NEVER_EXPIRES};
 
 impl Checker<'_> {
     /// `mqtt-version` (default 3.1.1) and, for 5, `session-expiry-seconds`
@@ -92,7 +92,7 @@ mod tests {
         }
     }
 
-    fn mqtt5(extra: &str) -> Option<crate::mqtt::session::Mqtt5Options> {
+    fn mqtt5(extra: &str) -> Option<crate::mqtt::session::v5::Mqtt5Options> {
         parse(&stream(extra), Path::new("c.yaml")).unwrap().streams[0]
             .broker
             .mqtt5

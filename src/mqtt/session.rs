@@ -24,13 +24,11 @@
 
 use super::acks::Acks;
 use super::backoff::{Backoff, STABLE};
-use super::framing::{self, Ack, ConnectParams, Decoder, Incoming};
+use super::framing::{self, Ack, Decoder, Incoming};
 use super::identity::{self, TakeoverWatch};
 use bytes::{Bytes, BytesMut};
 use std::time::{Duration, Instant};
-
-mod v5;
-pub use v5::{Mqtt5Options, RECEIVE_MAXIMUM, SESSION_NEVER_EXPIRES, TOPIC_ALIAS_MAXIMUM};
+pub mod v5;
 
 /// Packet id of our one SUBSCRIBE per connection.
 const SUBSCRIBE_PKID: u16 = 1;
@@ -57,7 +55,7 @@ pub struct SessionConfig {
     /// PUBLISH payloads larger than this are skipped.
     pub max_payload: usize,
     /// `mqtt-version: 5` and its settings; `None` = MQTT 3.1.1.
-    pub mqtt5: Option<Mqtt5Options>,
+    pub mqtt5: Option<v5::Mqtt5Options>,
 }
 
 /// A message the broker delivered, to be stored.
@@ -71,8 +69,7 @@ pub struct Delivery {
     pub qos: u8,
     /// Retain flag.
     pub retain: bool,
-    /// MQTT 5 message properties as the stored JSON; `None` for 3.1.1 and
-    /// for messages without properties.
+    /// MQTT 5 properties as the stored JSON; `None` = none, or MQTT 3.1.1.
     pub properties: Option<String>,
 }
 
@@ -173,8 +170,8 @@ impl Session {
     pub fn new(cfg: SessionConfig, seed: u64, now: Instant) -> Self {
         let decoder = Decoder::new(cfg.max_payload);
         let qos2 = cfg.qos == 2;
-        let v5 = cfg.mqtt5.map(|o| Box::new(v5::V5::new(o, &cfg)));
         Session {
+            v5: cfg.mqtt5.map(|o| Box::new(v5::V5::new(o, &cfg))),
             cfg,
             state: State::Idle { retry_at: now },
             decoder,
@@ -185,7 +182,6 @@ impl Session {
             last_recv: now,
             ping_outstanding: false,
             stats: SessionStats::default(),
-            v5,
             takeover: TakeoverWatch::new(),
         }
     }
@@ -290,22 +286,7 @@ impl Session {
         }
         self.outbox.clear();
         self.decoder.reset();
-        if let Some(v5) = self.v5.as_deref_mut() {
-            v5.on_transport_up(&mut self.cfg);
-        }
-        let ka_s = u16::try_from(self.cfg.keep_alive.as_secs()).unwrap_or(u16::MAX);
-        let params = ConnectParams {
-            client_id: &self.cfg.client_id,
-            keep_alive_s: ka_s,
-            clean_session: self.cfg.clean_session,
-            user: self.cfg.user.as_deref(),
-            password: self.cfg.password.as_deref(),
-        };
-        let encoded = match self.v5.as_deref() {
-            Some(v5) => v5.encode_connect(&params, &mut self.outbox),
-            None => framing::encode_connect(&params, &mut self.outbox),
-        };
-        if let Err(e) = encoded {
+        if let Err(e) = self.encode_connect() {
             self.fail(now, &e.to_string(), events);
             return;
         }
@@ -346,8 +327,7 @@ impl Session {
         }
         self.last_recv = now;
         if self.v5.is_some() {
-            self.on_bytes_v5(data, now, events);
-            return;
+            return self.on_bytes_v5(data, now, events);
         }
         self.decoder.push(data);
         loop {
@@ -408,14 +388,7 @@ impl Session {
                 }
                 let resubscribe = !session_present && !self.cfg.filters.is_empty();
                 if resubscribe {
-                    v5::encode_subscribe(
-                        self.v5.as_deref(),
-                        SUBSCRIBE_PKID,
-                        &self.cfg.filters,
-                        self.cfg.qos,
-                        &mut self.outbox,
-                    )
-                    .map_err(|e| e.to_string())?;
+                    self.encode_subscribe().map_err(|e| e.to_string())?;
                     self.last_sent = now;
                 } else {
                     log::info!("[{}] session resumed; storing messages", self.cfg.name);
@@ -453,7 +426,7 @@ impl Session {
                         None => log::error!(
                             "[{}] broker refused subscription to {filter:?}{}",
                             self.cfg.name,
-                            v5::refusal_reason(self.v5.as_deref(), i)
+                            self.refusal_reason(i)
                         ),
                         Some(q) if *q < self.cfg.qos => log::warn!(
                             "[{}] broker granted QoS {q} (asked {}) for {filter:?}",
@@ -564,7 +537,7 @@ impl Session {
         if !self.is_connected() {
             return false;
         }
-        match v5::encode_publish(self.v5.as_deref(), topic, payload, &mut self.outbox) {
+        match self.encode_publish(topic, payload) {
             Ok(()) => {
                 self.last_sent = now;
                 true

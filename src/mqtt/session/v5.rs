@@ -16,7 +16,7 @@
 //! the 3.1.1 code: v5 packets are mapped onto [`Incoming`] and handed to it.
 //! Like the rest of the session it owns no socket and reads no clock.
 
-use super::{Delivery, Event, Session, SessionConfig, State};
+use super::{Delivery, Event, SUBSCRIBE_PKID, Session, SessionConfig, State};
 use crate::mqtt::framing::v5::{ConnAck5, Connect5Params, Decoder5, Disconnect5, Packet5, reason};
 use crate::mqtt::framing::{self, ConnectParams, EncodeError, Incoming};
 use crate::mqtt::topic_alias::AliasTable;
@@ -125,54 +125,6 @@ impl V5 {
     }
 }
 
-/// Appends our SUBSCRIBE in the connection's protocol version.
-pub(super) fn encode_subscribe(
-    v5: Option<&V5>,
-    pkid: u16,
-    filters: &[String],
-    qos: u8,
-    out: &mut BytesMut,
-) -> Result<(), EncodeError> {
-    let Some(v5) = v5 else {
-        return framing::encode_subscribe(pkid, filters, qos, out);
-    };
-    let start = out.len();
-    framing::v5::encode_subscribe5(pkid, filters, qos, out)?;
-    v5.check_size(out, start, "SUBSCRIBE")
-}
-
-/// Appends a QoS 0 PUBLISH (the self-report) in the connection's version.
-pub(super) fn encode_publish(
-    v5: Option<&V5>,
-    topic: &str,
-    payload: &[u8],
-    out: &mut BytesMut,
-) -> Result<(), EncodeError> {
-    let Some(v5) = v5 else {
-        return framing::encode_publish(topic, payload, 0, false, 0, out);
-    };
-    let start = out.len();
-    framing::v5::encode_publish5(topic, payload, 0, false, 0, out)?;
-    v5.check_size(out, start, "PUBLISH")
-}
-
-/// For the log line of a refused subscription: `": <reason in words>"` on
-/// an MQTT 5 connection, nothing on 3.1.1.
-pub(super) fn refusal_reason(v5: Option<&V5>, filter_index: usize) -> String {
-    let Some(v5) = v5 else {
-        return String::new();
-    };
-    let (codes, why) = &v5.suback;
-    let mut s = match codes.get(filter_index) {
-        Some(code) => format!(": {}", reason::words(reason::Packet::SubAck, *code)),
-        None => String::new(),
-    };
-    if let Some(why) = why {
-        s.push_str(&format!(" (broker says {why:?})"));
-    }
-    s
-}
-
 /// `" (broker says ..); it names another broker: ..."`, or nothing.
 fn broker_says(reason_string: Option<&str>, server_reference: Option<&str>) -> String {
     let mut s = String::new();
@@ -198,6 +150,69 @@ fn disconnect_why(d: &Disconnect5, client_id: &str) -> String {
 }
 
 impl Session {
+    /// Appends our CONNECT in the connection's protocol version; on an MQTT
+    /// 5 connection, first forgets what the last connection negotiated.
+    pub(super) fn encode_connect(&mut self) -> Result<(), EncodeError> {
+        if let Some(v5) = self.v5.as_deref_mut() {
+            v5.on_transport_up(&mut self.cfg);
+        }
+        let params = ConnectParams {
+            client_id: &self.cfg.client_id,
+            keep_alive_s: u16::try_from(self.cfg.keep_alive.as_secs()).unwrap_or(u16::MAX),
+            clean_session: self.cfg.clean_session,
+            user: self.cfg.user.as_deref(),
+            password: self.cfg.password.as_deref(),
+        };
+        match self.v5.as_deref() {
+            Some(v5) => v5.encode_connect(&params, &mut self.outbox),
+            None => framing::encode_connect(&params, &mut self.outbox),
+        }
+    }
+
+    /// Appends our SUBSCRIBE in the connection's protocol version.
+    pub(super) fn encode_subscribe(&mut self) -> Result<(), EncodeError> {
+        let (filters, qos, out) = (&self.cfg.filters, self.cfg.qos, &mut self.outbox);
+        let Some(v5) = self.v5.as_deref() else {
+            return framing::encode_subscribe(SUBSCRIBE_PKID, filters, qos, out);
+        };
+        let start = out.len();
+        framing::v5::encode_subscribe5(SUBSCRIBE_PKID, filters, qos, out)?;
+        v5.check_size(out, start, "SUBSCRIBE")
+    }
+
+    /// Appends a QoS 0 PUBLISH (the self-report) in the connection's
+    /// protocol version.
+    pub(super) fn encode_publish(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+    ) -> Result<(), EncodeError> {
+        let out = &mut self.outbox;
+        let Some(v5) = self.v5.as_deref() else {
+            return framing::encode_publish(topic, payload, 0, false, 0, out);
+        };
+        let start = out.len();
+        framing::v5::encode_publish5(topic, payload, 0, false, 0, out)?;
+        v5.check_size(out, start, "PUBLISH")
+    }
+
+    /// For the log line of a refused subscription: `": <reason in words>"`
+    /// on an MQTT 5 connection, nothing on 3.1.1.
+    pub(super) fn refusal_reason(&self, filter_index: usize) -> String {
+        let Some(v5) = self.v5.as_deref() else {
+            return String::new();
+        };
+        let (codes, why) = &v5.suback;
+        let mut s = match codes.get(filter_index) {
+            Some(code) => format!(": {}", reason::words(reason::Packet::SubAck, *code)),
+            None => String::new(),
+        };
+        if let Some(why) = why {
+            s.push_str(&format!(" (broker says {why:?})"));
+        }
+        s
+    }
+
     fn v5_mut(&mut self) -> Result<&mut V5, String> {
         self.v5
             .as_deref_mut()

@@ -355,10 +355,17 @@ fn a_refused_subscription_is_logged_with_its_reason_in_words() {
     );
     assert_eq!(ev, vec![Event::Connected]);
     assert_eq!(
-        refusal_reason(s.v5.as_deref(), 1),
+        s.refusal_reason(1),
         ": not authorized (0x87) (broker says \"acl\")"
     );
-    assert_eq!(refusal_reason(None, 1), "");
+    let (plain, _) = connecting(
+        SessionConfig {
+            mqtt5: None,
+            ..cfg(1, true)
+        },
+        t0,
+    );
+    assert_eq!(plain.refusal_reason(1), "");
 }
 
 #[test]

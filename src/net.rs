@@ -1,6 +1,12 @@
 //! Nonblocking TCP for the loop: connect, finish a connect, read and write
 //! until `WouldBlock`, and [`Link`], a connection with its poll
 //! registration. No protocol knowledge here.
+//!
+//! With `tls:`, [`tls`] sits between the socket and the caller: [`Link::read`]
+//! returns plaintext and [`Link::flush`] takes plaintext, so the framing
+//! above never knows whether the connection is encrypted.
+
+pub mod tls;
 
 use bytes::{Buf, BytesMut};
 use mio::net::TcpStream;
@@ -98,6 +104,8 @@ pub struct Link {
     want_write: bool,
     /// Out of the poll set for a while (read coalescing).
     parked: bool,
+    /// `tls:`: the TLS layer over the socket; `None` = plain TCP.
+    tls: Option<tls::Tls>,
 }
 
 impl Link {
@@ -111,13 +119,25 @@ impl Link {
             connecting: false,
             want_write: false,
             parked: false,
+            tls: None,
         }
+    }
+
+    /// The same link with TLS over every connection it opens (`None`:
+    /// plain TCP).
+    pub fn with_tls(mut self, settings: Option<tls::TlsSettings>) -> Self {
+        let peer = format!("{}:{}", self.host, self.port);
+        self.tls = settings.map(|s| tls::Tls::new(s, peer));
+        self
     }
 
     /// Starts a connect and registers the socket. `Err` says why (the caller
     /// reports the transport as down).
     pub fn open(&mut self, registry: &Registry) -> Result<(), String> {
         self.close(registry);
+        if let Some(tls) = self.tls.as_mut() {
+            tls.start()?;
+        }
         let mut sock = connect(&self.host, self.port)
             .map_err(|e| format!("cannot connect to {}:{}: {e}", self.host, self.port))?;
         registry
@@ -135,6 +155,9 @@ impl Link {
 
     /// Closes the socket, if any.
     pub fn close(&mut self, registry: &Registry) {
+        if let Some(tls) = self.tls.as_mut() {
+            tls.stop(self.socket.as_mut().filter(|_| !self.connecting));
+        }
         if let Some(mut sock) = self.socket.take() {
             // The socket is closed right after; closing also removes it
             // from epoll, so a failed deregister does not matter.
@@ -182,9 +205,10 @@ impl Link {
 
     /// One read (see [`read_once`]); a closed link reads as `Closed`.
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<ReadOutcome> {
-        match self.socket.as_mut() {
-            Some(sock) => read_once(sock, buf),
-            None => Ok(ReadOutcome::Closed),
+        match (self.socket.as_mut(), self.tls.as_mut()) {
+            (Some(sock), Some(tls)) => tls.read(sock, buf),
+            (Some(sock), None) => read_once(sock, buf),
+            (None, _) => Ok(ReadOutcome::Closed),
         }
     }
 
@@ -197,7 +221,11 @@ impl Link {
         let Some(sock) = self.socket.as_mut() else {
             return Ok(());
         };
-        let done = write_some(sock, out).map_err(|e| format!("write error: {e}"))?;
+        let done = match self.tls.as_mut() {
+            Some(tls) => tls.write(sock, out),
+            None => write_some(sock, out),
+        }
+        .map_err(|e| format!("write error: {e}"))?;
         if self.parked {
             // The interest is set when the socket goes back in the poll set.
             self.want_write = !done;
@@ -212,6 +240,13 @@ impl Link {
             }
         }
         Ok(())
+    }
+
+    /// Bytes taken by [`Link::flush`] still wait for the socket (TLS
+    /// records; plain TCP hands everything to the kernel or keeps it in
+    /// `out`).
+    pub fn unsent(&self) -> bool {
+        self.socket.is_some() && self.tls.as_ref().is_some_and(tls::Tls::unsent)
     }
 
     /// Takes the socket out of the poll set (no events until `unpark`).

@@ -160,7 +160,7 @@ impl Stream {
             filter_tick_at,
             commit_interval: cfg.commit_interval,
             session,
-            link: Link::new(&cfg.broker.host, cfg.broker.port, token),
+            link: Link::new(&cfg.broker.host, cfg.broker.port, token).with_tls(cfg.broker.tls.clone()),
             writer,
             commit_due: None,
             store_retry_at: None,
@@ -552,7 +552,7 @@ impl Stream {
     /// true when nothing is left to write.
     pub fn flush_final(&mut self, registry: &Registry, now: Instant) -> bool {
         self.flush(registry, now);
-        self.session.outbox().is_empty() || !self.link.is_open()
+        (self.session.outbox().is_empty() && !self.link.unsent()) || !self.link.is_open()
     }
 
     /// Closes the socket at the end of the stop sequence.

@@ -12,6 +12,7 @@
 //! (typed getters that record a [`Problem`] and go on) -> [`Config`].
 
 mod locate;
+mod tls;
 
 use crate::filter::{self, options::Step};
 use std::fmt;
@@ -59,6 +60,8 @@ pub struct BrokerConfig {
     pub clean_session: bool,
     /// `keep-alive-seconds`; default 30 s.
     pub keep_alive: Duration,
+    /// `tls:`; `None` = plain TCP.
+    pub tls: Option<crate::net::tls::TlsSettings>,
 }
 
 impl std::fmt::Debug for BrokerConfig {
@@ -72,6 +75,7 @@ impl std::fmt::Debug for BrokerConfig {
             .field("client_id", &self.client_id)
             .field("clean_session", &self.clean_session)
             .field("keep_alive", &self.keep_alive)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -230,6 +234,7 @@ const STREAM_KEYS: &[&str] = &[
     "exclude",
     "filters",
     "durability",
+    "tls",
 ];
 
 const PERFORMANCE_KEYS: &[&str] = &[
@@ -242,6 +247,7 @@ const PERFORMANCE_KEYS: &[&str] = &[
     "client-id",
     "keep-alive-seconds",
     "qos",
+    "tls",
 ];
 
 const DEFAULT_FEEDBACK_SECONDS: u64 = 3;
@@ -1051,10 +1057,15 @@ impl Checker<'_> {
                 format!("`{host}` is not a host name or IP address"),
             );
         }
+        let tls = self.tls(f, &host, read_secrets);
+        let default_port = match tls {
+            Some(_) => tls::DEFAULT_TLS_PORT,
+            None => DEFAULT_PORT,
+        };
         let port = self
             .integer(f, "mqtt-broker-port", 1, 65_535)
             .and_then(|p| u16::try_from(p).ok())
-            .unwrap_or(DEFAULT_PORT);
+            .unwrap_or(default_port);
         let user = self.string(f, "user").unwrap_or_default();
         let mut password = self.string(f, "password").unwrap_or_default();
         for (k, value) in [("user", &user), ("password", &password)] {
@@ -1106,6 +1117,7 @@ impl Checker<'_> {
             client_id,
             clean_session,
             keep_alive: Duration::from_secs(keep_alive),
+            tls,
         }
     }
 
@@ -1330,6 +1342,7 @@ fn describe_broker(line: &mut impl FnMut(String), b: &BrokerConfig) {
     line(format!("    client id:      {}", b.client_id));
     line(format!("    clean session:  {}", b.clean_session));
     line(format!("    keep alive:     {:?}", b.keep_alive));
+    tls::describe(line, b.tls.as_ref());
 }
 
 #[cfg(test)]

@@ -58,7 +58,8 @@ impl Publisher {
         Publisher {
             topic: cfg.topic.clone(),
             session,
-            link: Link::new(&cfg.broker.host, cfg.broker.port, token).with_tls(cfg.broker.tls.clone()),
+            link: Link::new(&cfg.broker.host, cfg.broker.port, token)
+                .with_tls(cfg.broker.tls.clone()),
             events: Vec::new(),
             dropped: 0,
         }

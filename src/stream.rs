@@ -160,7 +160,8 @@ impl Stream {
             filter_tick_at,
             commit_interval: cfg.commit_interval,
             session,
-            link: Link::new(&cfg.broker.host, cfg.broker.port, token).with_tls(cfg.broker.tls.clone()),
+            link: Link::new(&cfg.broker.host, cfg.broker.port, token)
+                .with_tls(cfg.broker.tls.clone()),
             writer,
             commit_due: None,
             store_retry_at: None,

@@ -271,9 +271,9 @@ impl Tls {
                 c
             }
         };
-        let name = server_name(&self.settings.server_name).map_err(|e| format!("TLS setup: {e}"))?;
-        let conn =
-            ClientConnection::new(config, name).map_err(|e| format!("TLS setup: {e}"))?;
+        let name =
+            server_name(&self.settings.server_name).map_err(|e| format!("TLS setup: {e}"))?;
+        let conn = ClientConnection::new(config, name).map_err(|e| format!("TLS setup: {e}"))?;
         self.conn = Some(conn);
         Ok(())
     }
@@ -378,6 +378,17 @@ impl Tls {
                     return data_or(filled, ReadOutcome::WouldBlock);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if conn.is_handshaking() => {
+                    self.failed = true;
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!(
+                            "TLS: {} broke off the TLS handshake ({e}); is that port a TLS \
+                             listener? (plain MQTT is usually 1883, TLS 8883)",
+                            self.peer
+                        ),
+                    ));
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -2,9 +2,7 @@
 //! network. Certificates are made here with rcgen.
 
 use super::*;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-};
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 use rustls::ServerConfig;
 use rustls::server::{ServerConnection, WebPkiClientVerifier};
 use std::collections::VecDeque;
@@ -157,7 +155,12 @@ struct Outcome {
 /// Runs a client (`settings`) against `server`: the client sends `send`
 /// (from before the handshake), the server answers `reply` once it has
 /// read it.
-fn exchange(settings: TlsSettings, server: Arc<ServerConfig>, send: &[u8], reply: &[u8]) -> Outcome {
+fn exchange(
+    settings: TlsSettings,
+    server: Arc<ServerConfig>,
+    send: &[u8],
+    reply: &[u8],
+) -> Outcome {
     let mut tls = Tls::new(settings, "broker:8883".into());
     tls.start().unwrap();
     let mut srv = ServerConnection::new(server).unwrap();
@@ -224,7 +227,10 @@ fn settings(ca: Option<PathBuf>, server_name: &str) -> TlsSettings {
 fn a_handshake_with_a_trusted_ca_carries_plaintext_both_ways() {
     let dir = Dir::new("ok");
     let ca = Ca::new("test ca");
-    let server = ca.issue(&["localhost", "127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth);
+    let server = ca.issue(
+        &["localhost", "127.0.0.1"],
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
     let ca_file = dir.write("ca.pem", &ca.cert.pem());
     for name in ["localhost", "127.0.0.1"] {
         let o = exchange(
@@ -259,7 +265,10 @@ fn an_unknown_issuer_is_one_line_that_names_the_ca_file() {
     assert!(e.contains("unknown issuer"), "{e}");
     assert!(e.contains(&ca_file.display().to_string()), "{e}");
     assert!(!e.contains('\n'), "{e}");
-    assert!(o.server_got.is_empty(), "no plaintext may reach an untrusted peer");
+    assert!(
+        o.server_got.is_empty(),
+        "no plaintext may reach an untrusted peer"
+    );
 }
 
 #[test]
@@ -313,7 +322,9 @@ fn a_broker_that_requires_a_client_certificate_says_so_when_none_is_set() {
         b"x",
         b"y",
     );
-    let e = o.client_error.expect("a missing client certificate must fail");
+    let e = o
+        .client_error
+        .expect("a missing client certificate must fail");
     assert!(e.contains("client certificate"), "{e}");
     assert!(e.contains("tls.cert-file"), "{e}");
 }
@@ -343,7 +354,9 @@ fn a_client_certificate_from_another_ca_is_reported_as_rejected() {
     s.cert_file = Some(dir.write("client.pem", &client.cert_pem));
     s.key_file = Some(dir.write("client.key", &client.key_pem));
     let o = exchange(s, server_config(&server, Some(&ca)), b"hello", b"world");
-    let e = o.client_error.expect("an untrusted client certificate must fail");
+    let e = o
+        .client_error
+        .expect("an untrusted client certificate must fail");
     assert!(e.contains("rejected our client certificate"), "{e}");
 }
 
@@ -357,7 +370,10 @@ fn a_peer_that_closes_during_the_handshake_is_asked_about_a_tls_port() {
     tls.start().unwrap();
     let mut pipe = Pipe::default();
     assert!(tls.write(&mut pipe, &mut BytesMut::new()).unwrap());
-    assert!(!pipe.to_server.is_empty(), "the ClientHello goes out at once");
+    assert!(
+        !pipe.to_server.is_empty(),
+        "the ClientHello goes out at once"
+    );
     pipe.closed = true;
     let e = tls.read(&mut pipe, &mut [0u8; 64]).unwrap_err().to_string();
     assert!(e.contains("during the TLS handshake"), "{e}");

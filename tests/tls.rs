@@ -105,7 +105,7 @@ fn a_broker_certificate_signed_by_the_ca_file_is_trusted_and_every_message_is_st
     let rows = publish_wait_stop(&mut attic, &broker, &data, 500);
     let got: BTreeSet<_> = rows.iter().map(|r| r.payload.clone()).collect();
     assert_eq!(got.len(), 500);
-    assert!(got.contains(&b"m499"[..].to_vec()));
+    assert!(got.contains(&b"m499"[..]));
     assert!(
         !attic.log().contains("TLS:"),
         "no TLS error expected:\n{}",

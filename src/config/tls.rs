@@ -157,7 +157,7 @@ pub(super) fn describe(line: &mut impl FnMut(String), tls: Option<&TlsSettings>)
 #[cfg(test)]
 mod tests {
     use super::super::{Config, Problem, parse_with_host};
-    use std::path::{Path, PathBuf};
+    use std::path::PathBuf;
 
     /// A folder with a config file's neighbours: a CA, and a client
     /// certificate with its key, as PEM files. Removed at the end.

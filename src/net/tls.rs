@@ -450,7 +450,11 @@ pub fn describe(e: &rustls::Error, s: &TlsSettings, peer: &str) -> String {
                 if presented.is_empty() {
                     "nothing".to_owned()
                 } else {
-                    presented.join(", ")
+                    presented
+                        .iter()
+                        .map(|p| bare_name(p))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 }
             ),
             CertificateError::Expired => {
@@ -504,6 +508,16 @@ pub fn describe(e: &rustls::Error, s: &TlsSettings, peer: &str) -> String {
         ),
         other => format!("TLS with {peer} failed: {other}"),
     }
+}
+
+/// `localhost` from rustls's `DnsName("localhost")`, `127.0.0.1` from
+/// `IpAddress(127.0.0.1)`; anything else as it is.
+fn bare_name(presented: &str) -> &str {
+    presented
+        .split_once('(')
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .map(|inner| inner.trim_matches('"'))
+        .unwrap_or(presented)
 }
 
 #[cfg(test)]

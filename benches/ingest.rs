@@ -308,12 +308,17 @@ impl BenchPki {
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        // Distinct subjects: OpenSSL takes a leaf whose subject equals its
+        // issuer for self-signed.
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "attic bench CA");
         let ca = ca.self_signed(&ca_key).unwrap();
         let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
-            .unwrap()
-            .signed_by(&key, &ca, &ca_key)
-            .unwrap();
+        let mut leaf =
+            rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+        leaf.distinguished_name
+            .push(rcgen::DnType::CommonName, "attic bench broker");
+        let cert = leaf.signed_by(&key, &ca, &ca_key).unwrap();
         let write = |name: &str, text: String| {
             let p = dir.join(name);
             fs::write(&p, text).unwrap();

@@ -57,6 +57,18 @@ pub enum ReadOutcome {
     Closed,
 }
 
+/// Why a read failed, for the log: a TLS failure as its own sentence,
+/// anything else as `read error: ...`.
+pub fn read_failure(e: &io::Error) -> String {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<tls::Failure>())
+    {
+        Some(failure) => failure.to_string(),
+        None => format!("read error: {e}"),
+    }
+}
+
 /// One `read`, retrying `Interrupted`.
 pub fn read_once(stream: &mut TcpStream, buf: &mut [u8]) -> io::Result<ReadOutcome> {
     loop {
@@ -125,7 +137,7 @@ impl Link {
 
     /// The same link with TLS over every connection it opens (`None`:
     /// plain TCP).
-    pub fn with_tls(mut self, settings: Option<tls::TlsSettings>) -> Self {
+    pub fn with_tls(mut self, settings: Option<crate::tls::TlsSettings>) -> Self {
         let peer = format!("{}:{}", self.host, self.port);
         self.tls = settings.map(|s| tls::Tls::new(s, peer));
         self

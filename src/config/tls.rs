@@ -18,15 +18,25 @@
 //! connect, or keep anything but paths (the files are read again at the
 //! first connect, so a renewed certificate is picked up at a restart).
 
-use super::{Checker, Fields, Yaml};
-use crate::net::tls::{self, SetupError, TlsSettings};
+use super::Seg;
+use super::checker::{Checker, Fields};
+use super::yaml::Yaml;
+use crate::tls::{self, SetupError, TlsSettings};
 use std::path::PathBuf;
 
 /// The keys of a `tls:` block.
 const TLS_KEYS: &[&str] = &["ca-file", "cert-file", "key-file", "server-name"];
 
 /// `mqtt-broker-port` when `tls:` is on and no port is given.
-pub(super) const DEFAULT_TLS_PORT: u16 = 8883;
+const DEFAULT_TLS_PORT: u16 = 8883;
+
+/// The default `mqtt-broker-port`: 8883 with TLS, else `plain`.
+pub(super) fn default_port(tls: Option<&TlsSettings>, plain: u16) -> u16 {
+    match tls {
+        Some(_) => DEFAULT_TLS_PORT,
+        None => plain,
+    }
+}
 
 impl Checker<'_> {
     /// `tls:` of a broker block `f` whose address is `host`; `None` = plain
@@ -122,7 +132,7 @@ impl Checker<'_> {
                 "" => f.at("tls"),
                 k => {
                     let mut full = f.at("tls");
-                    full.push(super::Seg::Key(k.to_owned()));
+                    full.push(Seg::Key(k.to_owned()));
                     full
                 }
             };

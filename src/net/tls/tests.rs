@@ -1,83 +1,15 @@
 //! The TLS driver against an in-memory rustls server: no socket, no
-//! network. Certificates are made here with rcgen.
+//! network. Certificates are made with rcgen (`tls::test_pki`).
 
 use super::*;
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
-use rustls::ServerConfig;
+use crate::tls::test_pki::{Ca, Dir, Issued};
+use rcgen::ExtendedKeyUsagePurpose;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ServerConnection, WebPkiClientVerifier};
+use rustls::{RootCertStore, ServerConfig};
 use std::collections::VecDeque;
-
-/// A CA, and certificates it signs.
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-/// A certificate with its key, as PEM.
-struct Issued {
-    cert_pem: String,
-    key_pem: String,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name.push(DnType::CommonName, name);
-        let key = KeyPair::generate().unwrap();
-        let cert = p.self_signed(&key).unwrap();
-        Ca { cert, key }
-    }
-
-    fn issue(&self, names: &[&str], purpose: ExtendedKeyUsagePurpose) -> Issued {
-        self.issue_with(names, purpose, |_| {})
-    }
-
-    fn issue_with(
-        &self,
-        names: &[&str],
-        purpose: ExtendedKeyUsagePurpose,
-        edit: impl FnOnce(&mut CertificateParams),
-    ) -> Issued {
-        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-        let mut p = CertificateParams::new(names).unwrap();
-        p.extended_key_usages = vec![purpose];
-        edit(&mut p);
-        let key = KeyPair::generate().unwrap();
-        let cert = p.signed_by(&key, &self.cert, &self.key).unwrap();
-        Issued {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        }
-    }
-}
-
-/// A folder for PEM files, removed at the end.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let n = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let p = std::env::temp_dir().join(format!("attic-tls-{tag}-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&p).unwrap();
-        Dir(p)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use std::path::PathBuf;
 
 /// Both directions of an in-memory connection, as the client sees it.
 #[derive(Default)]
@@ -437,54 +369,9 @@ fn a_short_read_means_everything_received_has_been_read() {
 }
 
 #[test]
-fn load_certs_rejects_a_file_without_certificates() {
-    let dir = Dir::new("nocert");
-    let p = dir.write("empty.pem", "just text\n");
-    let e = load_certs(&p).unwrap_err();
-    assert!(e.contains("holds no certificate"), "{e}");
-    let missing = dir.0.join("missing.pem");
-    let e = load_certs(&missing).unwrap_err();
-    assert!(e.contains("cannot read"), "{e}");
-}
-
-#[test]
-fn load_key_says_when_a_file_holds_no_key() {
-    let dir = Dir::new("nokey");
-    let ca = Ca::new("test ca");
-    let p = dir.write("cert-only.pem", &ca.cert.pem());
-    let e = load_key(&p).unwrap_err();
-    assert!(e.contains("holds no private key"), "{e}");
-}
-
-#[test]
-fn a_key_that_does_not_match_its_certificate_is_reported_on_key_file() {
-    let dir = Dir::new("mismatch");
-    let ca = Ca::new("test ca");
-    let a = ca.issue(&["a"], ExtendedKeyUsagePurpose::ClientAuth);
-    let b = ca.issue(&["b"], ExtendedKeyUsagePurpose::ClientAuth);
-    let mut s = settings(Some(dir.write("ca.pem", &ca.cert.pem())), "localhost");
-    s.cert_file = Some(dir.write("a.pem", &a.cert_pem));
-    s.key_file = Some(dir.write("b.key", &b.key_pem));
-    let e = client_config(&s).unwrap_err();
-    assert_eq!(e.key(), "key-file");
-    assert!(e.message().contains("is not the key of"), "{e}");
-}
-
-#[test]
-fn a_cert_file_without_a_key_file_is_reported_on_key_file() {
-    let dir = Dir::new("half");
-    let ca = Ca::new("test ca");
-    let a = ca.issue(&["a"], ExtendedKeyUsagePurpose::ClientAuth);
-    let mut s = settings(Some(dir.write("ca.pem", &ca.cert.pem())), "localhost");
-    s.cert_file = Some(dir.write("a.pem", &a.cert_pem));
-    let e = client_config(&s).unwrap_err();
-    assert_eq!(e.to_string(), "tls.key-file: is required with `cert-file`");
-}
-
-#[test]
-fn a_server_name_must_be_a_dns_name_or_an_ip_address() {
-    assert!(server_name("broker.example").is_ok());
-    assert!(server_name("10.0.0.1").is_ok());
-    let e = server_name("not a name!").unwrap_err();
-    assert_eq!(e.key(), "server-name");
+fn a_tls_failure_is_logged_as_its_own_sentence_and_other_errors_as_read_errors() {
+    let tls = Failure::io("TLS: name mismatch: ...".to_owned());
+    assert_eq!(crate::net::read_failure(&tls), "TLS: name mismatch: ...");
+    let plain = io::Error::from(io::ErrorKind::ConnectionReset);
+    assert!(crate::net::read_failure(&plain).starts_with("read error: "));
 }

@@ -338,3 +338,65 @@ fn attic_check_prints_the_tls_settings() {
     assert!(stdout.contains("client cert:"), "{stdout}");
     assert!(stdout.contains("server name:  127.0.0.1"), "{stdout}");
 }
+
+#[test]
+fn attic_check_explains_a_version_1_client_certificate() {
+    let dir = TempDir::new("tls-check-v1");
+    let pki = TestPki::new(dir.path());
+    // `openssl x509 -req` without extensions makes a version 1 certificate,
+    // which rustls refuses: the README's recipe warns about it.
+    let openssl = |args: &[&str]| {
+        std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let ca = [
+        &["req", "-x509"][..],
+        &ec,
+        &["-subj", "/CN=ca", "-keyout", "ca.key", "-out", "ca1.pem"],
+    ]
+    .concat();
+    let Ok(made) = openssl(&ca) else {
+        eprintln!("skipped: the openssl command is not installed");
+        return;
+    };
+    assert!(made.status.success(), "{made:?}");
+    let csr = [
+        &["req"][..],
+        &ec,
+        &["-subj", "/CN=attic", "-keyout", "v1.key", "-out", "v1.csr"],
+    ]
+    .concat();
+    assert!(openssl(&csr).unwrap().status.success());
+    let sign = [
+        "x509", "-req", "-in", "v1.csr", "-CA", "ca1.pem", "-CAkey", "ca.key",
+    ];
+    let sign = [
+        &sign[..],
+        &["-CAcreateserial", "-days", "30", "-out", "v1.pem"],
+    ]
+    .concat();
+    let signed = openssl(&sign).unwrap();
+    assert!(signed.status.success(), "{signed:?}");
+    let tls = format!(
+        "{}      cert-file: \"{}\"\n      key-file: \"{}\"\n",
+        ca_line(&pki.ca),
+        dir.join("v1.pem").display(),
+        dir.join("v1.key").display()
+    );
+    let path = dir.join("v1.yaml");
+    std::fs::write(&path, config(&dir.join("data"), 8883, 0, &tls)).unwrap();
+    let out = run_attic_in(&dir, &["check", "--config", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("streams[0].tls.cert-file"), "{stderr}");
+    assert!(stderr.contains("version 1"), "{stderr}");
+}

@@ -181,6 +181,9 @@ pub fn client_config(s: &TlsSettings) -> Result<Arc<ClientConfig>, SetupError> {
                         key.display(),
                         cert.display()
                     )),
+                    rustls::Error::InvalidCertificate(why) => {
+                        SetupError::CertFile(unusable_certificate(cert, &why))
+                    }
                     other => SetupError::KeyFile(format!(
                         "cannot use `{}` with `{}`: {other}",
                         key.display(),
@@ -201,6 +204,23 @@ pub fn client_config(s: &TlsSettings) -> Result<Arc<ClientConfig>, SetupError> {
         }
     };
     Ok(Arc::new(config))
+}
+
+/// Why the certificate in `path` cannot be used, for a person.
+fn unusable_certificate(path: &Path, why: &rustls::CertificateError) -> String {
+    let detail = format!("{why:?}");
+    if detail.contains("UnsupportedCertVersion") {
+        format!(
+            "`{}` is an X.509 version 1 certificate, which TLS refuses; issue it with \
+             extensions (for openssl: `-extfile` with `extendedKeyUsage=clientAuth`)",
+            path.display()
+        )
+    } else {
+        format!(
+            "`{}` is not a usable certificate ({detail})",
+            path.display()
+        )
+    }
 }
 
 #[cfg(test)]

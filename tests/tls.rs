@@ -144,6 +144,10 @@ fn fails_clearly_and_keeps_retrying(
         line.contains("retrying in"),
         "one line with the retry: {line}"
     );
+    assert!(
+        line.contains("connection closed: TLS: "),
+        "its own sentence: {line}"
+    );
     // Messages published meanwhile are not stored.
     let mut c = TestClient::connect(broker.port(), "tls-test-publisher");
     c.publish("t/x", b"not for attic", 0, false);

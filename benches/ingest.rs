@@ -22,6 +22,12 @@
 //! `mosquitto_sub --cafile`), so the CPU cost of TLS per message is read
 //! side by side.
 //!
+//! Attic runs with `--ready-file` (the load starts the moment its
+//! subscription is acknowledged, no settling time) and `--summary` (its own
+//! count of stored messages, CPU seconds and peak RSS appear as `summary_*`
+//! beside the figures measured from outside; a stored count that differs
+//! from the rows in its files is reported on stderr).
+//!
 //! Every wait has a deadline; every child is killed and reaped and the
 //! temporary folder removed on every exit path (guards' `Drop`).
 
@@ -460,6 +466,8 @@ struct Sub {
     data: PathBuf,
     out: PathBuf,
     log: PathBuf,
+    /// Attic's `--summary` file (written at exit).
+    summary: PathBuf,
 }
 
 /// Starts a subscriber on `port`; with `ca`, over TLS trusting that CA file.
@@ -476,6 +484,8 @@ fn start_sub_tls(
     fs::create_dir_all(&data).unwrap();
     let out = dir.join("sub.out");
     let log = dir.join("sub.log");
+    let ready = dir.join("ready.json");
+    let summary = dir.join("summary.json");
     let mut cmd = match kind {
         Kind::Attic => {
             let cfg = dir.join("attic.yaml");
@@ -496,6 +506,8 @@ fn start_sub_tls(
             .unwrap();
             let mut c = Command::new(attic);
             c.arg("run").arg("--config").arg(&cfg);
+            c.arg("--ready-file").arg(&ready);
+            c.arg("--summary").arg(&summary);
             c.env("ATTIC_LOG_LEVEL", "info");
             c
         }
@@ -521,25 +533,37 @@ fn start_sub_tls(
         data,
         out,
         log,
+        summary,
     };
-    // Ready: Attic says so; mosquitto_sub gets the same settling time.
+    // Attic writes its ready file once its subscription is acknowledged;
+    // mosquitto_sub has no such signal and gets a settling time instead.
     let t0 = Instant::now();
     match kind {
-        Kind::Attic => loop {
-            let text = fs::read_to_string(&sub.log).unwrap_or_default();
-            if text.contains("subscribed") {
-                break;
+        Kind::Attic => {
+            while !ready.exists() {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(15),
+                    "attic did not subscribe within 15 s; its log:\n{}",
+                    fs::read_to_string(&sub.log).unwrap_or_default()
+                );
+                std::thread::sleep(Duration::from_millis(5));
             }
-            assert!(
-                t0.elapsed() < Duration::from_secs(15),
-                "attic did not subscribe within 15 s; its log:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        },
-        Kind::MosquittoSub => std::thread::sleep(Duration::from_millis(1000)),
+        }
+        Kind::MosquittoSub => std::thread::sleep(Duration::from_millis(1200)),
     }
-    std::thread::sleep(Duration::from_millis(200));
     sub
+}
+
+/// Attic's own account at exit (`--summary`): messages stored, CPU
+/// seconds, peak RSS in MiB.
+fn attic_summary(sub: &Sub) -> Option<(u64, f64, f64)> {
+    let text = fs::read_to_string(&sub.summary).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    Some((
+        v["stored"].as_u64()?,
+        v["cpu_s"].as_f64()?,
+        v["peak_rss_bytes"].as_f64()? / (1024.0 * 1024.0),
+    ))
 }
 
 /// What a subscriber stored, on disk.
@@ -638,6 +662,8 @@ struct Run {
     longest_turn_ms: Option<f64>,
     /// `VmHWM` just before the stop signal.
     hwm_kib: u64,
+    /// Attic's `--summary`: stored, CPU s, peak RSS MiB.
+    summary: Option<(u64, f64, f64)>,
 }
 
 impl Run {
@@ -703,6 +729,15 @@ fn measure_tls(
     drop(broker);
     let stored = stored(&sub);
     let longest = longest_turn_ms(&sub.log);
+    let summary = attic_summary(&sub);
+    if let Some((summary_stored, _, _)) = summary
+        && summary_stored != stored.rows
+    {
+        eprintln!(
+            "ingest: attic's summary says {summary_stored} stored, its files hold {}",
+            stored.rows
+        );
+    }
     if exit.code != 0 {
         eprintln!(
             "ingest: {} exited with {}; its log:\n{}",
@@ -719,6 +754,7 @@ fn measure_tls(
         busy_s: last_busy.duration_since(t0).as_secs_f64(),
         longest_turn_ms: longest,
         hwm_kib,
+        summary,
     }
 }
 
@@ -748,6 +784,11 @@ fn report(bench: &str, kind: Kind, r: &Run, extra: &[(&str, String)]) {
     ];
     if let Some(ms) = r.longest_turn_ms {
         fields.push(("longest_loop_turn_ms", f(ms, 1)));
+    }
+    if let Some((stored, cpu_s, peak_mb)) = r.summary {
+        fields.push(("summary_stored", stored.to_string()));
+        fields.push(("summary_cpu_s", f(cpu_s, 3)));
+        fields.push(("summary_peak_rss_mb", f(peak_mb, 1)));
     }
     fields.extend(extra.iter().cloned());
     emit(&fields);

@@ -204,6 +204,22 @@ fn a_wrong_server_name_says_name_mismatch_keeps_retrying_stores_nothing_and_stop
 }
 
 #[test]
+fn a_corrected_ca_file_is_read_at_the_next_attempt_without_a_restart() {
+    let dir = TempDir::new("tls-fixed-ca");
+    let pki = TestPki::new(dir.path());
+    let broker = tls_broker(&pki, false);
+    let data = dir.join("data");
+    let ca = dir.join("trusted.pem");
+    std::fs::copy(&pki.other_ca, &ca).unwrap();
+    let mut attic = Attic::start(&config(&data, broker.tls_port(), 0, &ca_line(&ca)), &dir);
+    attic.wait_log_contains("unknown issuer", T);
+    std::fs::copy(&pki.ca, &ca).unwrap();
+    attic.wait_log_contains("subscribed; storing", Duration::from_secs(40));
+    let rows = publish_wait_stop(&mut attic, &broker, &data, 10);
+    assert_eq!(rows.len(), 10);
+}
+
+#[test]
 fn tls_to_a_plain_port_asks_whether_it_is_a_tls_listener() {
     let dir = TempDir::new("tls-plain-port");
     let pki = TestPki::new(dir.path());

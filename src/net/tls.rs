@@ -108,12 +108,18 @@ impl Tls {
 
     /// The socket is about to close: a clean TLS close (close_notify, one
     /// try) unless the connection failed; then forget the connection.
+    /// After a failure, or a connection that never finished its
+    /// handshake, the files are read again at the next start.
     pub fn stop<S: Write>(&mut self, sock: Option<&mut S>) {
+        let handshaking = self.conn.as_ref().is_some_and(|c| c.is_handshaking());
         if let (Some(conn), Some(sock), false) = (self.conn.as_mut(), sock, self.failed) {
-            if !conn.is_handshaking() {
+            if !handshaking {
                 conn.send_close_notify();
                 let _ = conn.write_tls(sock);
             }
+        }
+        if self.failed || handshaking {
+            self.config = None;
         }
         self.conn = None;
     }
@@ -179,7 +185,6 @@ impl Tls {
                         self.failed = true;
                         // Tell the broker why (the alert rustls queued), once.
                         let _ = conn.write_tls(sock);
-                        self.config = None;
                         return Err(Failure::io(words::describe(&e, &self.settings, &self.peer)));
                     }
                     if !self.announced && !conn.is_handshaking() {

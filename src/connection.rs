@@ -19,9 +19,11 @@
 //!                     (socket)    +------ notices --> owner (Stream, Publisher)
 //! ```
 
+use crate::config::BrokerConfig;
 use crate::mqtt::session::{Event, Session};
 use crate::net::{Link, ReadOutcome};
-use mio::Registry;
+use crate::resolve::{Answer, ResolverHandle};
+use mio::{Registry, Token};
 use std::time::Instant;
 
 /// What one [`Connection::read`] did.
@@ -60,6 +62,13 @@ impl Connection {
             events: Vec::with_capacity(64),
             fresh: Vec::with_capacity(64),
         }
+    }
+
+    /// Joins a session to a link to `broker`: its address, and TLS if its
+    /// `tls:` says so.
+    pub fn to_broker(session: Session, broker: &BrokerConfig, token: Token) -> Self {
+        let link = Link::new(&broker.host, broker.port, token).with_tls(broker.tls.clone());
+        Connection::new(session, link)
     }
 
     /// The protocol state (read-only: statistics, pending acks, deadlines).
@@ -108,7 +117,7 @@ impl Connection {
     /// The socket is ready: finishes a nonblocking connect. True if the
     /// socket is usable for reading and writing now.
     pub fn on_ready(&mut self, registry: &Registry, now: Instant) -> bool {
-        match self.link.finish_connect() {
+        match self.link.finish_connect(registry) {
             Ok(true) => {
                 self.session.on_transport_up(now, &mut self.fresh);
                 self.execute(registry, now);
@@ -120,6 +129,19 @@ impl Connection {
                 false
             }
         }
+    }
+
+    /// The lookup of the broker's host name finished (off the loop): the
+    /// connect starts, or the attempt failed and the session backs off.
+    pub fn on_resolved(&mut self, registry: &Registry, answer: Answer, now: Instant) {
+        if let Err(why) = self.link.on_resolved(registry, answer) {
+            self.down(registry, now, &why);
+        }
+    }
+
+    /// Host names are resolved through `resolver`, off the loop.
+    pub fn set_resolver(&mut self, resolver: ResolverHandle) {
+        self.link.set_resolver(resolver);
     }
 
     /// One read from the socket into `buf`, handed to the session.

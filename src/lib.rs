@@ -19,6 +19,7 @@
 //!     gate      ack-after-commit as a sans-IO state machine over the Store trait
 //!     writer/   rusqlite: open file + prepared statement, finalise, recovery
 //!     rotation  pure time arithmetic: periods, day folders, file names
+//!     finaliser closed files finished on a helper thread (checkpoint, fsync, rename)
 //!     retention deletes the oldest finished files (age, size, free space), sliced
 //!   filter/     the per-stream filter chain: keep, drop (counted) or rewrite
 //!   connection  one session + one net::Link: commands carried out, notices to the owner
@@ -29,6 +30,7 @@
 //!   net         nonblocking TCP; Link = a socket with its poll registration
 //!     tls       rustls ClientConnection driven nonblocking between socket and framing
 //!   tls/        `tls:` settings, PEM files, the rustls client config; failures in words
+//!   resolve     host names resolved off the loop (lookup threads + mio::Waker)
 //!   signals     signalfd: SIGINT/SIGTERM/SIGHUP as a poll source
 //!   clock       the two clocks: monotonic deadlines and a CLOCK_REALTIME timerfd
 //!   metrics     metrics-file: atomic rewrite of the Prometheus text
@@ -67,6 +69,7 @@ pub mod mqtt;
 pub mod net;
 pub mod publisher;
 pub mod report;
+pub mod resolve;
 pub mod run_options;
 pub mod signals;
 pub mod store;

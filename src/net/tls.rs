@@ -73,12 +73,16 @@ impl fmt::Debug for Tls {
 }
 
 impl Tls {
-    /// TLS with `settings` to the broker at `peer` (`host:port`).
+    /// TLS with `settings` to the broker at `peer` (`host:port`). The
+    /// files are read here, at start-up, so that the loop reads them only
+    /// again after a failed handshake (if they cannot be read now, the
+    /// first connect says why).
     pub fn new(settings: TlsSettings, peer: String) -> Self {
+        let config = client_config(&settings).ok();
         Tls {
             settings,
             peer,
-            config: None,
+            config,
             conn: None,
             failed: false,
             announced: false,

@@ -138,4 +138,5 @@ fn describe_broker(line: &mut impl FnMut(String), b: &BrokerConfig) {
     line(format!("    clean session:  {}", b.clean_session));
     line(format!("    keep alive:     {:?}", b.keep_alive));
     line(super::mqtt5::describe(b));
+    super::tls::describe(line, b.tls.as_ref());
 }

@@ -19,6 +19,7 @@ mod mqtt5;
 mod retention;
 mod sections;
 mod session;
+mod tls;
 mod yaml;
 
 pub use crate::mqtt::topic::topic_filter_problem;
@@ -78,6 +79,8 @@ pub struct BrokerConfig {
     pub keep_alive: Duration,
     /// `mqtt-version: 5` and `session-expiry-seconds`; `None` = MQTT 3.1.1.
     pub mqtt5: Option<crate::mqtt::session::v5::Mqtt5Options>,
+    /// `tls:`; `None` = plain TCP.
+    pub tls: Option<crate::tls::TlsSettings>,
 }
 
 impl std::fmt::Debug for BrokerConfig {
@@ -92,6 +95,7 @@ impl std::fmt::Debug for BrokerConfig {
             .field("clean_session", &self.clean_session)
             .field("keep_alive", &self.keep_alive)
             .field("mqtt5", &self.mqtt5)
+            .field("tls", &self.tls)
             .finish()
     }
 }

@@ -334,7 +334,7 @@ fn a_refused_subscription_is_logged_with_its_reason_in_words() {
         "broker refused subscription to \"secret/#\": not authorized (0x87)",
         T,
     );
-    attic.wait_log_contains("subscribed; storing", T);
+    attic.wait_log_contains("subscribed to 1 of 2 filters", T);
     mosquitto_pub(
         broker.port(),
         &["-V", "mqttv5", "-t", "allowed/a", "-m", "ok"],

@@ -139,8 +139,14 @@ fn main() -> ExitCode {
             match attic::app::run_with(&config, &opts) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    log::error!("{e}");
-                    eprintln!("attic: {e}");
+                    // One line: the log line when logging is on (it goes to
+                    // stderr, or to the journal with its priority), else a
+                    // plain one.
+                    if log::log_enabled!(log::Level::Error) {
+                        log::error!("{e}");
+                    } else {
+                        eprintln!("attic: {e}");
+                    }
                     ExitCode::from(1)
                 }
             }

@@ -393,7 +393,11 @@ impl Session {
                     .map_err(|e| e.to_string())?;
                     self.last_sent = now;
                 } else {
-                    log::info!("[{}] session resumed; storing messages", self.cfg.name);
+                    // Only a subscribing connection has a session to resume
+                    // (the report publisher subscribes to nothing).
+                    if !self.cfg.filters.is_empty() {
+                        log::info!("[{}] session resumed; storing messages", self.cfg.name);
+                    }
                     self.stats.subscribed += 1;
                     self.stats.granted.clear();
                     events.push(Event::Connected);

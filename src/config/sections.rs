@@ -217,6 +217,10 @@ impl Checker<'_> {
         let rotation = self
             .integer(&f, "file-rotation-time-seconds", 1, MAX_COUNT)
             .unwrap_or(DEFAULT_ROTATION_SECONDS);
+        let now = std::time::SystemTime::now();
+        if let Some(why) = crate::store::rotation::wall_deadline_problem_at(rotation, now) {
+            self.report(&f.at("file-rotation-time-seconds"), why);
+        }
         let qos = self.qos(&f);
         let commit_ms = self
             .integer(&f, "commit-interval-ms", bounds::MIN_COMMIT_MS, MAX_COUNT)

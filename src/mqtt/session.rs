@@ -76,8 +76,7 @@ pub enum Event {
     /// Command: open a TCP connection to the broker now, then call
     /// [`Session::on_transport_up`] or [`Session::on_transport_down`].
     OpenTransport,
-    /// Command: close the TCP connection now; a reconnect is already
-    /// scheduled.
+    /// Command: close the TCP connection now; a reconnect is already scheduled.
     CloseTransport,
     /// Notice: the broker accepted us and the subscriptions are in place (or
     /// were kept by a persistent session).
@@ -393,8 +392,6 @@ impl Session {
                     .map_err(|e| e.to_string())?;
                     self.last_sent = now;
                 } else {
-                    // Only a subscribing connection has a session to resume
-                    // (the report publisher subscribes to nothing).
                     if !self.cfg.filters.is_empty() {
                         log::info!("[{}] session resumed; storing messages", self.cfg.name);
                     }

@@ -22,6 +22,8 @@
 //!   metrics     metrics-file: atomic rewrite of the Prometheus text
 //!   systemd     sd_notify (READY, STATUS, WATCHDOG, STOPPING); no-op without NOTIFY_SOCKET
 //!   app         the mio loop: tokens, deadlines, dispatch, shutdown sequence
+//!   select/     export/replay selection: TIME, files by name, read-only cursors, k-way merge
+//!   export/     `attic export`: the selection as JSON lines, CSV or one SQLite file
 //! ```
 //!
 //! # Data flow
@@ -40,6 +42,7 @@
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod export;
 pub mod filter;
 pub mod logging;
 pub mod metrics;
@@ -47,6 +50,7 @@ pub mod mqtt;
 pub mod net;
 pub mod publisher;
 pub mod report;
+pub mod select;
 pub mod signals;
 pub mod store;
 pub mod stream;

@@ -11,6 +11,8 @@ attic: logs everything that happens on an MQTT broker into time-rotated SQLite f
 usage:
   attic [run] [--config FILE]     run the service (default FILE: config/config.yaml)
   attic check [--config FILE]     validate the configuration, print the resolved streams
+  attic export [--config FILE] [SELECTION] [--format jsonl|csv|sqlite] [--output FILE]
+                                  stored rows in reception order (attic export --help)
   attic --help | --version
 
 exit codes: 0 clean stop, 78 bad configuration, 1 other start-up failure
@@ -64,6 +66,9 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "export") {
+        return attic::export::cli::main(&args[1..]);
+    }
     let cmd = match parse_args(&args) {
         Ok(c) => c,
         Err(e) => {

@@ -1,0 +1,403 @@
+//! The three output writers of `attic export`. Each takes rows one at a
+//! time and keeps no more than a buffer; none reads the data folder.
+//!
+//! - jsonl: `{"reception_timestamp":..,"time":"..Z","stream":..,"topic":..,
+//!   "payload":..|"payload_base64":..,"qos":..,"retain":..}` per line.
+//! - csv: header `reception_timestamp,time,stream,topic,payload,
+//!   payload_encoding,qos,retain`; `payload_encoding` is `utf8` or `base64`.
+//! - sqlite: the Attic `data` table plus a `stream` column, the `topics`
+//!   index, the application id and the selection in `attic_meta`; written
+//!   to `<output>.incomplete` and renamed when complete.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use rusqlite::Connection;
+use serde::Serialize;
+
+use super::{ExportError, ExportOptions, Format};
+use crate::select::time::{TimeFormatter, rfc3339_us};
+use crate::select::{Row, Selection};
+use crate::store::writer::{APPLICATION_ID, FORMAT_VERSION};
+
+/// Output buffer size for the text formats.
+const BUFFER: usize = 256 << 10;
+/// Rows per transaction of the SQLite output (bounds its page cache use).
+const SQLITE_BATCH: u64 = 100_000;
+
+/// A writer of exported rows.
+pub trait Sink {
+    /// Writes one row of stream `stream`.
+    fn row(&mut self, row: &Row, stream: &str) -> Result<(), ExportError>;
+    /// Completes the output (`rows` written in total).
+    fn finish(self: Box<Self>, rows: u64) -> Result<(), ExportError>;
+}
+
+/// The sink for `opts`, writing to `--output` or stdout.
+pub fn open(opts: &ExportOptions, streams: &[String]) -> Result<Box<dyn Sink>, ExportError> {
+    match opts.format {
+        Format::Sqlite => {
+            let path = opts.output.clone().ok_or_else(|| {
+                ExportError::Usage("--format sqlite needs --output FILE".to_owned())
+            })?;
+            Ok(Box::new(SqliteSink::create(
+                path,
+                &opts.selection,
+                streams,
+            )?))
+        }
+        Format::Jsonl => Ok(Box::new(Jsonl {
+            out: Text::open(opts.output.as_deref())?,
+            time: TimeFormatter::default(),
+            time_buf: String::new(),
+            b64: String::new(),
+        })),
+        Format::Csv => {
+            let text = Text::open(opts.output.as_deref())?;
+            let name = text.name.clone();
+            let mut w = csv::WriterBuilder::new().from_writer(text);
+            w.write_record([
+                "reception_timestamp",
+                "time",
+                "stream",
+                "topic",
+                "payload",
+                "payload_encoding",
+                "qos",
+                "retain",
+            ])
+            .map_err(|e| csv_err(&name, e))?;
+            Ok(Box::new(Csv {
+                out: w,
+                name,
+                time: TimeFormatter::default(),
+                time_buf: String::new(),
+                b64: String::new(),
+            }))
+        }
+    }
+}
+
+/// A buffered text output: a file or stdout.
+struct Text {
+    /// Where bytes go.
+    out: BufWriter<Box<dyn Write>>,
+    /// For messages: the file name, or `-` for stdout.
+    name: String,
+}
+
+impl Text {
+    fn open(path: Option<&Path>) -> Result<Text, ExportError> {
+        let (out, name): (Box<dyn Write>, String) = match path {
+            None => (Box::new(io::stdout().lock()), "-".to_owned()),
+            Some(p) if p == Path::new("-") => (Box::new(io::stdout().lock()), "-".to_owned()),
+            Some(p) => {
+                let name = p.display().to_string();
+                let f = File::create(p).map_err(|source| ExportError::Write {
+                    path: name.clone(),
+                    source,
+                })?;
+                (Box::new(f), name)
+            }
+        };
+        Ok(Text {
+            out: BufWriter::with_capacity(BUFFER, out),
+            name,
+        })
+    }
+
+    fn err(&self, source: io::Error) -> ExportError {
+        ExportError::Write {
+            path: self.name.clone(),
+            source,
+        }
+    }
+}
+
+impl Write for Text {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// The payload as text, or its base64 form in `b64` (returns `None`).
+fn payload_text<'a>(payload: &'a [u8], b64: &mut String) -> Option<&'a str> {
+    match std::str::from_utf8(payload) {
+        Ok(s) => Some(s),
+        Err(_) => {
+            b64.clear();
+            BASE64.encode_string(payload, b64);
+            None
+        }
+    }
+}
+
+/// The `time` field: RFC 3339 with microseconds (empty if out of range).
+fn time_text<'a>(f: &mut TimeFormatter, t_us: i64, buf: &'a mut String) -> &'a str {
+    buf.clear();
+    f.write(t_us, buf);
+    buf
+}
+
+/// JSON lines.
+struct Jsonl {
+    out: Text,
+    time: TimeFormatter,
+    time_buf: String,
+    b64: String,
+}
+
+/// One JSON line. Field order is the documented one.
+#[derive(Serialize)]
+struct JsonRow<'a> {
+    reception_timestamp: i64,
+    time: &'a str,
+    stream: &'a str,
+    topic: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_base64: Option<&'a str>,
+    qos: u8,
+    retain: bool,
+}
+
+impl Sink for Jsonl {
+    fn row(&mut self, row: &Row, stream: &str) -> Result<(), ExportError> {
+        let time = time_text(&mut self.time, row.timestamp_us, &mut self.time_buf);
+        let text = payload_text(&row.payload, &mut self.b64);
+        let json = JsonRow {
+            reception_timestamp: row.timestamp_us,
+            time,
+            stream,
+            topic: &row.topic,
+            payload: text,
+            payload_base64: text.is_none().then_some(self.b64.as_str()),
+            qos: row.qos,
+            retain: row.retain,
+        };
+        let out = &mut self.out;
+        serde_json::to_writer(&mut *out, &json)
+            .map_err(io::Error::from)
+            .and_then(|()| out.write_all(b"\n"))
+            .map_err(|e| self.out.err(e))
+    }
+
+    fn finish(mut self: Box<Self>, _rows: u64) -> Result<(), ExportError> {
+        self.out.flush().map_err(|e| self.out.err(e))
+    }
+}
+
+/// CSV (RFC 4180: quoted where needed, CRLF-free `\n` line ends are fine
+/// for every reader; the csv crate's default terminator is `\n`).
+struct Csv {
+    out: csv::Writer<Text>,
+    name: String,
+    time: TimeFormatter,
+    time_buf: String,
+    b64: String,
+}
+
+fn csv_err(name: &str, e: csv::Error) -> ExportError {
+    let source = match e.into_kind() {
+        csv::ErrorKind::Io(e) => e,
+        other => io::Error::other(format!("{other:?}")),
+    };
+    ExportError::Write {
+        path: name.to_owned(),
+        source,
+    }
+}
+
+impl Sink for Csv {
+    fn row(&mut self, row: &Row, stream: &str) -> Result<(), ExportError> {
+        let time = time_text(&mut self.time, row.timestamp_us, &mut self.time_buf);
+        let (payload, encoding) = match payload_text(&row.payload, &mut self.b64) {
+            Some(t) => (t, "utf8"),
+            None => (self.b64.as_str(), "base64"),
+        };
+        let ts = row.timestamp_us.to_string();
+        let qos = [b'0' + row.qos.min(9)];
+        let retain: &[u8] = if row.retain { b"true" } else { b"false" };
+        self.out
+            .write_record([
+                ts.as_bytes(),
+                time.as_bytes(),
+                stream.as_bytes(),
+                row.topic.as_bytes(),
+                payload.as_bytes(),
+                encoding.as_bytes(),
+                &qos,
+                retain,
+            ])
+            .map_err(|e| csv_err(&self.name, e))
+    }
+
+    fn finish(mut self: Box<Self>, _rows: u64) -> Result<(), ExportError> {
+        self.out.flush().map_err(|source| ExportError::Write {
+            path: self.name.clone(),
+            source,
+        })
+    }
+}
+
+/// Where the SQLite output is written until it is complete.
+pub fn incomplete_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".incomplete");
+    path.with_file_name(name)
+}
+
+/// One SQLite file.
+struct SqliteSink {
+    conn: Connection,
+    /// The file being written: `<output>.incomplete`.
+    tmp: PathBuf,
+    /// The final name.
+    path: PathBuf,
+    /// Rows since the last commit.
+    batch: u64,
+}
+
+const EXPORT_SCHEMA: &str = "\
+CREATE TABLE data (reception_timestamp INTEGER NOT NULL, topic TEXT NOT NULL, \
+payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL, stream TEXT NOT NULL);
+CREATE TABLE attic_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);";
+
+const EXPORT_INSERT: &str = "INSERT INTO data (reception_timestamp, topic, payload, qos, retain, \
+stream) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+impl SqliteSink {
+    fn create(
+        path: PathBuf,
+        sel: &Selection,
+        streams: &[String],
+    ) -> Result<SqliteSink, ExportError> {
+        let tmp = incomplete_path(&path);
+        let err = |source| ExportError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(ExportError::Write {
+                    path: tmp.display().to_string(),
+                    source: e,
+                });
+            }
+            _ => {}
+        }
+        let conn = Connection::open(&tmp).map_err(err)?;
+        // A scratch file until renamed: no journal, no fsync per commit.
+        conn.execute_batch(&format!(
+            "PRAGMA page_size = 4096;
+             PRAGMA application_id = {APPLICATION_ID};
+             PRAGMA journal_mode = OFF;
+             PRAGMA synchronous = OFF;
+             PRAGMA locking_mode = EXCLUSIVE;
+             PRAGMA cache_size = -8192;
+             {EXPORT_SCHEMA}"
+        ))
+        .map_err(err)?;
+        let from = sel.from_us.and_then(rfc3339_us).unwrap_or_default();
+        let to = sel.to_us.and_then(rfc3339_us).unwrap_or_default();
+        let exported = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+            .to_string();
+        let version = env!("CARGO_PKG_VERSION");
+        let streams = streams.join("\n");
+        let topics = sel.topics.join("\n");
+        let include_open = if sel.include_open { "true" } else { "false" };
+        for (k, v) in [
+            ("format_version", FORMAT_VERSION),
+            ("attic_version", version),
+            ("exported_at_us", exported.as_str()),
+            ("selection_streams", streams.as_str()),
+            ("selection_from", from.as_str()),
+            ("selection_to", to.as_str()),
+            ("selection_topics", topics.as_str()),
+            ("selection_include_open", include_open),
+        ] {
+            conn.execute(
+                "INSERT INTO attic_meta (key, value) VALUES (?1, ?2)",
+                [k, v],
+            )
+            .map_err(err)?;
+        }
+        conn.execute_batch("BEGIN").map_err(err)?;
+        Ok(SqliteSink {
+            conn,
+            tmp,
+            path,
+            batch: 0,
+        })
+    }
+
+    fn err(&self, source: rusqlite::Error) -> ExportError {
+        ExportError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+impl Sink for SqliteSink {
+    fn row(&mut self, row: &Row, stream: &str) -> Result<(), ExportError> {
+        let r = self
+            .conn
+            .prepare_cached(EXPORT_INSERT)
+            .and_then(|mut stmt| {
+                stmt.execute((
+                    row.timestamp_us,
+                    &row.topic,
+                    &row.payload,
+                    row.qos,
+                    row.retain,
+                    stream,
+                ))
+            });
+        r.map_err(|e| self.err(e))?;
+        self.batch += 1;
+        if self.batch >= SQLITE_BATCH {
+            self.batch = 0;
+            self.conn
+                .execute_batch("COMMIT; BEGIN")
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, rows: u64) -> Result<(), ExportError> {
+        let rows = rows.to_string();
+        let done = self.conn.execute_batch("COMMIT").and_then(|()| {
+            // The index is built once, after the inserts: faster than
+            // keeping it up to date row by row.
+            self.conn
+                .execute_batch("CREATE INDEX topics ON data (topic)")?;
+            self.conn.execute(
+                "INSERT INTO attic_meta (key, value) VALUES ('row_count', ?1)",
+                [rows.as_str()],
+            )?;
+            Ok(())
+        });
+        done.map_err(|e| self.err(e))?;
+        let SqliteSink {
+            conn, tmp, path, ..
+        } = *self;
+        conn.close().map_err(|(_, source)| ExportError::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
+        std::fs::rename(&tmp, &path).map_err(|source| ExportError::Write {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+}

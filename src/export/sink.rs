@@ -51,6 +51,7 @@ pub fn open(opts: &ExportOptions, streams: &[String]) -> Result<Box<dyn Sink>, E
         }
         Format::Jsonl => Ok(Box::new(Jsonl {
             out: Text::open(opts.output.as_deref())?,
+            line: Vec::with_capacity(1024),
             time: TimeFormatter::default(),
             time_buf: String::new(),
             b64: String::new(),
@@ -148,6 +149,9 @@ fn time_text<'a>(f: &mut TimeFormatter, t_us: i64, buf: &'a mut String) -> &'a s
 /// JSON lines.
 struct Jsonl {
     out: Text,
+    /// One line, serialised here first: serde_json writes many small
+    /// pieces, which cost far less into a `Vec` than through the writer.
+    line: Vec<u8>,
     time: TimeFormatter,
     time_buf: String,
     b64: String,
@@ -182,10 +186,12 @@ impl Sink for Jsonl {
             qos: row.qos,
             retain: row.retain,
         };
-        let out = &mut self.out;
-        serde_json::to_writer(&mut *out, &json)
-            .map_err(io::Error::from)
-            .and_then(|()| out.write_all(b"\n"))
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, &json).map_err(|e| self.out.err(e.into()))?;
+        self.line.push(b'\n');
+        self.out
+            .out
+            .write_all(&self.line)
             .map_err(|e| self.out.err(e))
     }
 
@@ -301,7 +307,7 @@ impl SqliteSink {
              PRAGMA journal_mode = OFF;
              PRAGMA synchronous = OFF;
              PRAGMA locking_mode = EXCLUSIVE;
-             PRAGMA cache_size = -8192;
+             PRAGMA cache_size = -2048;
              {EXPORT_SCHEMA}"
         ))
         .map_err(err)?;

@@ -132,13 +132,14 @@ impl TimeFormatter {
             self.second = Some(second);
         }
         out.push_str(&self.prefix);
-        out.push('.');
-        let digits = micros.to_string();
-        for _ in digits.len()..6 {
-            out.push('0');
+        let mut frac = *b".000000Z";
+        let mut m = micros;
+        for d in frac[1..7].iter_mut().rev() {
+            // `m % 10` is a digit, so the narrowing cannot lose anything.
+            *d = b'0' + u8::try_from(m % 10).unwrap_or(0);
+            m /= 10;
         }
-        out.push_str(&digits);
-        out.push('Z');
+        out.push_str(std::str::from_utf8(&frac).unwrap_or(".000000Z"));
         true
     }
 }

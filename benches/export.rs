@@ -133,17 +133,12 @@ fn measure(what: &str, mut cmd: Command, stdin: Option<&Path>) -> Measured {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = std::fs::read_to_string(&times).unwrap();
-    let f: Vec<f64> = text
-        .lines()
-        .last()
-        .unwrap()
-        .split_whitespace()
-        .map(|v| v.parse().unwrap())
-        .collect();
+    let f: Vec<&str> = text.lines().last().unwrap().split_whitespace().collect();
+    let secs = |v: &str| -> f64 { v.parse().unwrap() };
     Measured {
-        wall_s: f[0],
-        cpu_s: f[1] + f[2],
-        peak_kib: f[3] as u64,
+        wall_s: secs(f[0]),
+        cpu_s: secs(f[1]) + secs(f[2]),
+        peak_kib: f[3].parse().unwrap(),
     }
 }
 

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::select::{Plan, SelectError, Selection, time};
+use crate::store::StoreError;
 
 /// The output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,12 +88,7 @@ pub enum ExportError {
         source: std::io::Error,
     },
     /// Writing the SQLite output.
-    Sqlite {
-        /// The output file.
-        path: PathBuf,
-        /// The cause.
-        source: rusqlite::Error,
-    },
+    Store(StoreError),
 }
 
 impl fmt::Display for ExportError {
@@ -101,14 +97,18 @@ impl fmt::Display for ExportError {
             ExportError::Usage(m) => f.write_str(m),
             ExportError::Select(e) => e.fmt(f),
             ExportError::Write { path, source } => write!(f, "write {path}: {source}"),
-            ExportError::Sqlite { path, source } => {
-                write!(f, "write {}: {source}", path.display())
-            }
+            ExportError::Store(e) => e.fmt(f),
         }
     }
 }
 
 impl std::error::Error for ExportError {}
+
+impl From<StoreError> for ExportError {
+    fn from(e: StoreError) -> ExportError {
+        ExportError::Store(e)
+    }
+}
 
 impl From<SelectError> for ExportError {
     fn from(e: SelectError) -> ExportError {
@@ -124,7 +124,7 @@ impl From<SelectError> for ExportError {
 pub fn export(config: &Config, opts: &ExportOptions) -> Result<u64, ExportError> {
     let result = export_rows(config, opts);
     if let (Err(_), Format::Sqlite, Some(out)) = (&result, opts.format, &opts.output) {
-        let _ = std::fs::remove_file(sink::incomplete_path(out));
+        let _ = std::fs::remove_file(crate::store::export_file::incomplete_path(out));
     }
     result
 }

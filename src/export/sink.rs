@@ -15,18 +15,15 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use rusqlite::Connection;
 use serde::Serialize;
 
 use super::{ExportError, ExportOptions, Format};
 use crate::select::time::{TimeFormatter, rfc3339_us};
 use crate::select::{Row, Selection};
-use crate::store::writer::{APPLICATION_ID, FORMAT_VERSION};
+use crate::store::export_file::ExportFile;
 
 /// Output buffer size for the text formats.
 const BUFFER: usize = 256 << 10;
-/// Rows per transaction of the SQLite output (bounds its page cache use).
-const SQLITE_BATCH: u64 = 100_000;
 
 /// A writer of exported rows.
 pub trait Sink {
@@ -253,31 +250,8 @@ impl Sink for Csv {
     }
 }
 
-/// Where the SQLite output is written until it is complete.
-pub fn incomplete_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".incomplete");
-    path.with_file_name(name)
-}
-
 /// One SQLite file.
-struct SqliteSink {
-    conn: Connection,
-    /// The file being written: `<output>.incomplete`.
-    tmp: PathBuf,
-    /// The final name.
-    path: PathBuf,
-    /// Rows since the last commit.
-    batch: u64,
-}
-
-const EXPORT_SCHEMA: &str = "\
-CREATE TABLE data (reception_timestamp INTEGER NOT NULL, topic TEXT NOT NULL, \
-payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL, stream TEXT NOT NULL);
-CREATE TABLE attic_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);";
-
-const EXPORT_INSERT: &str = "INSERT INTO data (reception_timestamp, topic, payload, qos, retain, \
-stream) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+struct SqliteSink(ExportFile);
 
 impl SqliteSink {
     fn create(
@@ -285,125 +259,42 @@ impl SqliteSink {
         sel: &Selection,
         streams: &[String],
     ) -> Result<SqliteSink, ExportError> {
-        let tmp = incomplete_path(&path);
-        let err = |source| ExportError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        match std::fs::remove_file(&tmp) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                return Err(ExportError::Write {
-                    path: tmp.display().to_string(),
-                    source: e,
-                });
-            }
-            _ => {}
-        }
-        let conn = Connection::open(&tmp).map_err(err)?;
-        // A scratch file until renamed: no journal, no fsync per commit.
-        conn.execute_batch(&format!(
-            "PRAGMA page_size = 4096;
-             PRAGMA application_id = {APPLICATION_ID};
-             PRAGMA journal_mode = OFF;
-             PRAGMA synchronous = OFF;
-             PRAGMA locking_mode = EXCLUSIVE;
-             PRAGMA cache_size = -2048;
-             {EXPORT_SCHEMA}"
-        ))
-        .map_err(err)?;
         let from = sel.from_us.and_then(rfc3339_us).unwrap_or_default();
         let to = sel.to_us.and_then(rfc3339_us).unwrap_or_default();
         let exported = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
             .to_string();
-        let version = env!("CARGO_PKG_VERSION");
         let streams = streams.join("\n");
         let topics = sel.topics.join("\n");
         let include_open = if sel.include_open { "true" } else { "false" };
-        for (k, v) in [
-            ("format_version", FORMAT_VERSION),
-            ("attic_version", version),
+        let meta = [
             ("exported_at_us", exported.as_str()),
             ("selection_streams", streams.as_str()),
             ("selection_from", from.as_str()),
             ("selection_to", to.as_str()),
             ("selection_topics", topics.as_str()),
             ("selection_include_open", include_open),
-        ] {
-            conn.execute(
-                "INSERT INTO attic_meta (key, value) VALUES (?1, ?2)",
-                [k, v],
-            )
-            .map_err(err)?;
-        }
-        conn.execute_batch("BEGIN").map_err(err)?;
-        Ok(SqliteSink {
-            conn,
-            tmp,
-            path,
-            batch: 0,
-        })
-    }
-
-    fn err(&self, source: rusqlite::Error) -> ExportError {
-        ExportError::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
+        ];
+        Ok(SqliteSink(ExportFile::create(path, &meta)?))
     }
 }
 
 impl Sink for SqliteSink {
     fn row(&mut self, row: &Row, stream: &str) -> Result<(), ExportError> {
-        let r = self
-            .conn
-            .prepare_cached(EXPORT_INSERT)
-            .and_then(|mut stmt| {
-                stmt.execute((
-                    row.timestamp_us,
-                    &row.topic,
-                    &row.payload,
-                    row.qos,
-                    row.retain,
-                    stream,
-                ))
-            });
-        r.map_err(|e| self.err(e))?;
-        self.batch += 1;
-        if self.batch >= SQLITE_BATCH {
-            self.batch = 0;
-            self.conn
-                .execute_batch("COMMIT; BEGIN")
-                .map_err(|e| self.err(e))?;
-        }
+        self.0.insert(
+            row.timestamp_us,
+            &row.topic,
+            &row.payload,
+            row.qos,
+            row.retain,
+            stream,
+        )?;
         Ok(())
     }
 
-    fn finish(self: Box<Self>, rows: u64) -> Result<(), ExportError> {
-        let rows = rows.to_string();
-        let done = self.conn.execute_batch("COMMIT").and_then(|()| {
-            // The index is built once, after the inserts: faster than
-            // keeping it up to date row by row.
-            self.conn
-                .execute_batch("CREATE INDEX topics ON data (topic)")?;
-            self.conn.execute(
-                "INSERT INTO attic_meta (key, value) VALUES ('row_count', ?1)",
-                [rows.as_str()],
-            )?;
-            Ok(())
-        });
-        done.map_err(|e| self.err(e))?;
-        let SqliteSink {
-            conn, tmp, path, ..
-        } = *self;
-        conn.close().map_err(|(_, source)| ExportError::Sqlite {
-            path: path.clone(),
-            source,
-        })?;
-        std::fs::rename(&tmp, &path).map_err(|source| ExportError::Write {
-            path: path.display().to_string(),
-            source,
-        })
+    fn finish(self: Box<Self>, _rows: u64) -> Result<(), ExportError> {
+        self.0.finish()?;
+        Ok(())
     }
 }

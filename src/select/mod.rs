@@ -7,12 +7,11 @@
 //!                              Rows <--k-way merge-- FileCursor per file, opened when reached
 //! ```
 //!
-//! [`time`] parses TIME; [`files`] picks files by name; [`cursor`] reads
-//! one file in chunks, read-only; [`merge`] orders rows across files and
+//! [`time`] parses TIME; [`files`] picks files by name; `store::reader`
+//! reads one file in chunks, read-only; [`merge`] orders rows across files and
 //! streams with bounded memory. This module never writes to the data
 //! folder and never waits for a lock held by a running Attic.
 
-pub mod cursor;
 pub mod files;
 pub mod merge;
 pub mod time;
@@ -22,6 +21,8 @@ use std::path::PathBuf;
 
 use crate::config::{Config, topic_filter_problem};
 use crate::mqtt::topic;
+use crate::store::StoreError;
+use crate::store::reader::FileReader;
 
 /// One stored row, with the index of its stream in [`Plan::streams`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,12 +149,7 @@ pub enum SelectError {
         source: std::io::Error,
     },
     /// Reading a finished file failed.
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: rusqlite::Error,
-    },
+    Store(StoreError),
 }
 
 impl fmt::Display for SelectError {
@@ -161,7 +157,7 @@ impl fmt::Display for SelectError {
         match self {
             SelectError::Usage(m) => f.write_str(m),
             SelectError::List { path, source } => write!(f, "list {}: {source}", path.display()),
-            SelectError::Read { path, source } => write!(f, "read {}: {source}", path.display()),
+            SelectError::Store(e) => e.fmt(f),
         }
     }
 }
@@ -182,26 +178,44 @@ pub struct PlannedFile {
 }
 
 impl merge::Pending for PlannedFile {
-    type Source = cursor::FileCursor;
+    type Source = FileRows;
     fn lower_bound_us(&self) -> i64 {
         self.file.created_us
     }
-    fn open(self) -> Result<Option<cursor::FileCursor>, SelectError> {
-        cursor::FileCursor::open(
-            &self.file.path,
-            self.file.open,
-            self.stream,
-            self.window,
-            self.topics,
-        )
+    fn open(self) -> Result<Option<FileRows>, SelectError> {
+        let topics = self.topics;
+        let keep = Box::new(move |t: &str| topics.matches(t));
+        let reader = FileReader::open(&self.file.path, self.file.open, self.window, keep)
+            .map_err(SelectError::Store)?;
+        Ok(reader.map(|reader| FileRows {
+            reader,
+            stream: self.stream,
+        }))
     }
 }
 
-impl merge::Source for cursor::FileCursor {
+/// The rows of one open file, tagged with their stream.
+#[derive(Debug)]
+pub struct FileRows {
+    /// The file.
+    reader: FileReader,
+    /// Index of its stream in [`Plan::streams`].
+    stream: usize,
+}
+
+impl merge::Source for FileRows {
     type Row = Row;
     type Error = SelectError;
     fn next_row(&mut self) -> Result<Option<Row>, SelectError> {
-        cursor::FileCursor::next_row(self)
+        let row = self.reader.next_row().map_err(SelectError::Store)?;
+        Ok(row.map(|r| Row {
+            timestamp_us: r.timestamp_us,
+            stream: self.stream,
+            topic: r.topic,
+            payload: r.payload,
+            qos: r.qos,
+            retain: r.retain,
+        }))
     }
 }
 

@@ -2,6 +2,8 @@
 //!
 //! [`rotation`] is pure time arithmetic; [`writer`] owns the SQLite files.
 
+pub mod export_file;
+pub mod reader;
 pub mod rotation;
 pub mod writer;
 

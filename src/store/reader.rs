@@ -1,4 +1,6 @@
-//! A cursor over the matching rows of one Attic file, read in chunks.
+//! Reading an Attic file from outside the writer: a cursor over the rows of
+//! one file that fall in a time window and pass a topic predicate, read in
+//! chunks (for `attic export` and `attic replay`).
 //!
 //! Rows come in storage order (rowid), which is reception order. Only rows
 //! that existed when the cursor was opened are read (the rowid bound), so a
@@ -17,7 +19,25 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
-use super::{Row, SelectError, TopicFilters};
+use super::StoreError;
+
+/// One stored row, as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRow {
+    /// `reception_timestamp`, unix µs.
+    pub timestamp_us: i64,
+    /// The topic.
+    pub topic: String,
+    /// The payload bytes exactly as stored.
+    pub payload: Vec<u8>,
+    /// Stored QoS (0..=2).
+    pub qos: u8,
+    /// Stored retain flag.
+    pub retain: bool,
+}
+
+/// Which topics a reader keeps.
+pub type TopicPredicate = Box<dyn Fn(&str) -> bool>;
 
 /// Rows fetched per chunk.
 const CHUNK_ROWS: i64 = 2_048;
@@ -30,48 +50,53 @@ WHERE rowid > ?1 AND rowid <= ?2 AND reception_timestamp >= ?3 AND reception_tim
 ORDER BY rowid LIMIT ?5";
 
 /// The matching rows of one file.
-#[derive(Debug)]
-pub struct FileCursor {
+pub struct FileReader {
     /// The file (for a `.part` file: its name while being written).
     path: PathBuf,
     /// `Some` for a finished file; `None` for a `.part` file, which is
     /// opened per chunk.
     conn: Option<Connection>,
-    /// Index of the row's stream in the selection.
-    stream: usize,
     /// Window `[from, to)` on `reception_timestamp`.
     from_us: i64,
     /// See `from_us`.
     to_us: i64,
-    /// Rows must match one of these (none = all).
-    topics: TopicFilters,
+    /// Rows whose topic fails this are skipped (before their payload is copied).
+    keep: TopicPredicate,
     /// Last rowid read.
     after: i64,
     /// Largest rowid when the cursor was opened.
     last: i64,
     /// Rows read and not yet taken.
-    buffer: VecDeque<Row>,
+    buffer: VecDeque<StoredRow>,
     /// Every row up to `last` has been read.
     done: bool,
 }
 
-impl FileCursor {
+impl std::fmt::Debug for FileReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileReader")
+            .field("path", &self.path)
+            .field("after", &self.after)
+            .field("last", &self.last)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FileReader {
     /// Opens the file and notes its last rowid. `Ok(None)`: a `.part` file
     /// that is busy or gone (warned about, skipped).
     pub fn open(
         path: &Path,
         is_part: bool,
-        stream: usize,
         window: (i64, i64),
-        topics: TopicFilters,
-    ) -> Result<Option<FileCursor>, SelectError> {
-        let mut cursor = FileCursor {
+        keep: TopicPredicate,
+    ) -> Result<Option<FileReader>, StoreError> {
+        let mut cursor = FileReader {
             path: path.to_path_buf(),
             conn: None,
-            stream,
             from_us: window.0,
             to_us: window.1,
-            topics,
+            keep,
             after: 0,
             last: 0,
             buffer: VecDeque::new(),
@@ -92,7 +117,7 @@ impl FileCursor {
     }
 
     /// The next matching row, or `None` at the end of the file.
-    pub fn next_row(&mut self) -> Result<Option<Row>, SelectError> {
+    pub fn next_row(&mut self) -> Result<Option<StoredRow>, StoreError> {
         if self.buffer.is_empty() && !self.done {
             self.fill()?;
         }
@@ -100,7 +125,7 @@ impl FileCursor {
     }
 
     /// Reads chunks until one row matches or the file is exhausted.
-    fn fill(&mut self) -> Result<(), SelectError> {
+    fn fill(&mut self) -> Result<(), StoreError> {
         while self.buffer.is_empty() && !self.done {
             let read = match self.conn.take() {
                 Some(conn) => {
@@ -131,7 +156,7 @@ impl FileCursor {
             seen += 1;
             self.after = r.get(0)?;
             let topic = r.get_ref(2)?.as_str()?;
-            if !self.topics.matches(topic) {
+            if !(self.keep)(topic) {
                 continue;
             }
             let topic = topic.to_owned();
@@ -150,9 +175,8 @@ impl FileCursor {
             bytes += payload.len() + topic.len();
             let qos: i64 = r.get(4)?;
             let retain: i64 = r.get(5)?;
-            self.buffer.push_back(Row {
+            self.buffer.push_back(StoredRow {
                 timestamp_us: r.get(1)?,
-                stream: self.stream,
                 topic,
                 payload,
                 qos: u8::try_from(qos.clamp(0, 2)).unwrap_or(0),
@@ -172,14 +196,14 @@ impl FileCursor {
     fn with_part<T>(
         &mut self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-    ) -> Result<Option<T>, SelectError> {
+    ) -> Result<Option<T>, StoreError> {
         self.with_part_mut(|_, conn| f(conn))
     }
 
     fn with_part_mut<T>(
         &mut self,
         f: impl FnOnce(&mut Self, &Connection) -> rusqlite::Result<T>,
-    ) -> Result<Option<T>, SelectError> {
+    ) -> Result<Option<T>, StoreError> {
         // The writer renames the file once finished: follow it.
         if !self.path.exists() {
             let finished = self.path.with_extension("");
@@ -230,8 +254,9 @@ fn is_busy(e: &rusqlite::Error) -> bool {
     )
 }
 
-fn sqlite_err(path: &Path, source: rusqlite::Error) -> SelectError {
-    SelectError::Read {
+fn sqlite_err(path: &Path, source: rusqlite::Error) -> StoreError {
+    StoreError::Sqlite {
+        action: "read",
         path: path.to_path_buf(),
         source,
     }

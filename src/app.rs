@@ -16,7 +16,8 @@
 //! notifications (READY=1 after set-up, STOPPING=1 when the stop sequence
 //! begins, WATCHDOG=1 from the loop's own deadlines so that a wedged loop
 //! stops sending it) and the stop sequence; protocol rules live in the
-//! session, storage rules in the writer, figures and formats in `report`.
+//! session, ack-after-commit in `store::gate`, file rules in the writer,
+//! figures and formats in `report`.
 //! The loop holds no protocol logic of its own.
 
 use crate::clock::{self, WallTimer};
@@ -271,8 +272,8 @@ fn sample(s: &Stream, busy: Duration) -> StreamSample {
     StreamSample {
         name: s.name.clone(),
         counters: s.counters.clone(),
-        reconnects: s.session.stats().reconnects,
-        connected: s.session.is_connected(),
+        reconnects: s.session().stats().reconnects,
+        connected: s.session().is_connected(),
         file: s.current_file().map(|p| p.display().to_string()),
         busy,
         filter_drops: s

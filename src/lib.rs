@@ -3,35 +3,48 @@
 //!
 //! # Module map
 //!
+//! ARCHITECTURE.md at the top of the repository has the same map, the path
+//! of one message and its ack, and the rules `tests/architecture.rs` checks.
+//!
 //! ```text
-//!   config      YAML -> typed, validated Config (the only user of serde_yaml)
+//!   config/     YAML -> typed, validated Config: yaml (the only user of serde_yaml),
+//!               checker, sections, describe (`attic check`), locate (line/column)
 //!   mqtt/
-//!     framing   the only user of mqttbytes: frames bytes into packets, encodes ours
+//!     framing/  the only user of mqttbytes: decode (bytes -> packets), encode (ours)
 //!     session   sans-IO MQTT 3.1.1 client: bytes + now -> events and bytes to send
+//!     acks      acks waiting for a commit (arrival order); QoS 2 packet-id sets
 //!     backoff   jittered exponential reconnect policy
+//!     topic     topic-filter matching and validity checks
 //!   store/
+//!     gate      ack-after-commit as a sans-IO state machine over the Store trait
+//!     writer/   rusqlite: open file + prepared statement, finalise, recovery
 //!     rotation  pure time arithmetic: periods, day folders, file names
-//!     writer    rusqlite: pragmas, schema, batched inserts, finalise, recovery
+//!     reader    read-only chunked cursor over one file (export, replay)
+//!     export_file  the SQLite file of `attic export --format sqlite`
+//!   filter/     the per-stream filter chain: keep, drop (counted) or rewrite
+//!   connection  one session + one net::Link: commands carried out, notices to the owner
+//!   stream      a Connection + a filter chain + a gate over a writer; the socket's read state
+//!   publisher   the JSON report's own publish-only Connection
+//!   counters    per-stream counters: written by stream, read by report
+//!   report/     self-report: figures, process sample, text, JSON, Prometheus
 //!   net         nonblocking TCP; Link = a socket with its poll registration
 //!   signals     signalfd: SIGINT/SIGTERM/SIGHUP as a poll source
 //!   clock       the two clocks: monotonic deadlines and a CLOCK_REALTIME timerfd
-//!   filter/     the per-stream filter chain: keep, drop (counted) or rewrite
-//!   stream      one stream = one session + one socket + one filter chain + one writer
-//!   report      self-report figures: log lines, JSON report, Prometheus text
-//!   publisher   the JSON report's own publish-only MQTT connection
 //!   metrics     metrics-file: atomic rewrite of the Prometheus text
 //!   systemd     sd_notify (READY, STATUS, WATCHDOG, STOPPING); no-op without NOTIFY_SOCKET
+//!   logging     the log format
+//!   suggest     "did you mean": the closest known key
 //!   app         the mio loop: tokens, deadlines, dispatch, shutdown sequence
-//!   select/     export/replay selection: TIME, files by name, read-only cursors, k-way merge
+//!   select/     export/replay selection: TIME, files by name, k-way merge over store::reader
 //!   export/     `attic export`: the selection as JSON lines, CSV or one SQLite file
 //! ```
 //!
 //! # Data flow
 //!
 //! ```text
-//!  broker --TCP--> net --bytes--> session --Message--> filter chain --> writer --rows--> .sqlite.part
-//!                   ^                |  ^                                 |
-//!                   +--acks, pings---+  +------------ committed ----------+   (ack after commit)
+//!  broker --TCP--> Link --bytes--> Connection/session --Message--> filter chain --> gate --> writer --rows--> .sqlite.part
+//!                   ^                    |    ^                                      |
+//!                   +----acks, pings-----+    +------------ release_acks after commit+   (ack after commit)
 //! ```
 //!
 //! One thread, one `mio::Poll`. The loop waits until the earliest deadline
@@ -42,6 +55,8 @@
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod connection;
+pub mod counters;
 pub mod export;
 pub mod filter;
 pub mod logging;
@@ -54,6 +69,7 @@ pub mod select;
 pub mod signals;
 pub mod store;
 pub mod stream;
+pub mod suggest;
 pub mod systemd;
 
 /// Exit code for a bad configuration (`EX_CONFIG` from sysexits.h).

@@ -1,16 +1,17 @@
 //! The publisher of the JSON self-report: its own MQTT connection
 //! (`log-performance-stream`), a publish-only [`Session`] (no filters, so no
-//! SUBSCRIBE) with its own socket and poll token.
+//! SUBSCRIBE) wrapped in a [`Connection`] with its own socket and poll token.
 //!
-//! Owns: that connection and its socket handling. Must not: disturb the
+//! Owns: that connection. Must not: disturb the
 //! streams. Its failures (broker down, refusal) are handled by the
 //! session's backoff like any stream's; reports produced while it is not
 //! connected are dropped, never queued. Reports go out at QoS 0 whatever
 //! the configured `qos` (logged once at start-up).
 
 use crate::config::PerformanceConfig;
+use crate::connection::{Connection, Read};
 use crate::mqtt::session::{Event, Session, SessionConfig};
-use crate::net::{Link, ReadOutcome};
+use crate::net::Link;
 use mio::{Registry, Token};
 use std::time::Instant;
 
@@ -22,9 +23,9 @@ const MAX_INCOMING_PAYLOAD: usize = 64 * 1024;
 #[derive(Debug)]
 pub struct Publisher {
     topic: String,
-    session: Session,
-    /// The TCP connection and its poll registration.
-    link: Link,
+    /// The publish-only session and its socket.
+    conn: Connection,
+    /// Scratch for the connection's events, reused.
     events: Vec<Event>,
     /// Reports published and dropped (not connected), for the debug log.
     dropped: u64,
@@ -57,8 +58,7 @@ impl Publisher {
         );
         Publisher {
             topic: cfg.topic.clone(),
-            session,
-            link: Link::new(&cfg.broker.host, cfg.broker.port, token),
+            conn: Connection::new(session, Link::new(&cfg.broker.host, cfg.broker.port, token)),
             events: Vec::new(),
             dropped: 0,
         }
@@ -66,18 +66,22 @@ impl Publisher {
 
     /// The earliest moment [`Publisher::on_timer`] has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.session.next_deadline()
+        self.conn.next_deadline()
     }
 
     /// Whether the broker accepted the connection.
     pub fn is_connected(&self) -> bool {
-        self.session.is_connected()
+        self.conn.is_connected()
     }
 
     /// Publishes one report at QoS 0; dropped while not connected.
     pub fn publish(&mut self, registry: &Registry, payload: &str, now: Instant) {
-        if self.session.publish(&self.topic, payload.as_bytes(), now) {
-            self.flush(registry, now);
+        if self
+            .conn
+            .session_mut()
+            .publish(&self.topic, payload.as_bytes(), now)
+        {
+            self.conn.flush(registry, now);
         } else {
             self.dropped += 1;
             log::debug!(
@@ -89,89 +93,43 @@ impl Publisher {
 
     /// Session timers: connect, keep-alive, silence.
     pub fn on_timer(&mut self, registry: &Registry, now: Instant) {
-        self.session.on_timer(now, &mut self.events);
-        self.handle_events(registry, now);
-        self.flush(registry, now);
+        self.conn.on_timer(registry, now);
+        self.handle_events();
+        self.conn.flush(registry, now);
     }
 
     /// The socket is ready: finish a connect, read until `WouldBlock`,
     /// write what is pending.
     pub fn on_ready(&mut self, registry: &Registry, buf: &mut [u8], now: Instant) {
-        match self.link.finish_connect() {
-            Ok(true) => {
-                self.session.on_transport_up(now, &mut self.events);
-                self.handle_events(registry, now);
-            }
-            Ok(false) if self.link.is_connecting() => return,
-            Ok(false) => {}
-            Err(why) => {
-                self.down(registry, now, &why);
-                return;
-            }
+        if self.conn.on_ready(registry, now) {
+            while let Read::Data(_) = self.conn.read(registry, buf, now) {}
+            self.conn.flush(registry, now);
         }
-        while self.link.is_open() {
-            match self.link.read(buf) {
-                Ok(ReadOutcome::Data(n)) => {
-                    self.session.on_bytes(&buf[..n], now, &mut self.events);
-                    self.handle_events(registry, now);
-                }
-                Ok(ReadOutcome::WouldBlock) => break,
-                Ok(ReadOutcome::Closed) => {
-                    self.down(registry, now, "the broker closed the connection");
-                    break;
-                }
-                Err(e) => {
-                    self.down(registry, now, &format!("read error: {e}"));
-                    break;
-                }
-            }
-        }
-        self.flush(registry, now);
+        self.handle_events();
     }
 
     /// Stop: queue DISCONNECT and try once to write it, then close.
     pub fn shutdown(&mut self, registry: &Registry, now: Instant) {
-        self.session.shutdown();
-        self.flush(registry, now);
-        self.close_socket(registry);
+        self.conn.session_mut().shutdown();
+        self.conn.flush(registry, now);
+        self.conn.close(registry);
     }
 
-    fn down(&mut self, registry: &Registry, now: Instant, why: &str) {
-        self.session.on_transport_down(now, why, &mut self.events);
-        self.handle_events(registry, now);
-    }
-
-    fn handle_events(&mut self, registry: &Registry, now: Instant) {
-        while !self.events.is_empty() {
-            for ev in std::mem::take(&mut self.events) {
-                match ev {
-                    Event::Connect => self.open_socket(registry, now),
-                    Event::Close => self.close_socket(registry),
-                    Event::Ready => log::info!(
-                        "[performance] connected; publishing reports on {:?}",
-                        self.topic
-                    ),
-                    // Nothing is subscribed; a broker that sends anyway is ignored.
-                    Event::Message(_) | Event::Oversize { .. } => {}
-                }
+    /// Logs the notices; the connection has carried out the commands.
+    fn handle_events(&mut self) {
+        self.conn.take_events(&mut self.events);
+        for ev in self.events.drain(..) {
+            match ev {
+                Event::Connected => log::info!(
+                    "[performance] connected; publishing reports on {:?}",
+                    self.topic
+                ),
+                // Nothing is subscribed; a broker that sends anyway is ignored.
+                Event::OpenTransport
+                | Event::CloseTransport
+                | Event::Message(_)
+                | Event::Oversize { .. } => {}
             }
-        }
-    }
-
-    fn open_socket(&mut self, registry: &Registry, now: Instant) {
-        if let Err(why) = self.link.open(registry) {
-            self.session.on_transport_down(now, &why, &mut self.events);
-        }
-    }
-
-    fn close_socket(&mut self, registry: &Registry) {
-        self.link.close(registry);
-    }
-
-    /// Writes the outbox (WRITABLE interest only while bytes remain).
-    fn flush(&mut self, registry: &Registry, now: Instant) {
-        if let Err(why) = self.link.flush(registry, self.session.outbox()) {
-            self.down(registry, now, &why);
         }
     }
 }

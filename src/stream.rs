@@ -1,22 +1,25 @@
-//! One stream: its MQTT session, its socket and its SQLite writer, and the
-//! rules that tie them together (ack after commit, commit deadlines,
-//! backpressure when the disk fails). The loop in `app` owns the streams and
-//! calls these handlers; protocol rules live in the session, file rules in
-//! the writer.
+//! One stream: a [`Connection`] (MQTT session + socket), a filter chain and
+//! an ack [`Gate`] over its SQLite writer, and what ties them together: the
+//! socket's `ReadState` (read, yield, coalesce, pause while storage fails)
+//! and the counters of the self-report. The loop in `app` owns the streams
+//! and calls these handlers; protocol rules live in the session,
+//! ack-after-commit in the gate, file rules in the writer.
+//!
+//! Must not: hold a protocol or storage rule of its own, or parse packets.
 
 use crate::clock;
 use crate::config::StreamConfig;
+use crate::connection::{Connection, Read};
+pub use crate::counters::Counters;
 use crate::filter::{self, Chain, Verdict};
 use crate::mqtt::session::{Delivery, Event, Session, SessionConfig};
-use crate::net::{Link, ReadOutcome};
+use crate::net::Link;
 use crate::store::Message;
+use crate::store::StoreError;
+use crate::store::gate::{Actions, Gate, Store};
 use crate::store::writer::{FileMeta, Writer};
 use mio::{Registry, Token};
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
-
-/// After a storage error, the next attempt comes this much later.
-const STORE_RETRY: Duration = Duration::from_secs(1);
 
 /// Reads per loop turn before other work gets a chance (x 64 KiB).
 const MAX_READS_PER_TURN: usize = 16;
@@ -31,35 +34,41 @@ const FILTER_TICK: Duration = Duration::from_secs(1);
 /// `max-payload-bytes` (the wire-level limit enforced by the framing).
 pub const WIRE_LIMIT_NAME: &str = "max-payload-bytes (wire)";
 
-/// Counters for the self-report; totals since start.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// Messages received from the broker (stored, excluded or skipped).
-    pub received: u64,
-    /// Payload bytes received.
-    pub received_bytes: u64,
-    /// Messages committed to a file.
-    pub stored: u64,
-    /// Payload bytes committed.
-    pub stored_bytes: u64,
-    /// Messages dropped by the filter chain (`exclude` and `filters:`);
-    /// per filter in [`Stream::filter_drops`].
-    pub excluded: u64,
-    /// Messages skipped for exceeding `max-payload-bytes`.
-    pub oversize: u64,
-    /// Storage errors (each insert or commit that failed).
-    pub store_errors: u64,
-    /// Files finalised.
-    pub files_closed: u64,
-    /// Rows lost because SQLite rolled back a transaction (disk full or
-    /// I/O error during commit); QoS 1/2 ones are redelivered.
-    pub lost: u64,
-    /// Unix µs of the last message received (0 = none yet).
-    pub last_rx_us: i64,
-    /// Duration of the last commit that wrote rows, in µs.
-    pub commit_last_us: u64,
-    /// Longest commit since start, in µs.
-    pub commit_max_us: u64,
+/// What a stream does with its socket. One state instead of separate
+/// flags, so that "paused" has one meaning at a time.
+///
+/// ```text
+///   Closed --open--> Reading --light traffic--> Coalescing{until} --until--> Reading
+///                     |  ^  \--16 reads in a turn--> Yielded --next turn--^
+///                     |  +------ storage works again ----+
+///                     +--storage fails--> PausedByStorage
+///   any --close--> Closed
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadState {
+    /// No socket (not connected yet, or closed).
+    Closed,
+    /// In the poll set; the next readiness edge wakes the stream.
+    Reading,
+    /// Stopped after `MAX_READS_PER_TURN` reads to let other work run;
+    /// bytes may wait in the kernel and the loop comes back at once.
+    Yielded,
+    /// Light traffic: the socket is out of the poll set (parked) until
+    /// `until`, then everything that arrived is read in one turn.
+    Coalescing {
+        /// When the socket goes back into the poll set.
+        until: Instant,
+    },
+    /// Storage is failing and messages are held: bytes are left in the
+    /// kernel (backpressure to the broker) until the gate recovers.
+    PausedByStorage,
+}
+
+impl ReadState {
+    /// Reading stopped early: bytes may be waiting in the socket.
+    fn has_unread(self) -> bool {
+        matches!(self, ReadState::Yielded | ReadState::PausedByStorage)
+    }
 }
 
 /// One stream of the configuration, live.
@@ -72,29 +81,17 @@ pub struct Stream {
     chain: Chain,
     /// When the chain is ticked next (only if some filter wants ticks).
     filter_tick_at: Option<Instant>,
-    commit_interval: Duration,
-    /// The MQTT protocol state.
-    pub session: Session,
-    /// The TCP connection and its poll registration.
-    link: Link,
+    /// The MQTT session and its socket.
+    conn: Connection,
     writer: Writer,
-    /// When the oldest uncommitted row must be committed.
-    commit_due: Option<Instant>,
-    /// After a storage error: when to try again.
-    store_retry_at: Option<Instant>,
-    /// Messages received but not yet inserted because storage failed; while
-    /// any are held the socket is not read (backpressure to the broker).
-    held: VecDeque<Message>,
-    /// The socket may have unread bytes (reading paused while `held`).
-    unread: bool,
+    /// Ack-after-commit: commit deadline, storage retry, held messages.
+    gate: Gate,
+    /// What the stream does with its socket now.
+    read: ReadState,
     /// `coalesce-ms` (zero = off); applies to QoS 0 subscriptions only,
     /// since at QoS 1/2 a delayed read would delay the acks and throttle
     /// the broker's in-flight window.
     coalesce: Duration,
-    /// While coalescing: the socket is out of the poll set until then.
-    resume_at: Option<Instant>,
-    /// Payload bytes inserted but not yet committed.
-    uncommitted_bytes: u64,
     /// Scratch for session events, reused.
     events: Vec<Event>,
     /// Self-report counters.
@@ -158,21 +155,15 @@ impl Stream {
             name,
             chain,
             filter_tick_at,
-            commit_interval: cfg.commit_interval,
-            session,
-            link: Link::new(&cfg.broker.host, cfg.broker.port, token),
+            conn: Connection::new(session, Link::new(&cfg.broker.host, cfg.broker.port, token)),
             writer,
-            commit_due: None,
-            store_retry_at: None,
-            held: VecDeque::new(),
-            unread: false,
+            gate: Gate::new(&cfg.folder_name, cfg.commit_interval),
+            read: ReadState::Closed,
             coalesce: if cfg.qos == 0 {
                 cfg.coalesce
             } else {
                 Duration::ZERO
             },
-            resume_at: None,
-            uncommitted_bytes: 0,
             events: Vec::with_capacity(64),
             counters: Counters::default(),
         }
@@ -181,11 +172,13 @@ impl Stream {
     /// The earliest monotonic deadline of this stream.
     pub fn next_deadline(&self) -> Option<Instant> {
         [
-            self.session.next_deadline(),
-            self.commit_due,
-            self.store_retry_at,
+            self.conn.next_deadline(),
+            self.gate.next_deadline(),
             self.filter_tick_at,
-            self.resume_at,
+            match self.read {
+                ReadState::Coalescing { until } => Some(until),
+                _ => None,
+            },
         ]
         .into_iter()
         .flatten()
@@ -196,7 +189,7 @@ impl Stream {
     /// While storage is failing the retry timer drives it instead (a past
     /// rotation deadline would otherwise wake the loop continuously).
     pub fn rotation_due_us(&self) -> Option<i64> {
-        if self.store_retry_at.is_some() {
+        if self.gate.is_retrying() {
             return None;
         }
         self.writer.period_end_us()
@@ -206,7 +199,12 @@ impl Stream {
     /// to let other work run (not while storage is failing: then the retry
     /// timer resumes reading).
     pub fn has_unread(&self) -> bool {
-        self.unread && self.held.is_empty() && self.link.is_open()
+        self.read.has_unread() && self.gate.held() == 0 && self.conn.is_open()
+    }
+
+    /// The MQTT protocol state (statistics, connection state).
+    pub fn session(&self) -> &Session {
+        self.conn.session()
     }
 
     /// Continues reading where the last turn stopped.
@@ -245,22 +243,15 @@ impl Stream {
         buf: &mut [u8],
         now: Instant,
     ) {
-        match self.link.finish_connect() {
-            Ok(true) => {
-                self.session.on_transport_up(now, &mut self.events);
-                self.handle_events(registry, now);
-            }
-            Ok(false) if self.link.is_connecting() => return,
-            Ok(false) => {}
-            Err(why) => {
-                self.down(registry, now, &why);
-                return;
-            }
+        let usable = self.conn.on_ready(registry, now);
+        self.handle_events(registry, now);
+        if !usable {
+            return;
         }
-        if readable || self.unread {
+        if readable || self.read.has_unread() {
             self.read_all(registry, buf, now);
         }
-        if writable || !self.session.outbox().is_empty() {
+        if writable || self.conn.has_output() {
             self.flush(registry, now);
         }
     }
@@ -269,12 +260,12 @@ impl Stream {
     /// session; then, if acknowledgements wait, commits at once so that the
     /// broker's in-flight window reopens.
     fn read_all(&mut self, registry: &Registry, buf: &mut [u8], now: Instant) {
-        self.unread = false;
+        self.read = ReadState::Reading;
         let mut total = 0;
         for reads in 0.. {
-            if !self.held.is_empty() {
+            if self.gate.held() > 0 {
                 // Storage is failing: leave the bytes in the kernel.
-                self.unread = true;
+                self.read = ReadState::PausedByStorage;
                 break;
             }
             if reads == MAX_READS_PER_TURN {
@@ -282,16 +273,12 @@ impl Stream {
                 // loop busy forever (the socket never reaches WouldBlock),
                 // starving commits, timers and the other streams. Yield;
                 // the loop comes back at once (`has_unread`).
-                self.unread = true;
+                self.read = ReadState::Yielded;
                 break;
             }
-            if !self.link.is_open() {
-                break;
-            }
-            match self.link.read(buf) {
-                Ok(ReadOutcome::Data(n)) => {
+            match self.conn.read(registry, buf, now) {
+                Read::Data(n) => {
                     total += n;
-                    self.session.on_bytes(&buf[..n], now, &mut self.events);
                     self.handle_events(registry, now);
                     if n < buf.len() {
                         // A short read emptied the socket's receive queue;
@@ -300,29 +287,18 @@ impl Stream {
                         break;
                     }
                 }
-                Ok(ReadOutcome::WouldBlock) => break,
-                Ok(ReadOutcome::Closed) => {
-                    self.session.on_transport_down(
-                        now,
-                        "the broker closed the connection",
-                        &mut self.events,
-                    );
-                    self.handle_events(registry, now);
-                    break;
-                }
-                Err(e) => {
-                    let why = format!("read error: {e}");
-                    self.session.on_transport_down(now, &why, &mut self.events);
+                Read::WouldBlock => break,
+                Read::Gone => {
                     self.handle_events(registry, now);
                     break;
                 }
             }
         }
-        if self.session.pending_acks() > 0 {
+        if self.conn.session().pending_acks() > 0 {
             self.commit(registry, now);
         }
         self.flush(registry, now);
-        if total > 0 && total < COALESCE_BELOW && !self.unread {
+        if total > 0 && total < COALESCE_BELOW && self.read == ReadState::Reading {
             self.start_coalescing(registry, now);
         }
     }
@@ -333,41 +309,47 @@ impl Stream {
     /// CPU cost at low rates; reception timestamps of the later messages
     /// are up to `coalesce` late (documented with the key).
     fn start_coalescing(&mut self, registry: &Registry, now: Instant) {
-        if self.coalesce.is_zero() || !self.session.is_connected() {
+        if self.coalesce.is_zero() || !self.conn.is_connected() {
             return;
         }
-        if self.link.park(registry) {
-            self.resume_at = Some(now + self.coalesce);
+        if self.conn.park(registry) {
+            self.read = ReadState::Coalescing {
+                until: now + self.coalesce,
+            };
         }
     }
 
     /// End of a coalescing pause: back into the poll set, and read.
     fn resume_reading(&mut self, registry: &Registry, buf: &mut [u8], now: Instant) {
-        self.resume_at = None;
-        match self.link.unpark(registry) {
-            Ok(()) => self.read_all(registry, buf, now),
-            Err(why) => self.down(registry, now, &why),
+        self.read = ReadState::Reading;
+        if self.conn.unpark(registry, now) {
+            self.read_all(registry, buf, now);
+        } else {
+            self.handle_events(registry, now);
         }
     }
 
-    /// Carries out what the session asked for.
+    /// Reacts to what the connection reports: stores messages, counts
+    /// oversize ones, and forgets read state when the socket changes.
     fn handle_events(&mut self, registry: &Registry, now: Instant) {
-        if self.events.is_empty() {
+        if !self.conn.has_events() {
             return;
         }
         // One timestamp per read: every message framed from the same bytes
         // arrived at the same moment.
         let ts = clock::now_us();
         let mut batch = std::mem::take(&mut self.events);
-        // Handling an event may raise more (a storage failure drops the
+        // Handling an event may raise more (a storage failure aborts the
         // connection): loop until none are left.
+        self.conn.take_events(&mut batch);
         while !batch.is_empty() {
             for ev in batch.drain(..) {
                 match ev {
-                    Event::Connect => self.open_socket(registry, now),
-                    Event::Close => self.close_socket(registry),
-                    Event::Ready => {}
-                    Event::Message(d) => self.on_message(d, ts, now),
+                    // The connection opened or closed the socket.
+                    Event::OpenTransport => self.read = ReadState::Reading,
+                    Event::CloseTransport => self.read = ReadState::Closed,
+                    Event::Connected => {}
+                    Event::Message(d) => self.on_message(registry, d, ts, now),
                     Event::Oversize { topic, payload_len } => {
                         self.counters.received += 1;
                         self.counters.oversize += 1;
@@ -378,12 +360,12 @@ impl Stream {
                     }
                 }
             }
-            std::mem::swap(&mut batch, &mut self.events);
+            self.conn.take_events(&mut batch);
         }
         self.events = batch;
     }
 
-    fn on_message(&mut self, d: Delivery, ts: i64, now: Instant) {
+    fn on_message(&mut self, registry: &Registry, d: Delivery, ts: i64, now: Instant) {
         self.counters.received += 1;
         self.counters.received_bytes += d.payload.len() as u64;
         self.counters.last_rx_us = ts;
@@ -397,93 +379,63 @@ impl Stream {
         // A dropped QoS 1/2 message is already in the session's ack queue:
         // it is acknowledged after the next commit like a stored one.
         if self.chain.check(&mut msg) == Verdict::Drop {
-            self.counters.excluded += 1;
+            self.counters.filtered += 1;
             return;
         }
-        if !self.held.is_empty() {
-            self.held.push_back(msg);
-            return;
-        }
-        self.insert(msg, now);
-    }
-
-    fn insert(&mut self, msg: Message, now: Instant) {
-        match self.writer.insert(&msg) {
-            Ok(()) => {
-                self.uncommitted_bytes += msg.payload.len() as u64;
-                if self.commit_due.is_none() {
-                    self.commit_due = Some(now + self.commit_interval);
-                }
-            }
-            Err(e) => {
-                self.storage_failed(now, &e);
-                self.held.push_back(msg);
-            }
-        }
-    }
-
-    fn storage_failed(&mut self, now: Instant, e: &crate::store::StoreError) {
-        self.counters.store_errors += 1;
-        if let crate::store::StoreError::RolledBack { rows, .. } = e {
-            // SQLite undid the open transaction: those rows are not stored
-            // and their acks must never be sent. Dropping the connection
-            // makes the broker redeliver every unacknowledged QoS 1/2
-            // message; QoS 0 messages of that transaction are lost.
-            self.counters.lost += *rows as u64;
-            self.uncommitted_bytes = 0;
-            self.commit_due = None;
-            let why = format!("storage rolled back {rows} row(s); reconnecting for redelivery");
-            self.session.on_transport_down(now, &why, &mut self.events);
-        }
-        if self.store_retry_at.is_none() {
-            log::error!(
-                "[{}] cannot store: {e}; holding messages and not acknowledging, retrying every {} s",
-                self.name,
-                STORE_RETRY.as_secs()
-            );
-        }
-        self.store_retry_at = Some(now + STORE_RETRY);
+        // An abort's events are picked up by the running `handle_events`.
+        self.gate_call(registry, now, |g, s, c| g.accept(s, msg, now, c));
     }
 
     /// Commits what was inserted; on success, releases the held
     /// acknowledgements.
     pub fn commit(&mut self, registry: &Registry, now: Instant) {
-        if !self.held.is_empty() {
-            // Rows after a failed insert are held: acking now would ack them.
-            return;
+        let actions = self.gate_call(registry, now, |g, s, c| g.commit(s, now, c));
+        if actions.abort.is_some() {
+            self.handle_events(registry, now);
         }
-        let rows = self.writer.uncommitted();
-        if rows > 0 {
-            let started = Instant::now();
-            if let Err(e) = self.writer.commit() {
-                self.storage_failed(now, &e);
-                self.handle_events(registry, now);
-                return;
-            }
-            let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    }
+
+    /// Runs one gate call against the writer and carries out its actions:
+    /// acks released after a commit, the connection aborted after a
+    /// rollback. Records the commit time for the self-report.
+    fn gate_call(
+        &mut self,
+        registry: &Registry,
+        now: Instant,
+        call: impl FnOnce(&mut Gate, &mut TimedWriter<'_>, &mut crate::counters::Counters) -> Actions,
+    ) -> Actions {
+        let mut store = TimedWriter {
+            writer: &mut self.writer,
+            took_us: None,
+        };
+        let actions = call(&mut self.gate, &mut store, &mut self.counters);
+        if let Some(took) = store.took_us {
             self.counters.commit_last_us = took;
             self.counters.commit_max_us = self.counters.commit_max_us.max(took);
-            self.counters.stored += rows as u64;
-            self.counters.stored_bytes += self.uncommitted_bytes;
-            self.uncommitted_bytes = 0;
         }
-        self.commit_due = None;
-        self.session.release_acks(now);
+        if actions.release_acks {
+            self.conn.session_mut().release_acks(now);
+        }
+        if let Some(why) = &actions.abort {
+            self.conn.abort(registry, now, why);
+        }
+        actions
     }
 
     /// Time-driven work: session timers, commit deadline, storage retry,
     /// filter ticks.
     pub fn on_timer(&mut self, registry: &Registry, buf: &mut [u8], now: Instant) {
-        if self.resume_at.is_some_and(|t| now >= t) {
+        if matches!(self.read, ReadState::Coalescing { until } if now >= until) {
             self.resume_reading(registry, buf, now);
         }
-        self.session.on_timer(now, &mut self.events);
+        self.conn.on_timer(registry, now);
         self.handle_events(registry, now);
-        if self.store_retry_at.is_some_and(|t| now >= t) {
-            self.retry_store(registry, buf, now);
+        let actions = self.gate_call(registry, now, |g, s, c| g.on_timer(s, now, c));
+        if actions.abort.is_some() {
+            self.handle_events(registry, now);
         }
-        if self.commit_due.is_some_and(|t| now >= t) {
-            self.commit(registry, now);
+        if actions.recovered && self.read.has_unread() {
+            self.read_all(registry, buf, now);
         }
         if self.filter_tick_at.is_some_and(|t| now >= t) {
             self.chain.tick(clock::now_us());
@@ -492,59 +444,22 @@ impl Stream {
         self.flush(registry, now);
     }
 
-    fn retry_store(&mut self, registry: &Registry, buf: &mut [u8], now: Instant) {
-        self.store_retry_at = None;
-        while let Some(msg) = self.held.pop_front() {
-            match self.writer.insert(&msg) {
-                Ok(()) => self.uncommitted_bytes += msg.payload.len() as u64,
-                Err(e) => {
-                    self.held.push_front(msg);
-                    self.storage_failed(now, &e);
-                    return;
-                }
-            }
-        }
-        self.commit(registry, now);
-        if self.store_retry_at.is_none() {
-            log::info!("[{}] storage works again", self.name);
-            if self.unread {
-                self.read_all(registry, buf, now);
-            }
-        }
-    }
-
     /// Finalises the open file (rotation deadline, SIGHUP, stop).
     pub fn rotate(&mut self, registry: &Registry, now: Instant) {
-        self.commit(registry, now);
-        if !self.held.is_empty() || self.store_retry_at.is_some() {
-            return; // storage is failing; the file stays open until it works
-        }
-        match self.writer.rotate() {
-            Ok(Some(path)) => {
-                self.counters.files_closed += 1;
-                log::info!("[{}] closed {}", self.name, path.display());
-            }
-            Ok(None) => {}
-            Err(e) => {
-                self.storage_failed(now, &e);
-                self.handle_events(registry, now);
-            }
+        let actions = self.gate_call(registry, now, |g, s, c| g.rotate(s, now, c));
+        if actions.abort.is_some() {
+            self.handle_events(registry, now);
         }
     }
 
     /// Graceful stop: commit, acknowledge, finalise the file, DISCONNECT.
     /// Returns true when the outbox is fully written.
     pub fn shutdown(&mut self, registry: &Registry, now: Instant) -> bool {
-        self.rotate(registry, now);
-        if !self.held.is_empty() || self.store_retry_at.is_some() {
-            log::error!(
-                "[{}] stopping with {} message(s) not stored (not acknowledged; the broker keeps them for a persistent session)",
-                self.name,
-                self.held.len()
-            );
-            self.writer.abandon();
+        let actions = self.gate_call(registry, now, |g, s, c| g.shutdown(s, now, c));
+        if actions.abort.is_some() {
+            self.handle_events(registry, now);
         }
-        self.session.shutdown();
+        self.conn.session_mut().shutdown();
         self.flush_final(registry, now)
     }
 
@@ -552,38 +467,19 @@ impl Stream {
     /// true when nothing is left to write.
     pub fn flush_final(&mut self, registry: &Registry, now: Instant) -> bool {
         self.flush(registry, now);
-        self.session.outbox().is_empty() || !self.link.is_open()
+        !self.conn.has_output() || !self.conn.is_open()
     }
 
     /// Closes the socket at the end of the stop sequence.
     pub fn close(&mut self, registry: &Registry) {
-        self.close_socket(registry);
-    }
-
-    fn open_socket(&mut self, registry: &Registry, now: Instant) {
-        self.close_socket(registry);
-        if let Err(why) = self.link.open(registry) {
-            self.session.on_transport_down(now, &why, &mut self.events);
-        }
-    }
-
-    fn close_socket(&mut self, registry: &Registry) {
-        self.link.close(registry);
-        self.unread = false;
-        self.resume_at = None;
-    }
-
-    /// The transport failed: tell the session and carry out what follows.
-    fn down(&mut self, registry: &Registry, now: Instant, why: &str) {
-        self.session.on_transport_down(now, why, &mut self.events);
-        self.handle_events(registry, now);
+        self.conn.close(registry);
+        self.read = ReadState::Closed;
     }
 
     /// Writes the outbox (WRITABLE interest only while bytes remain).
     fn flush(&mut self, registry: &Registry, now: Instant) {
-        if let Err(why) = self.link.flush(registry, self.session.outbox()) {
-            self.down(registry, now, &why);
-        }
+        self.conn.flush(registry, now);
+        self.handle_events(registry, now);
     }
 }
 
@@ -592,4 +488,33 @@ fn seed(token: Token) -> u64 {
     let pid = u64::from(std::process::id());
     let t = clock::now_us().unsigned_abs();
     t ^ (pid << 32) ^ (token.0 as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// The writer as the gate's [`Store`], timing each commit for the
+/// self-report (the gate itself reads no clock).
+struct TimedWriter<'w> {
+    writer: &'w mut Writer,
+    /// Duration of the last successful commit during this call, in µs.
+    took_us: Option<u64>,
+}
+
+impl Store for TimedWriter<'_> {
+    fn insert(&mut self, msg: &Message) -> Result<(), StoreError> {
+        self.writer.insert(msg)
+    }
+    fn commit(&mut self) -> Result<(), StoreError> {
+        let started = Instant::now();
+        self.writer.commit()?;
+        self.took_us = Some(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+        Ok(())
+    }
+    fn uncommitted(&self) -> usize {
+        self.writer.uncommitted()
+    }
+    fn rotate(&mut self) -> Result<Option<std::path::PathBuf>, StoreError> {
+        self.writer.rotate()
+    }
+    fn abandon(&mut self) {
+        self.writer.abandon();
+    }
 }

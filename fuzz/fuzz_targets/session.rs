@@ -10,7 +10,7 @@
 //! - `pending_acks()` never exceeds the QoS > 0 messages and oversize
 //!   events delivered since acks were last released or the connection
 //!   changed, and is 0 right after a release, a close or a shutdown;
-//! - after `Event::Close` the session is not connected;
+//! - after `Event::CloseTransport` the session is not connected;
 //! - `next_deadline()` is `Some` until shutdown, `None` after;
 //! - the outbox stays under 1 MiB.
 #![no_main]
@@ -204,13 +204,13 @@ fuzz_target!(|input: Input| {
             match e {
                 Event::Message(d) if d.qos > 0 => ackable += 1,
                 Event::Oversize { .. } => ackable += 1,
-                Event::Close => ackable = 0,
+                Event::CloseTransport => ackable = 0,
                 _ => {}
             }
         }
         // A close in this step may have been followed by new deliveries
         // only if the session reconnected within the step, which it cannot.
-        if events.contains(&Event::Close) {
+        if events.contains(&Event::CloseTransport) {
             assert!(!session.is_connected(), "connected after Close");
             assert_eq!(session.pending_acks(), 0, "acks survive a Close");
         }

@@ -1,5 +1,6 @@
 //! Unit tests for the configuration parser and validator.
 
+use super::sections::{PERFORMANCE_KEYS, STREAM_KEYS, TOP_KEYS};
 use super::*;
 
 const ORIGINAL: &str = r##"console-feedback-period-seconds: 3

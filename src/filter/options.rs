@@ -7,7 +7,7 @@
 //! about the rest of the configuration (`config` turns the problems found
 //! here into key paths with lines).
 
-use crate::config::topic_filter_problem;
+use crate::mqtt::topic::topic_filter_problem;
 
 /// An option value, as parsed from the YAML.
 #[derive(Debug, Clone, PartialEq)]
@@ -225,7 +225,7 @@ impl<'v> Options<'v> {
                 for (k, _) in entries {
                     if !self.asked.contains(&k.as_str()) {
                         let mut message = format!("unknown key `{k}`");
-                        if let Some(close) = crate::config::suggestion(k, &self.asked) {
+                        if let Some(close) = crate::suggest::suggestion(k, &self.asked) {
                             message.push_str(&format!("; did you mean `{close}`?"));
                         }
                         self.problems.push(OptionProblem {

@@ -22,10 +22,10 @@
 //! and written only when the loop calls [`Session::release_acks`] after the
 //! transaction holding those messages has committed (ack-after-commit).
 
+use super::acks::Acks;
 use super::backoff::{Backoff, STABLE};
 use super::framing::{self, Ack, ConnectParams, Decoder, Incoming};
 use bytes::{Bytes, BytesMut};
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// Packet id of our one SUBSCRIBE per connection.
@@ -67,17 +67,20 @@ pub struct Delivery {
     pub retain: bool,
 }
 
-/// What the session asks the loop to do, or tells it.
+/// What the session asks the loop to do (commands: `OpenTransport`,
+/// `CloseTransport`), or tells it (notices: `Connected`, `Message`,
+/// `Oversize`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// Open a TCP connection to the broker now, then call
+    /// Command: open a TCP connection to the broker now, then call
     /// [`Session::on_transport_up`] or [`Session::on_transport_down`].
-    Connect,
-    /// Close the TCP connection now; a reconnect is already scheduled.
-    Close,
-    /// The broker accepted us and the subscriptions are in place (or were
-    /// kept by a persistent session).
-    Ready,
+    OpenTransport,
+    /// Command: close the TCP connection now; a reconnect is already
+    /// scheduled.
+    CloseTransport,
+    /// Notice: the broker accepted us and the subscriptions are in place (or
+    /// were kept by a persistent session).
+    Connected,
     /// A message to store.
     Message(Delivery),
     /// A message larger than `max-payload-bytes`, skipped (and acknowledged
@@ -108,30 +111,6 @@ enum State {
     Stopped,
 }
 
-/// A set of packet ids: a pre-sized bitmap indexed by id (8 KiB).
-#[derive(Debug, Clone)]
-struct IdSet(Vec<u64>);
-
-impl IdSet {
-    fn new() -> Self {
-        IdSet(vec![0; 1024])
-    }
-    fn contains(&self, id: u16) -> bool {
-        self.0[usize::from(id >> 6)] & (1 << (id & 63)) != 0
-    }
-    fn insert(&mut self, id: u16) {
-        self.0[usize::from(id >> 6)] |= 1 << (id & 63);
-    }
-    fn remove(&mut self, id: u16) -> bool {
-        let had = self.contains(id);
-        self.0[usize::from(id >> 6)] &= !(1 << (id & 63));
-        had
-    }
-    fn clear(&mut self) {
-        self.0.iter_mut().for_each(|w| *w = 0);
-    }
-}
-
 /// Counters the self-report reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SessionStats {
@@ -141,8 +120,6 @@ pub struct SessionStats {
     pub connections: u64,
     /// Connections lost or refused.
     pub failures: u64,
-    /// Oversize messages skipped.
-    pub oversize: u64,
 }
 
 /// The MQTT session of one stream. See the module docs.
@@ -154,12 +131,8 @@ pub struct Session {
     /// Bytes to send; the loop writes them and advances.
     outbox: BytesMut,
     /// Acks waiting for the commit of the messages they acknowledge, in
-    /// the order the messages arrived.
-    acks: VecDeque<(Ack, u16)>,
-    /// QoS 2 ids stored (or being stored) whose PUBREC is queued.
-    rec_queued: IdSet,
-    /// QoS 2 ids whose PUBREC was sent; waiting for PUBREL.
-    rec_sent: IdSet,
+    /// the order the messages arrived, and the QoS 2 ids in flight.
+    acks: Acks,
     backoff: Backoff,
     /// When we last queued bytes (keep-alive: ping after `keep_alive` of our
     /// own silence).
@@ -181,17 +154,7 @@ impl Session {
             state: State::Idle { retry_at: now },
             decoder,
             outbox: BytesMut::with_capacity(256),
-            acks: VecDeque::new(),
-            rec_queued: if qos2 {
-                IdSet::new()
-            } else {
-                IdSet(Vec::new())
-            },
-            rec_sent: if qos2 {
-                IdSet::new()
-            } else {
-                IdSet(Vec::new())
-            },
+            acks: Acks::new(qos2),
             backoff: Backoff::new(seed),
             last_sent: now,
             last_recv: now,
@@ -231,7 +194,7 @@ impl Session {
 
     /// Acknowledgements waiting for a commit.
     pub fn pending_acks(&self) -> usize {
-        self.acks.len()
+        self.acks.pending()
     }
 
     /// The earliest moment [`Session::on_timer`] has something to do.
@@ -266,7 +229,7 @@ impl Session {
         match self.state {
             State::Idle { retry_at } if now >= retry_at => {
                 self.state = State::Transport { since: now };
-                events.push(Event::Connect);
+                events.push(Event::OpenTransport);
             }
             State::Transport { since } if now >= since + self.connect_timeout() => {
                 self.fail(now, "TCP connect timed out", events);
@@ -319,6 +282,17 @@ impl Session {
 
     /// The TCP connection failed or was lost (`why` is logged).
     pub fn on_transport_down(&mut self, now: Instant, why: &str, events: &mut Vec<Event>) {
+        if self.wants_transport() {
+            self.fail(now, why, events);
+        }
+    }
+
+    /// The owner gives up on a connection whose transport is healthy
+    /// (storage rolled back the messages of an open transaction): closes it
+    /// like a failure, dropping the unsent acks, so that the broker
+    /// redelivers every unacknowledged QoS 1/2 message, and schedules a
+    /// reconnect. Nothing happens when there is no connection to abort.
+    pub fn abort(&mut self, now: Instant, why: &str, events: &mut Vec<Event>) {
         if self.wants_transport() {
             self.fail(now, why, events);
         }
@@ -383,7 +357,7 @@ impl Session {
                     self.last_sent = now;
                 } else {
                     log::info!("[{}] session resumed; storing messages", self.cfg.name);
-                    events.push(Event::Ready);
+                    events.push(Event::Connected);
                 }
                 log::info!(
                     "[{}] connected to broker as {:?} (session present: {session_present})",
@@ -429,7 +403,7 @@ impl Session {
                     suback_pending: false,
                 };
                 log::info!("[{}] subscribed; storing messages", self.cfg.name);
-                events.push(Event::Ready);
+                events.push(Event::Connected);
             }
             Incoming::Publish {
                 topic,
@@ -460,7 +434,6 @@ impl Session {
                 if !up {
                     return Err("PUBLISH before CONNACK".into());
                 }
-                self.stats.oversize += 1;
                 if self.accept_publish(qos, pkid) {
                     events.push(Event::Oversize { topic, payload_len });
                 }
@@ -473,7 +446,7 @@ impl Session {
                 // broker may resend a PUBREL for an id we acknowledged on
                 // the previous connection.
                 if self.cfg.qos == 2 {
-                    self.rec_sent.remove(pkid);
+                    self.acks.released(pkid);
                 }
                 framing::encode_ack(Ack::PubComp, pkid, &mut self.outbox);
                 self.last_sent = now;
@@ -493,48 +466,15 @@ impl Session {
     /// Queues the acknowledgement of a PUBLISH; false if it is a QoS 2
     /// duplicate that must not be stored again.
     fn accept_publish(&mut self, qos: u8, pkid: u16) -> bool {
-        match qos {
-            1 => {
-                self.acks.push_back((Ack::PubAck, pkid));
-                true
-            }
-            2 if self.rec_queued.0.is_empty() => {
-                // Subscribed at QoS < 2 but the broker sent QoS 2: still
-                // answer correctly, without duplicate tracking.
-                self.acks.push_back((Ack::PubRec, pkid));
-                true
-            }
-            2 => {
-                if self.rec_queued.contains(pkid) {
-                    false // its PUBREC follows the commit already
-                } else if self.rec_sent.contains(pkid) {
-                    // Stored and acknowledged; the broker missed our PUBREC.
-                    framing::encode_ack(Ack::PubRec, pkid, &mut self.outbox);
-                    false
-                } else {
-                    self.rec_queued.insert(pkid);
-                    self.acks.push_back((Ack::PubRec, pkid));
-                    true
-                }
-            }
-            _ => true,
-        }
+        self.acks.accept(qos, pkid, &mut self.outbox)
     }
 
     /// Everything delivered so far is committed: send the queued
     /// acknowledgements, in arrival order.
     pub fn release_acks(&mut self, now: Instant) {
-        if self.acks.is_empty() {
-            return;
+        if self.acks.release(&mut self.outbox) {
+            self.last_sent = now;
         }
-        for (kind, pkid) in self.acks.drain(..) {
-            framing::encode_ack(kind, pkid, &mut self.outbox);
-            if kind == Ack::PubRec && !self.rec_queued.0.is_empty() {
-                self.rec_queued.remove(pkid);
-                self.rec_sent.insert(pkid);
-            }
-        }
-        self.last_sent = now;
     }
 
     /// Publishes at QoS 0 (the self-report). Dropped when not connected.
@@ -560,7 +500,7 @@ impl Session {
         if matches!(self.state, State::Up { .. } | State::AwaitConnAck { .. }) {
             framing::encode_disconnect(&mut self.outbox);
         }
-        self.acks.clear();
+        self.acks.drop_queued();
         self.state = State::Stopped;
     }
 
@@ -582,16 +522,12 @@ impl Session {
         self.outbox.clear();
         // Unsent acks die with the connection: the broker redelivers those
         // messages (they may then be stored twice; never lost).
-        self.acks.clear();
-        if !self.rec_queued.0.is_empty() {
-            self.rec_queued.clear();
-            self.rec_sent.clear();
-        }
+        self.acks.reset();
         self.ping_outstanding = false;
         self.state = State::Idle {
             retry_at: now + delay,
         };
-        events.push(Event::Close);
+        events.push(Event::CloseTransport);
     }
 }
 
@@ -658,7 +594,7 @@ mod tests {
         let mut s = Session::new(cfg(qos), 1, t0);
         let mut ev = Vec::new();
         s.on_timer(t0, &mut ev);
-        assert_eq!(ev, vec![Event::Connect]);
+        assert_eq!(ev, vec![Event::OpenTransport]);
         s.on_transport_up(t0, &mut ev);
         let p = sent(&mut s);
         assert!(matches!(p[..], [Packet::Connect(_)]));
@@ -683,7 +619,7 @@ mod tests {
             t0,
             &mut ev,
         );
-        assert_eq!(ev.last(), Some(&Event::Ready));
+        assert_eq!(ev.last(), Some(&Event::Connected));
         ev.clear();
         (s, t0, ev)
     }
@@ -774,7 +710,7 @@ mod tests {
             &mut ev,
         );
         assert!(sent(&mut s).is_empty());
-        assert_eq!(ev.last(), Some(&Event::Ready));
+        assert_eq!(ev.last(), Some(&Event::Connected));
     }
 
     #[test]
@@ -792,14 +728,14 @@ mod tests {
             t0,
             &mut ev,
         );
-        assert_eq!(ev.last(), Some(&Event::Close));
+        assert_eq!(ev.last(), Some(&Event::CloseTransport));
         let retry = s.next_deadline().unwrap();
         assert!(retry > t0 && retry <= t0 + Duration::from_millis(500));
         ev.clear();
         s.on_timer(retry - Duration::from_millis(1), &mut ev);
         assert!(ev.is_empty());
         s.on_timer(retry, &mut ev);
-        assert_eq!(ev, vec![Event::Connect]);
+        assert_eq!(ev, vec![Event::OpenTransport]);
     }
 
     #[test]
@@ -844,7 +780,7 @@ mod tests {
         s.on_timer(t0 + Duration::from_millis(14_900), &mut ev);
         assert!(ev.is_empty());
         s.on_timer(t0 + Duration::from_secs(15), &mut ev);
-        assert_eq!(ev, vec![Event::Close]);
+        assert_eq!(ev, vec![Event::CloseTransport]);
         assert!(!s.is_connected());
     }
 
@@ -861,7 +797,7 @@ mod tests {
             s.on_bytes(&wire(Incoming::PingResp), t, &mut ev);
         }
         assert!(s.is_connected());
-        assert!(!ev.contains(&Event::Close));
+        assert!(!ev.contains(&Event::CloseTransport));
     }
 
     #[test]
@@ -878,7 +814,7 @@ mod tests {
         ] {
             let (mut s, t0, mut ev) = connected(1);
             s.on_bytes(&bad, t0, &mut ev);
-            assert_eq!(ev.last(), Some(&Event::Close), "{bad:?}");
+            assert_eq!(ev.last(), Some(&Event::CloseTransport), "{bad:?}");
             assert!(!s.is_connected());
         }
     }
@@ -938,5 +874,22 @@ mod tests {
         s.on_bytes(&wire(Incoming::PingResp), later, &mut ev);
         s.on_transport_down(later, "reset", &mut ev);
         assert!(s.next_deadline().unwrap() <= later + Duration::from_millis(500));
+    }
+
+    #[test]
+    fn abort_closes_a_healthy_connection_drops_unsent_acks_and_reconnects_later() {
+        let (mut s, t0, _) = connected(1);
+        let mut ev = Vec::new();
+        s.on_bytes(&publish("a", b"1", 1, 7), t0, &mut ev);
+        assert_eq!(s.pending_acks(), 1);
+        ev.clear();
+        s.abort(t0, "storage rolled back 1 row(s)", &mut ev);
+        assert_eq!(ev, vec![Event::CloseTransport]);
+        assert_eq!(s.pending_acks(), 0);
+        assert!(!s.is_connected());
+        assert!(s.next_deadline().is_some_and(|t| t > t0));
+        ev.clear();
+        s.abort(t0, "again", &mut ev);
+        assert!(ev.is_empty(), "nothing to abort: {ev:?}");
     }
 }

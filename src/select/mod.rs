@@ -19,8 +19,8 @@ pub mod time;
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::config::{Config, topic_filter_problem};
-use crate::mqtt::topic;
+use crate::config::Config;
+use crate::mqtt::topic::{self, topic_filter_problem};
 use crate::store::StoreError;
 use crate::store::reader::FileReader;
 

@@ -1,14 +1,28 @@
 //! Storage: where a message goes once the session has delivered it.
 //!
-//! [`rotation`] is pure time arithmetic; [`writer`] owns the SQLite files.
+//! [`gate`] is ack-after-commit as a sans-IO state machine; [`rotation`] is
+//! pure time arithmetic; [`writer`] owns the SQLite files; [`reader`] reads
+//! them back and [`export_file`] writes an export. Nothing here sees
+//! an MQTT packet or imports `mqtt`, `net`, `config` or `stream`.
 
 pub mod export_file;
+pub mod gate;
 pub mod reader;
 pub mod rotation;
 pub mod writer;
 
 use std::fmt;
 use std::path::PathBuf;
+
+/// `durability`: how hard a commit tries to reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// `normal` (default): WAL with `synchronous=NORMAL`; survives a process
+    /// crash, not a power cut.
+    Normal,
+    /// `power-safe`: `synchronous=FULL`; survives a power cut.
+    PowerSafe,
+}
 
 /// One received message, as it will be stored.
 #[derive(Debug, Clone, PartialEq, Eq)]

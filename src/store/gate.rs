@@ -1,0 +1,595 @@
+//! The ack gate: the rule that matters most, ack-after-commit, as a sans-IO
+//! state machine. Messages go in ([`Gate::accept`]); the gate inserts them
+//! into a [`Store`], commits when the commit deadline is due, and answers
+//! with [`Actions`]: release the session's acks (everything accepted so far
+//! is committed), abort the connection (storage rolled back rows whose acks
+//! must never be sent), a file was closed, storage works again.
+//!
+//! While storage fails, accepted messages are *held* in arrival order (not
+//! inserted, not acknowledged) and the owner stops reading the socket
+//! (backpressure to the broker); every [`STORE_RETRY`] the gate inserts the
+//! held messages again and commits.
+//!
+//! Owns: the commit deadline, the retry deadline, the held messages, the
+//! stored/lost/error counts. Must not: read a clock (`now` is an argument),
+//! touch a socket or see MQTT packets, or decide *what* is stored (the
+//! filter chain did).
+//!
+//! ```text
+//!            accept ok                        commit ok
+//!   message --------> inserted (uncommitted) ----------> ReleaseAcks
+//!      |                 |  commit fails                   (in arrival order)
+//!      | insert fails    v
+//!      +----------> failing: held, retry every STORE_RETRY --ok--> Recovered
+//!                        |  SQLite rolled back
+//!                        +--> Abort (broker redelivers QoS 1/2)
+//! ```
+
+use super::writer::Writer;
+use super::{Message, StoreError};
+use crate::counters::Counters;
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// After a storage error, the next attempt comes this much later.
+pub const STORE_RETRY: Duration = Duration::from_secs(1);
+
+/// What the gate needs of storage. [`Writer`] is the real one; the tests
+/// use a fake that fails on demand.
+pub trait Store {
+    /// Inserts one row into the open transaction (opening a file if needed).
+    fn insert(&mut self, msg: &Message) -> Result<(), StoreError>;
+    /// Commits the open transaction. On [`StoreError::RolledBack`] its rows
+    /// are gone; on any other error they are still pending.
+    fn commit(&mut self) -> Result<(), StoreError>;
+    /// Rows inserted since the last successful commit.
+    fn uncommitted(&self) -> usize;
+    /// Commits and finalises the open file; its final path, if one was open.
+    fn rotate(&mut self) -> Result<Option<PathBuf>, StoreError>;
+    /// Drops the open file without finalising it (stop after an error).
+    fn abandon(&mut self);
+}
+
+impl Store for Writer {
+    fn insert(&mut self, msg: &Message) -> Result<(), StoreError> {
+        Writer::insert(self, msg)
+    }
+    fn commit(&mut self) -> Result<(), StoreError> {
+        Writer::commit(self)
+    }
+    fn uncommitted(&self) -> usize {
+        Writer::uncommitted(self)
+    }
+    fn rotate(&mut self) -> Result<Option<PathBuf>, StoreError> {
+        Writer::rotate(self)
+    }
+    fn abandon(&mut self) {
+        Writer::abandon(self);
+    }
+}
+
+/// What the owner must do after a gate call. Default: nothing.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Actions {
+    /// Everything accepted so far is committed: release the session's
+    /// queued acks now (they are in arrival order).
+    pub release_acks: bool,
+    /// Storage rolled back rows that may be QoS 1/2 messages: abort the
+    /// connection (the broker redelivers what was not acknowledged).
+    pub abort: Option<String>,
+    /// Rows committed by this call.
+    pub committed: usize,
+    /// A file was finalised, with its final path.
+    pub closed: Option<PathBuf>,
+    /// Storage works again after a failure: reading may resume.
+    pub recovered: bool,
+}
+
+/// The ack gate of one stream. See the module docs.
+#[derive(Debug)]
+pub struct Gate {
+    /// The stream's name, for log lines.
+    name: String,
+    /// How long a row may stay uncommitted (`commit-interval-ms`).
+    commit_interval: Duration,
+    /// When the oldest uncommitted row must be committed.
+    commit_due: Option<Instant>,
+    /// While storage fails: when to try again.
+    retry_at: Option<Instant>,
+    /// Messages accepted but not inserted because storage failed, in
+    /// arrival order.
+    held: VecDeque<Message>,
+    /// Payload bytes inserted but not yet committed.
+    uncommitted_bytes: u64,
+}
+
+impl Gate {
+    /// A gate that commits at most `commit_interval` after a row arrives.
+    pub fn new(name: &str, commit_interval: Duration) -> Self {
+        Gate {
+            name: name.to_owned(),
+            commit_interval,
+            commit_due: None,
+            retry_at: None,
+            held: VecDeque::new(),
+            uncommitted_bytes: 0,
+        }
+    }
+
+    /// Storage is failing: the owner must not read the socket (held
+    /// messages wait), and rotation waits for the retry.
+    pub fn is_failing(&self) -> bool {
+        self.retry_at.is_some() || !self.held.is_empty()
+    }
+
+    /// A storage retry is scheduled (the retry, not the rotation deadline,
+    /// drives the open file meanwhile).
+    pub fn is_retrying(&self) -> bool {
+        self.retry_at.is_some()
+    }
+
+    /// Messages held because storage failed.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// The gate's next deadline: the retry while storage fails, else the
+    /// commit deadline. Never a commit deadline in the past while failing
+    /// (that would make the loop spin with a zero timeout).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.retry_at.or(self.commit_due)
+    }
+
+    /// A message to store (the filter chain kept it).
+    pub fn accept<S: Store>(
+        &mut self,
+        store: &mut S,
+        msg: Message,
+        now: Instant,
+        counters: &mut Counters,
+    ) -> Actions {
+        let mut actions = Actions::default();
+        if !self.held.is_empty() {
+            self.held.push_back(msg);
+            return actions;
+        }
+        match store.insert(&msg) {
+            Ok(()) => {
+                self.uncommitted_bytes += msg.payload.len() as u64;
+                if self.commit_due.is_none() {
+                    self.commit_due = Some(now + self.commit_interval);
+                }
+            }
+            Err(e) => {
+                self.failed(now, &e, counters, &mut actions);
+                self.held.push_back(msg);
+            }
+        }
+        actions
+    }
+
+    /// Commits what was inserted; on success, asks for the acks to be
+    /// released. Nothing is released while messages are held (acking now
+    /// would acknowledge them).
+    pub fn commit<S: Store>(
+        &mut self,
+        store: &mut S,
+        now: Instant,
+        counters: &mut Counters,
+    ) -> Actions {
+        let mut actions = Actions::default();
+        self.commit_into(store, now, counters, &mut actions);
+        actions
+    }
+
+    /// Time-driven work: the storage retry, then the commit deadline.
+    pub fn on_timer<S: Store>(
+        &mut self,
+        store: &mut S,
+        now: Instant,
+        counters: &mut Counters,
+    ) -> Actions {
+        let mut actions = Actions::default();
+        if self.retry_at.is_some_and(|t| now >= t) {
+            self.retry(store, now, counters, &mut actions);
+        }
+        if self.retry_at.is_none() && self.commit_due.is_some_and(|t| now >= t) {
+            self.commit_into(store, now, counters, &mut actions);
+        }
+        actions
+    }
+
+    /// Commits and finalises the open file (rotation deadline, SIGHUP,
+    /// stop). While storage fails the file stays open until it works.
+    pub fn rotate<S: Store>(
+        &mut self,
+        store: &mut S,
+        now: Instant,
+        counters: &mut Counters,
+    ) -> Actions {
+        let mut actions = Actions::default();
+        self.commit_into(store, now, counters, &mut actions);
+        if self.is_failing() {
+            return actions;
+        }
+        match store.rotate() {
+            Ok(Some(path)) => {
+                counters.files_closed += 1;
+                log::info!("[{}] closed {}", self.name, path.display());
+                actions.closed = Some(path);
+            }
+            Ok(None) => {}
+            Err(e) => self.failed(now, &e, counters, &mut actions),
+        }
+        actions
+    }
+
+    /// Graceful stop: commit and finalise; if storage still fails, the
+    /// held messages are given up (never acknowledged: a persistent session
+    /// keeps them at the broker) and the file is left for recovery.
+    pub fn shutdown<S: Store>(
+        &mut self,
+        store: &mut S,
+        now: Instant,
+        counters: &mut Counters,
+    ) -> Actions {
+        let actions = self.rotate(store, now, counters);
+        if self.is_failing() {
+            log::error!(
+                "[{}] stopping with {} message(s) not stored (not acknowledged; the broker keeps them for a persistent session)",
+                self.name,
+                self.held.len()
+            );
+            store.abandon();
+        }
+        actions
+    }
+
+    fn commit_into<S: Store>(
+        &mut self,
+        store: &mut S,
+        now: Instant,
+        counters: &mut Counters,
+        actions: &mut Actions,
+    ) {
+        if !self.held.is_empty() {
+            return;
+        }
+        let rows = store.uncommitted();
+        if rows > 0 {
+            if let Err(e) = store.commit() {
+                self.failed(now, &e, counters, actions);
+                return;
+            }
+            counters.stored += rows as u64;
+            counters.stored_bytes += self.uncommitted_bytes;
+            self.uncommitted_bytes = 0;
+            actions.committed += rows;
+        }
+        self.commit_due = None;
+        actions.release_acks = true;
+    }
+
+    /// Inserts the held messages again, in order, and commits.
+    fn retry<S: Store>(
+        &mut self,
+        store: &mut S,
+        now: Instant,
+        counters: &mut Counters,
+        actions: &mut Actions,
+    ) {
+        self.retry_at = None;
+        while let Some(msg) = self.held.pop_front() {
+            match store.insert(&msg) {
+                Ok(()) => self.uncommitted_bytes += msg.payload.len() as u64,
+                Err(e) => {
+                    self.held.push_front(msg);
+                    self.failed(now, &e, counters, actions);
+                    return;
+                }
+            }
+        }
+        self.commit_into(store, now, counters, actions);
+        if self.retry_at.is_none() {
+            log::info!("[{}] storage works again", self.name);
+            actions.recovered = true;
+        }
+    }
+
+    /// A storage operation failed: count it, schedule the retry, and after
+    /// a rollback ask for the connection to be aborted.
+    fn failed(
+        &mut self,
+        now: Instant,
+        e: &StoreError,
+        counters: &mut Counters,
+        actions: &mut Actions,
+    ) {
+        counters.store_errors += 1;
+        if let StoreError::RolledBack { rows, .. } = e {
+            // SQLite undid the open transaction: those rows are not stored
+            // and their acks must never be sent. Aborting the connection
+            // makes the broker redeliver every unacknowledged QoS 1/2
+            // message; QoS 0 messages of that transaction are lost.
+            counters.lost += *rows as u64;
+            self.uncommitted_bytes = 0;
+            actions.abort = Some(format!(
+                "storage rolled back {rows} row(s); reconnecting for redelivery"
+            ));
+        }
+        // The retry commits; a commit deadline left in the past would only
+        // make the loop spin until then.
+        self.commit_due = None;
+        if self.retry_at.is_none() {
+            log::error!(
+                "[{}] cannot store: {e}; holding messages and not acknowledging, retrying every {} s",
+                self.name,
+                STORE_RETRY.as_secs()
+            );
+        }
+        self.retry_at = Some(now + STORE_RETRY);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::ffi;
+
+    /// What the fake store does on its next calls.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Fail {
+        /// Works.
+        No,
+        /// Fails without losing the transaction (e.g. a busy or full disk
+        /// on COMMIT where SQLite keeps the transaction open).
+        Keep,
+        /// Fails and SQLite rolls the transaction back.
+        RollBack,
+    }
+
+    /// A store in memory: rows pending and committed, failures on demand.
+    #[derive(Debug)]
+    struct FakeStore {
+        pending: Vec<Message>,
+        committed: Vec<Message>,
+        insert_fails: Fail,
+        commit_fails: Fail,
+        commits: usize,
+        rotations: usize,
+        abandoned: bool,
+    }
+
+    impl FakeStore {
+        fn new() -> Self {
+            FakeStore {
+                pending: Vec::new(),
+                committed: Vec::new(),
+                insert_fails: Fail::No,
+                commit_fails: Fail::No,
+                commits: 0,
+                rotations: 0,
+                abandoned: false,
+            }
+        }
+
+        fn error(&mut self, how: Fail) -> StoreError {
+            let source = rusqlite::Error::SqliteFailure(ffi::Error::new(ffi::SQLITE_FULL), None);
+            let path = PathBuf::from("fake.sqlite.part");
+            match how {
+                Fail::RollBack => {
+                    let rows = self.pending.len();
+                    self.pending.clear();
+                    StoreError::RolledBack {
+                        action: "commit",
+                        path,
+                        rows,
+                        source,
+                    }
+                }
+                _ => StoreError::Sqlite {
+                    action: "commit",
+                    path,
+                    source,
+                },
+            }
+        }
+
+        fn topics(rows: &[Message]) -> Vec<&str> {
+            rows.iter().map(|m| m.topic.as_str()).collect()
+        }
+    }
+
+    impl Store for FakeStore {
+        fn insert(&mut self, msg: &Message) -> Result<(), StoreError> {
+            match self.insert_fails {
+                Fail::No => {
+                    self.pending.push(msg.clone());
+                    Ok(())
+                }
+                how => Err(self.error(how)),
+            }
+        }
+        fn commit(&mut self) -> Result<(), StoreError> {
+            self.commits += 1;
+            match self.commit_fails {
+                Fail::No => {
+                    self.committed.append(&mut self.pending);
+                    Ok(())
+                }
+                how => Err(self.error(how)),
+            }
+        }
+        fn uncommitted(&self) -> usize {
+            self.pending.len()
+        }
+        fn rotate(&mut self) -> Result<Option<PathBuf>, StoreError> {
+            self.commit()?;
+            self.rotations += 1;
+            Ok(Some(PathBuf::from("fake.sqlite")))
+        }
+        fn abandon(&mut self) {
+            self.abandoned = true;
+            self.pending.clear();
+        }
+    }
+
+    fn msg(topic: &str) -> Message {
+        Message {
+            timestamp_us: 0,
+            topic: topic.to_owned(),
+            payload: bytes::Bytes::from_static(b"12345"),
+            qos: 1,
+            retain: false,
+        }
+    }
+
+    const INTERVAL: Duration = Duration::from_millis(100);
+
+    #[test]
+    fn acks_are_released_only_after_the_commit_at_the_deadline() {
+        let (mut gate, mut store, mut c) = (
+            Gate::new("t", INTERVAL),
+            FakeStore::new(),
+            Counters::default(),
+        );
+        let t0 = Instant::now();
+        assert_eq!(
+            gate.accept(&mut store, msg("a"), t0, &mut c),
+            Actions::default()
+        );
+        assert_eq!(
+            gate.accept(&mut store, msg("b"), t0, &mut c),
+            Actions::default()
+        );
+        assert_eq!(gate.next_deadline(), Some(t0 + INTERVAL));
+        // Not due yet: nothing committed, nothing released.
+        assert_eq!(gate.on_timer(&mut store, t0, &mut c), Actions::default());
+        assert!(store.committed.is_empty());
+        let a = gate.on_timer(&mut store, t0 + INTERVAL, &mut c);
+        assert!(a.release_acks && a.committed == 2, "{a:?}");
+        assert_eq!(FakeStore::topics(&store.committed), ["a", "b"]);
+        assert_eq!((c.stored, c.stored_bytes), (2, 10));
+        assert_eq!(gate.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_failed_commit_without_rollback_releases_nothing_and_retries_later_not_at_once() {
+        let (mut gate, mut store, mut c) = (
+            Gate::new("t", INTERVAL),
+            FakeStore::new(),
+            Counters::default(),
+        );
+        let t0 = Instant::now();
+        gate.accept(&mut store, msg("a"), t0, &mut c);
+        store.commit_fails = Fail::Keep;
+        let due = t0 + INTERVAL;
+        let a = gate.on_timer(&mut store, due, &mut c);
+        assert!(!a.release_acks && a.abort.is_none(), "{a:?}");
+        assert_eq!(c.store_errors, 1);
+        // The next deadline is the retry, never the past commit deadline.
+        assert_eq!(gate.next_deadline(), Some(due + STORE_RETRY));
+        assert!(gate.is_failing());
+        // Timers before the retry do not hammer the store.
+        gate.on_timer(&mut store, due + Duration::from_millis(10), &mut c);
+        assert_eq!(store.commits, 1);
+        store.commit_fails = Fail::No;
+        let a = gate.on_timer(&mut store, due + STORE_RETRY, &mut c);
+        assert!(a.release_acks && a.recovered && a.committed == 1, "{a:?}");
+        assert_eq!(FakeStore::topics(&store.committed), ["a"]);
+        assert!(!gate.is_failing());
+    }
+
+    #[test]
+    fn a_rollback_asks_for_an_abort_counts_the_lost_rows_and_never_releases_their_acks() {
+        let (mut gate, mut store, mut c) = (
+            Gate::new("t", INTERVAL),
+            FakeStore::new(),
+            Counters::default(),
+        );
+        let t0 = Instant::now();
+        gate.accept(&mut store, msg("a"), t0, &mut c);
+        gate.accept(&mut store, msg("b"), t0, &mut c);
+        store.commit_fails = Fail::RollBack;
+        let a = gate.commit(&mut store, t0, &mut c);
+        assert!(!a.release_acks, "{a:?}");
+        assert!(
+            a.abort
+                .as_deref()
+                .is_some_and(|w| w.contains("rolled back 2 row(s)")),
+            "{a:?}"
+        );
+        assert_eq!((c.lost, c.stored, c.store_errors), (2, 0, 1));
+        // After the retry, a commit with nothing pending releases (the
+        // session dropped the acks of the lost rows when it aborted).
+        store.commit_fails = Fail::No;
+        let a = gate.on_timer(&mut store, t0 + STORE_RETRY, &mut c);
+        assert!(a.recovered && a.release_acks && a.committed == 0, "{a:?}");
+        assert!(store.committed.is_empty());
+    }
+
+    #[test]
+    fn a_full_disk_holds_messages_in_order_and_stores_them_once_it_has_space() {
+        let (mut gate, mut store, mut c) = (
+            Gate::new("t", INTERVAL),
+            FakeStore::new(),
+            Counters::default(),
+        );
+        let t0 = Instant::now();
+        gate.accept(&mut store, msg("a"), t0, &mut c);
+        store.insert_fails = Fail::Keep;
+        gate.accept(&mut store, msg("b"), t0, &mut c);
+        assert!(gate.is_failing());
+        // Later messages are held behind the failed one, in arrival order,
+        // without touching the store.
+        store.insert_fails = Fail::No;
+        gate.accept(&mut store, msg("c"), t0, &mut c);
+        assert_eq!(gate.held(), 2);
+        assert_eq!(FakeStore::topics(&store.pending), ["a"]);
+        // Nothing is released while messages are held: acking "a" now
+        // would also acknowledge "b" and "c".
+        assert!(!gate.commit(&mut store, t0, &mut c).release_acks);
+        assert!(!gate.rotate(&mut store, t0, &mut c).release_acks);
+        assert_eq!(store.rotations, 0, "rotation waits while storage fails");
+        // Still full at the first retry.
+        store.insert_fails = Fail::Keep;
+        let a = gate.on_timer(&mut store, t0 + STORE_RETRY, &mut c);
+        assert!(!a.release_acks && !a.recovered, "{a:?}");
+        assert_eq!(gate.next_deadline(), Some(t0 + 2 * STORE_RETRY));
+        store.insert_fails = Fail::No;
+        let a = gate.on_timer(&mut store, t0 + 2 * STORE_RETRY, &mut c);
+        assert!(a.release_acks && a.recovered && a.committed == 3, "{a:?}");
+        assert_eq!(FakeStore::topics(&store.committed), ["a", "b", "c"]);
+        assert_eq!(c.store_errors, 2);
+    }
+
+    #[test]
+    fn rotation_commits_releases_and_counts_the_closed_file() {
+        let (mut gate, mut store, mut c) = (
+            Gate::new("t", INTERVAL),
+            FakeStore::new(),
+            Counters::default(),
+        );
+        let t0 = Instant::now();
+        gate.accept(&mut store, msg("a"), t0, &mut c);
+        let a = gate.rotate(&mut store, t0, &mut c);
+        assert!(a.release_acks && a.closed.is_some(), "{a:?}");
+        assert_eq!((store.rotations, c.files_closed, c.stored), (1, 1, 1));
+    }
+
+    #[test]
+    fn a_stop_while_storage_fails_abandons_the_file_and_releases_nothing() {
+        let (mut gate, mut store, mut c) = (
+            Gate::new("t", INTERVAL),
+            FakeStore::new(),
+            Counters::default(),
+        );
+        let t0 = Instant::now();
+        store.insert_fails = Fail::Keep;
+        gate.accept(&mut store, msg("a"), t0, &mut c);
+        let a = gate.shutdown(&mut store, t0, &mut c);
+        assert!(!a.release_acks, "{a:?}");
+        assert!(store.abandoned);
+    }
+}

@@ -25,6 +25,7 @@
 use super::acks::Acks;
 use super::backoff::{Backoff, STABLE};
 use super::framing::{self, Ack, ConnectParams, Decoder, Incoming};
+use super::outflight::Outflight;
 use bytes::{Bytes, BytesMut};
 use std::time::{Duration, Instant};
 
@@ -142,7 +143,13 @@ pub struct Session {
     last_recv: Instant,
     ping_outstanding: bool,
     stats: SessionStats,
+    /// Our own QoS 1/2 publishes awaiting their acks (replay).
+    outflight: Outflight,
 }
+
+/// Our QoS 1/2 publishes in flight at once, unless set otherwise
+/// (mosquitto's default `max_inflight_messages`).
+pub const PUBLISH_WINDOW: usize = 20;
 
 impl Session {
     /// A session that will connect at `now`.
@@ -160,6 +167,7 @@ impl Session {
             last_recv: now,
             ping_outstanding: false,
             stats: SessionStats::default(),
+            outflight: Outflight::new(PUBLISH_WINDOW),
         }
     }
 
@@ -359,6 +367,8 @@ impl Session {
                     log::info!("[{}] session resumed; storing messages", self.cfg.name);
                     events.push(Event::Connected);
                 }
+                // Our publishes still in flight go out again (DUP / PUBREL).
+                self.outflight.resend(&mut self.outbox)?;
                 log::info!(
                     "[{}] connected to broker as {:?} (session present: {session_present})",
                     self.cfg.name,
@@ -452,11 +462,14 @@ impl Session {
                 self.last_sent = now;
             }
             Incoming::PingResp => self.ping_outstanding = false,
-            // A subscriber never publishes at QoS > 0 nor unsubscribes, so
-            // these acknowledge packet ids we never used.
-            Incoming::PubAck(id) => return Err(format!("PUBACK for unknown packet id {id}")),
-            Incoming::PubRec(id) => return Err(format!("PUBREC for unknown packet id {id}")),
-            Incoming::PubComp(id) => return Err(format!("PUBCOMP for unknown packet id {id}")),
+            // Acks of our own QoS 1/2 publishes; ids we never used are
+            // protocol errors.
+            Incoming::PubAck(id) => self.outflight.on_puback(id)?,
+            Incoming::PubRec(id) => {
+                self.outflight.on_pubrec(id, &mut self.outbox)?;
+                self.last_sent = now;
+            }
+            Incoming::PubComp(id) => self.outflight.on_pubcomp(id)?,
             Incoming::UnsubAck(id) => return Err(format!("UNSUBACK for unknown packet id {id}")),
             Incoming::Unexpected(kind) => return Err(format!("{kind} packet from the broker")),
         }
@@ -492,6 +505,44 @@ impl Session {
                 false
             }
         }
+    }
+
+    /// Sets how many QoS 1/2 publishes may be in flight (default
+    /// [`PUBLISH_WINDOW`]); only before the first publish.
+    pub fn set_publish_window(&mut self, window: usize) {
+        if self.outflight.is_empty() {
+            self.outflight = Outflight::new(window);
+        }
+    }
+
+    /// Our QoS 1/2 publishes not yet fully acknowledged.
+    pub fn in_flight(&self) -> usize {
+        self.outflight.len()
+    }
+
+    /// Publishes at any QoS (replay). `Ok(false)`: not now (not connected,
+    /// or the in-flight window is full); try again after the next read.
+    /// `Err`: this message cannot be encoded (topic too long), skip it.
+    pub fn publish_message(
+        &mut self,
+        topic: &str,
+        payload: Bytes,
+        qos: u8,
+        retain: bool,
+        now: Instant,
+    ) -> Result<bool, String> {
+        if !self.is_connected() || (qos > 0 && !self.outflight.has_room()) {
+            return Ok(false);
+        }
+        if qos == 0 {
+            framing::encode_publish(topic, &payload, 0, retain, 0, &mut self.outbox)
+                .map_err(|e| e.to_string())?;
+        } else {
+            self.outflight
+                .publish(topic, payload, qos, retain, &mut self.outbox)?;
+        }
+        self.last_sent = now;
+        Ok(true)
     }
 
     /// Stop for good: queue DISCONNECT if connected. Acks not released
@@ -891,5 +942,78 @@ mod tests {
         ev.clear();
         s.abort(t0, "again", &mut ev);
         assert!(ev.is_empty(), "nothing to abort: {ev:?}");
+    }
+
+    #[test]
+    fn our_qos_1_and_2_publishes_complete_with_their_acks_within_the_window() {
+        let (mut s, t0, mut ev) = connected(0);
+        s.set_publish_window(2);
+        assert_eq!(
+            s.publish_message("r/1", Bytes::from_static(b"a"), 1, false, t0),
+            Ok(true)
+        );
+        assert_eq!(
+            s.publish_message("r/2", Bytes::from_static(b"b"), 2, true, t0),
+            Ok(true)
+        );
+        assert_eq!(
+            s.publish_message("r/3", Bytes::new(), 1, false, t0),
+            Ok(false),
+            "the window is full"
+        );
+        assert_eq!(
+            s.publish_message("r/0", Bytes::new(), 0, false, t0),
+            Ok(true),
+            "QoS 0 needs no room"
+        );
+        let p = sent(&mut s);
+        assert!(
+            matches!(&p[..], [Packet::Publish(a), Packet::Publish(b), Packet::Publish(c)]
+            if a.pkid == 1 && b.pkid == 2 && b.retain && c.pkid == 0)
+        );
+        s.on_bytes(&wire(Incoming::PubAck(1)), t0, &mut ev);
+        s.on_bytes(&wire(Incoming::PubRec(2)), t0, &mut ev);
+        assert!(matches!(&sent(&mut s)[..], [Packet::PubRel(r)] if r.pkid == 2));
+        assert_eq!(s.in_flight(), 1);
+        s.on_bytes(&wire(Incoming::PubComp(2)), t0, &mut ev);
+        assert_eq!(s.in_flight(), 0);
+        assert!(s.is_connected() && ev.is_empty());
+    }
+
+    #[test]
+    fn publishes_in_flight_are_sent_again_after_a_reconnect() {
+        let (mut s, t0, mut ev) = connected(0);
+        assert_eq!(
+            s.publish_message("r/1", Bytes::from_static(b"a"), 1, false, t0),
+            Ok(true)
+        );
+        sent(&mut s);
+        s.on_transport_down(t0, "cut", &mut ev);
+        assert_eq!(
+            s.publish_message("r/2", Bytes::new(), 1, false, t0),
+            Ok(false),
+            "not connected"
+        );
+        let later = t0 + Duration::from_secs(60);
+        s.on_timer(later, &mut ev);
+        s.on_transport_up(later, &mut ev);
+        sent(&mut s);
+        s.on_bytes(
+            &wire(Incoming::ConnAck {
+                session_present: false,
+                code: 0,
+            }),
+            later,
+            &mut ev,
+        );
+        let p = sent(&mut s);
+        assert!(
+            p.iter().any(
+                |p| matches!(p, Packet::Publish(x) if x.pkid == 1 && x.dup && x.topic == "r/1")
+            ),
+            "{p:?}"
+        );
+        s.on_bytes(&wire(Incoming::PubAck(1)), later, &mut ev);
+        assert_eq!(s.in_flight(), 0);
     }
 }

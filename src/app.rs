@@ -15,19 +15,23 @@
 //! It owns start-up (folders, recovery of `.part` files), the systemd
 //! notifications (READY=1 after set-up, STOPPING=1 when the stop sequence
 //! begins, WATCHDOG=1 from the loop's own deadlines so that a wedged loop
-//! stops sending it) and the stop sequence; protocol rules live in the
-//! session, ack-after-commit in `store::gate`, file rules in the writer,
-//! figures and formats in `report`.
-//! The loop holds no protocol logic of its own.
+//! stops sending it) and the stop sequence; `harness` sees each turn (ready
+//! file, `--stop-after*`, summary) and may start that stop sequence as a
+//! signal does. Protocol rules live in the session, ack-after-commit in
+//! `store::gate`, file rules in the writer, figures and formats in
+//! `report`. The loop holds no protocol logic of its own.
 
 use crate::clock::{self, WallTimer};
 use crate::config::Config;
+use crate::harness::{Harness, Progress};
 use crate::metrics::MetricsFile;
 use crate::publisher::Publisher;
 use crate::report::{self, ProcessSample, Reporter, StreamSample};
+use crate::run_options::RunOptions;
 use crate::signals::{Signal, Signals};
 use crate::store::writer;
 use crate::stream::Stream;
+use crate::summary::StreamTotals;
 use crate::systemd::Notifier;
 use mio::{Events, Poll, Token};
 use std::fmt;
@@ -105,6 +109,19 @@ fn prepare(config: &Config) -> Result<(), AppError> {
 
 /// Runs the service until SIGINT or SIGTERM.
 pub fn run(config: &Config) -> Result<(), AppError> {
+    run_with(config, &RunOptions::default())
+}
+
+/// Runs the service with the scripting options of `attic run` (ready file,
+/// stop conditions, summary; see `harness`).
+pub fn run_with(config: &Config, opts: &RunOptions) -> Result<(), AppError> {
+    let mut harness = Harness::new(opts, config, Instant::now()).map_err(AppError::Startup)?;
+    let result = serve(config, &mut harness);
+    harness.finish(result.as_ref().err().map(ToString::to_string));
+    result
+}
+
+fn serve(config: &Config, harness: &mut Harness) -> Result<(), AppError> {
     // Block the signals first: nothing may interrupt the start-up half-way.
     let signals = Signals::new()?;
     prepare(config)?;
@@ -121,6 +138,9 @@ pub fn run(config: &Config) -> Result<(), AppError> {
         .enumerate()
         .map(|(i, s)| Stream::new(s, &config.data_folder, Token(i), &host, start))
         .collect();
+    if harness.wants_files() {
+        streams.iter_mut().for_each(|s| s.tally.record_files());
+    }
     log::info!(
         "attic {} started: {} stream(s) into {}",
         env!("CARGO_PKG_VERSION"),
@@ -158,6 +178,7 @@ pub fn run(config: &Config) -> Result<(), AppError> {
             .chain(Some(reporter.due))
             .chain(out.publisher.as_ref().and_then(Publisher::next_deadline))
             .chain(watchdog_due)
+            .chain(harness.next_deadline())
             .min();
         let timeout = if streams.iter().any(Stream::has_unread) {
             Some(Duration::ZERO)
@@ -208,6 +229,7 @@ pub fn run(config: &Config) -> Result<(), AppError> {
         for s in &mut streams {
             s.continue_reading(poll.registry(), &mut buf, now);
         }
+        let stop = harness.on_turn(streams.iter().map(progress), stop, now);
         if stop {
             log::info!(
                 "longest loop turn: {:.1} ms",
@@ -217,7 +239,9 @@ pub fn run(config: &Config) -> Result<(), AppError> {
             if let Some(p) = out.publisher.as_mut() {
                 p.shutdown(poll.registry(), now);
             }
-            return stop_all(&mut poll, &signals, &mut streams, &mut events);
+            let stopped = stop_all(&mut poll, &signals, &mut streams, &mut events);
+            harness.stopped(streams.iter().map(totals));
+            return stopped;
         }
         for (s, b) in streams.iter_mut().zip(busy.iter_mut()) {
             if s.next_deadline().is_some_and(|d| d <= now) {
@@ -264,6 +288,32 @@ pub fn run(config: &Config) -> Result<(), AppError> {
                 busy.as_secs_f64() * 1e3
             );
         }
+    }
+}
+
+/// What the harness sees of a stream each turn.
+fn progress(s: &Stream) -> Progress<'_> {
+    let stats = s.session().stats();
+    Progress {
+        subscribed: stats.subscribed > 0,
+        granted: &stats.granted,
+        stored: s.counters.stored + s.uncommitted() as u64,
+    }
+}
+
+/// A stream's figures as the summary needs them.
+fn totals(s: &Stream) -> StreamTotals {
+    StreamTotals {
+        folder: s.name.clone(),
+        received: s.counters.received,
+        received_bytes: s.counters.received_bytes,
+        stored: s.counters.stored,
+        stored_bytes: s.counters.stored_bytes,
+        filtered: s.counters.filtered,
+        skipped: s.counters.oversize,
+        lost: s.counters.lost,
+        reconnects: s.session().stats().reconnects,
+        tally: s.tally.clone(),
     }
 }
 

@@ -31,6 +31,9 @@
 //!   signals     signalfd: SIGINT/SIGTERM/SIGHUP as a poll source
 //!   clock       the two clocks: monotonic deadlines and a CLOCK_REALTIME timerfd
 //!   metrics     metrics-file: atomic rewrite of the Prometheus text
+//!   run_options `attic run`'s scripting flags: --ready-file, --stop-after*, --summary
+//!   harness     what they do: ready file, stop conditions, summary at exit
+//!   summary     the summary's JSON and each stream's Tally (time span, files)
 //!   systemd     sd_notify (READY, STATUS, WATCHDOG, STOPPING); no-op without NOTIFY_SOCKET
 //!   logging     the log format
 //!   suggest     "did you mean": the closest known key
@@ -59,17 +62,20 @@ pub mod connection;
 pub mod counters;
 pub mod export;
 pub mod filter;
+pub mod harness;
 pub mod logging;
 pub mod metrics;
 pub mod mqtt;
 pub mod net;
 pub mod publisher;
 pub mod report;
+pub mod run_options;
 pub mod select;
 pub mod signals;
 pub mod store;
 pub mod stream;
 pub mod suggest;
+pub mod summary;
 pub mod systemd;
 
 /// Exit code for a bad configuration (`EX_CONFIG` from sysexits.h).

@@ -18,6 +18,7 @@ use crate::store::Message;
 use crate::store::StoreError;
 use crate::store::gate::{Actions, Gate, Store};
 use crate::store::writer::{FileMeta, Writer};
+use crate::summary::Tally;
 use mio::{Registry, Token};
 use std::time::{Duration, Instant};
 
@@ -96,6 +97,8 @@ pub struct Stream {
     events: Vec<Event>,
     /// Self-report counters.
     pub counters: Counters,
+    /// Reception-time span committed and files written (`--summary`).
+    pub tally: Tally,
 }
 
 impl Stream {
@@ -166,6 +169,7 @@ impl Stream {
             },
             events: Vec::with_capacity(64),
             counters: Counters::default(),
+            tally: Tally::default(),
         }
     }
 
@@ -407,6 +411,7 @@ impl Stream {
         let mut store = TimedWriter {
             writer: &mut self.writer,
             took_us: None,
+            tally: &mut self.tally,
         };
         let actions = call(&mut self.gate, &mut store, &mut self.counters);
         if let Some(took) = store.took_us {
@@ -491,30 +496,65 @@ fn seed(token: Token) -> u64 {
 }
 
 /// The writer as the gate's [`Store`], timing each commit for the
-/// self-report (the gate itself reads no clock).
+/// self-report (the gate itself reads no clock) and keeping the stream's
+/// [`Tally`] (span of reception timestamps committed, files written).
 struct TimedWriter<'w> {
     writer: &'w mut Writer,
     /// Duration of the last successful commit during this call, in µs.
     took_us: Option<u64>,
+    tally: &'w mut Tally,
+}
+
+impl TimedWriter<'_> {
+    /// Keeps the tally in step with a storage result.
+    fn track<T>(&mut self, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(StoreError::RolledBack { .. }) = r {
+            self.tally.rolled_back();
+        }
+        r
+    }
 }
 
 impl Store for TimedWriter<'_> {
     fn insert(&mut self, msg: &Message) -> Result<(), StoreError> {
-        self.writer.insert(msg)
+        let r = self.writer.insert(msg);
+        if r.is_ok() {
+            self.tally.inserted(msg.timestamp_us);
+        }
+        self.track(r)
     }
     fn commit(&mut self) -> Result<(), StoreError> {
         let started = Instant::now();
-        self.writer.commit()?;
+        let r = self.writer.commit();
+        self.track(r)?;
+        self.tally.committed();
         self.took_us = Some(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
         Ok(())
     }
     fn uncommitted(&self) -> usize {
         self.writer.uncommitted()
     }
+    fn ends_period(&self, msg: &Message) -> bool {
+        self.writer
+            .period_end_us()
+            .is_some_and(|end| msg.timestamp_us >= end)
+    }
     fn rotate(&mut self) -> Result<Option<std::path::PathBuf>, StoreError> {
-        self.writer.rotate()
+        let r = self.writer.rotate();
+        let closed = self.track(r)?;
+        if let Some(path) = &closed {
+            self.tally.committed();
+            self.tally.file_written(path);
+        }
+        Ok(closed)
     }
     fn abandon(&mut self) {
+        // Its committed rows stay in the `.part` file (recovered at the
+        // next start); the uncommitted ones are gone.
+        if let Some(part) = self.writer.current_file() {
+            self.tally.file_written(part);
+        }
+        self.tally.rolled_back();
         self.writer.abandon();
     }
 }

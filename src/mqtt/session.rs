@@ -121,6 +121,12 @@ pub struct SessionStats {
     pub connections: u64,
     /// Connections lost or refused.
     pub failures: u64,
+    /// Times the subscriptions were confirmed: a SUBACK, or a CONNACK that
+    /// resumed a session (`--ready-file` waits for the first).
+    pub subscribed: u64,
+    /// QoS granted per filter by the last SUBACK, in filter order (`None` =
+    /// refused); empty after a CONNACK that resumed the session.
+    pub granted: Vec<Option<u8>>,
 }
 
 /// The MQTT session of one stream. See the module docs.
@@ -365,6 +371,8 @@ impl Session {
                     self.last_sent = now;
                 } else {
                     log::info!("[{}] session resumed; storing messages", self.cfg.name);
+                    self.stats.subscribed += 1;
+                    self.stats.granted.clear();
                     events.push(Event::Connected);
                 }
                 // Our publishes still in flight go out again (DUP / PUBREL).
@@ -413,6 +421,8 @@ impl Session {
                     suback_pending: false,
                 };
                 log::info!("[{}] subscribed; storing messages", self.cfg.name);
+                self.stats.subscribed += 1;
+                self.stats.granted = granted;
                 events.push(Event::Connected);
             }
             Incoming::Publish {

@@ -45,6 +45,12 @@ pub trait Store {
     fn commit(&mut self) -> Result<(), StoreError>;
     /// Rows inserted since the last successful commit.
     fn uncommitted(&self) -> usize;
+    /// True when `msg` belongs after the open file's period. The gate then
+    /// rotates first, counted; a writer left to rotate inside `insert`
+    /// would commit and close the file behind the gate's back.
+    fn ends_period(&self, _msg: &Message) -> bool {
+        false
+    }
     /// Commits and finalises the open file; its final path, if one was open.
     fn rotate(&mut self) -> Result<Option<PathBuf>, StoreError>;
     /// Drops the open file without finalising it (stop after an error).
@@ -60,6 +66,10 @@ impl Store for Writer {
     }
     fn uncommitted(&self) -> usize {
         Writer::uncommitted(self)
+    }
+    fn ends_period(&self, msg: &Message) -> bool {
+        self.period_end_us()
+            .is_some_and(|end| msg.timestamp_us >= end)
     }
     fn rotate(&mut self) -> Result<Option<PathBuf>, StoreError> {
         Writer::rotate(self)
@@ -150,6 +160,10 @@ impl Gate {
         counters: &mut Counters,
     ) -> Actions {
         let mut actions = Actions::default();
+        if self.held.is_empty() && store.ends_period(&msg) {
+            // The loop has not handled the rotation deadline yet.
+            actions = self.rotate(store, now, counters);
+        }
         if !self.held.is_empty() {
             self.held.push_back(msg);
             return actions;
@@ -359,6 +373,8 @@ mod tests {
         commits: usize,
         rotations: usize,
         abandoned: bool,
+        /// Messages at or after this timestamp end the open period.
+        period_end_us: Option<i64>,
     }
 
     impl FakeStore {
@@ -371,6 +387,7 @@ mod tests {
                 commits: 0,
                 rotations: 0,
                 abandoned: false,
+                period_end_us: None,
             }
         }
 
@@ -423,6 +440,10 @@ mod tests {
         }
         fn uncommitted(&self) -> usize {
             self.pending.len()
+        }
+        fn ends_period(&self, msg: &Message) -> bool {
+            self.period_end_us
+                .is_some_and(|end| msg.timestamp_us >= end)
         }
         fn rotate(&mut self) -> Result<Option<PathBuf>, StoreError> {
             self.commit()?;
@@ -576,6 +597,27 @@ mod tests {
         let a = gate.rotate(&mut store, t0, &mut c);
         assert!(a.release_acks && a.closed.is_some(), "{a:?}");
         assert_eq!((store.rotations, c.files_closed, c.stored), (1, 1, 1));
+    }
+
+    #[test]
+    fn a_message_past_the_open_period_rotates_first_and_the_closed_file_is_counted() {
+        let (mut gate, mut store, mut c) = (
+            Gate::new("t", INTERVAL),
+            FakeStore::new(),
+            Counters::default(),
+        );
+        let t0 = Instant::now();
+        gate.accept(&mut store, msg("a"), t0, &mut c);
+        gate.accept(&mut store, msg("b"), t0, &mut c);
+        store.period_end_us = Some(0);
+        let a = gate.accept(&mut store, msg("next"), t0, &mut c);
+        assert!(a.release_acks && a.closed.is_some(), "{a:?}");
+        assert_eq!((store.rotations, c.files_closed, c.stored), (1, 1, 2));
+        assert_eq!(
+            store.uncommitted(),
+            1,
+            "the new message is in the next file"
+        );
     }
 
     #[test]

@@ -250,6 +250,33 @@ fn main() {
     let shell = measure("sqlite3", Command::new("sqlite3"), Some(&script));
     report("sqlite3 .mode json (same rows)", rows, &shell);
 
+    // The same rows into one SQLite file by hand with the shell (no merge
+    // order, no stream column): the like-for-like reference of --format sqlite.
+    let db2 = root.join("out-sqlite3.sqlite");
+    let _ = std::fs::remove_file(&db2);
+    let script = root.join("sqlite3-db.sql");
+    let mut text = format!(
+        ".open {}\nPRAGMA journal_mode = OFF;\nPRAGMA synchronous = OFF;\n\
+         CREATE TABLE data (reception_timestamp INTEGER NOT NULL, topic TEXT NOT NULL, \
+         payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL);\nBEGIN;\n",
+        db2.display()
+    );
+    for f in &files {
+        text.push_str(&format!(
+            "ATTACH '{}' AS f;\nINSERT INTO data SELECT * FROM f.data;\nDETACH f;\n",
+            f.display()
+        ));
+    }
+    text.push_str("COMMIT;\nCREATE INDEX topics ON data (topic);\n");
+    std::fs::write(&script, text).unwrap();
+    let shell_db = measure("sqlite3 db", Command::new("sqlite3"), Some(&script));
+    report("sqlite3 ATTACH + INSERT (same rows)", rows, &shell_db);
+    println!(
+        "sqlite vs sqlite3 building a file: wall {:.2}x cpu {:.2}x",
+        shell_db.wall_s / sqlite.wall_s.max(1e-6),
+        shell_db.cpu_s / sqlite.cpu_s.max(1e-6),
+    );
+
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
         "speed relative to sqlite3 (>1 = faster): jsonl wall {:.2}x cpu {:.2}x; sqlite wall {:.2}x cpu {:.2}x",

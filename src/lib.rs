@@ -13,6 +13,7 @@
 //!     framing/  the only user of mqttbytes: decode (bytes -> packets), encode (ours)
 //!     session   sans-IO MQTT 3.1.1 client: bytes + now -> events and bytes to send
 //!     acks      acks waiting for a commit (arrival order); QoS 2 packet-id sets
+//!     outflight our own QoS 1/2 publishes until acked (replay): window, resend
 //!     backoff   jittered exponential reconnect policy
 //!     topic     topic-filter matching and validity checks
 //!   store/
@@ -40,6 +41,7 @@
 //!   app         the mio loop: tokens, deadlines, dispatch, shutdown sequence
 //!   select/     export/replay selection: TIME, files by name, k-way merge over store::reader
 //!   export/     `attic export`: the selection as JSON lines, CSV or one SQLite file
+//!   replay/     `attic replay`: the selection published to a broker over one Connection
 //! ```
 //!
 //! # Data flow
@@ -68,6 +70,7 @@ pub mod metrics;
 pub mod mqtt;
 pub mod net;
 pub mod publisher;
+pub mod replay;
 pub mod report;
 pub mod run_options;
 pub mod select;

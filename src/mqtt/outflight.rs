@@ -71,13 +71,13 @@ impl Outflight {
         self.entries.is_empty()
     }
 
-    /// Another publish may be sent now.
-    pub fn has_room(&self) -> bool {
-        self.entries.len() < self.window
+    /// A publish at `qos` may be sent now (QoS 0 always may).
+    pub fn has_room(&self, qos: u8) -> bool {
+        qos == 0 || self.entries.len() < self.window
     }
 
-    /// Appends a QoS 1 or 2 PUBLISH to `out` and tracks it. The caller
-    /// checks [`Outflight::has_room`] first.
+    /// Appends a PUBLISH to `out`; QoS 1 and 2 are tracked until acked. The
+    /// caller checks [`Outflight::has_room`] first.
     pub fn publish(
         &mut self,
         topic: &str,
@@ -86,6 +86,10 @@ impl Outflight {
         retain: bool,
         out: &mut BytesMut,
     ) -> Result<(), String> {
+        if qos == 0 {
+            return framing::encode_publish(topic, &payload, 0, retain, 0, out)
+                .map_err(|e| e.to_string());
+        }
         let pkid = self.next_pkid();
         framing::encode_publish(topic, &payload, qos, retain, pkid, out)
             .map_err(|e| e.to_string())?;
@@ -234,12 +238,12 @@ mod tests {
         let mut o = Outflight::new(3);
         let mut out = BytesMut::new();
         for _ in 0..3 {
-            assert!(o.has_room());
+            assert!(o.has_room(1));
             o.publish("t", Bytes::new(), 1, false, &mut out).unwrap();
         }
-        assert!(!o.has_room());
+        assert!(!o.has_room(1) && o.has_room(0), "QoS 0 is never held back");
         o.on_puback(2).unwrap();
-        assert!(o.has_room(), "acks may come in any order");
+        assert!(o.has_room(2), "acks may come in any order");
     }
 
     #[test]

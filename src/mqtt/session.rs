@@ -517,14 +517,6 @@ impl Session {
         }
     }
 
-    /// Sets how many QoS 1/2 publishes may be in flight (default
-    /// [`PUBLISH_WINDOW`]); only before the first publish.
-    pub fn set_publish_window(&mut self, window: usize) {
-        if self.outflight.is_empty() {
-            self.outflight = Outflight::new(window);
-        }
-    }
-
     /// Our QoS 1/2 publishes not yet fully acknowledged.
     pub fn in_flight(&self) -> usize {
         self.outflight.len()
@@ -541,16 +533,11 @@ impl Session {
         retain: bool,
         now: Instant,
     ) -> Result<bool, String> {
-        if !self.is_connected() || (qos > 0 && !self.outflight.has_room()) {
+        if !self.is_connected() || !self.outflight.has_room(qos) {
             return Ok(false);
         }
-        if qos == 0 {
-            framing::encode_publish(topic, &payload, 0, retain, 0, &mut self.outbox)
-                .map_err(|e| e.to_string())?;
-        } else {
-            self.outflight
-                .publish(topic, payload, qos, retain, &mut self.outbox)?;
-        }
+        self.outflight
+            .publish(topic, payload, qos, retain, &mut self.outbox)?;
         self.last_sent = now;
         Ok(true)
     }
@@ -957,7 +944,7 @@ mod tests {
     #[test]
     fn our_qos_1_and_2_publishes_complete_with_their_acks_within_the_window() {
         let (mut s, t0, mut ev) = connected(0);
-        s.set_publish_window(2);
+        s.outflight = Outflight::new(2);
         assert_eq!(
             s.publish_message("r/1", Bytes::from_static(b"a"), 1, false, t0),
             Ok(true)

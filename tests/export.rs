@@ -10,7 +10,7 @@ mod common;
 
 use common::*;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
 
@@ -280,19 +280,18 @@ fn exports_of_a_two_stream_recording_match_the_files_row_by_row() {
     let mut c = TestClient::connect(broker.port(), "pub");
     c.publish("a/retained", b"kept", 1, true);
     c.publish("b/retained", &[0xff, 0xfe, 0x00], 1, true);
-    let mut attic = start_attic(&dir, &data, broker.port(), 1);
-
-    let start = Instant::now();
-    let mut round = 0u32;
-    // Publish until each stream has finished several 1 s files.
-    while finished_files(&data.join("alpha")).len() < 3
-        || finished_files(&data.join("beta")).len() < 3
-    {
-        assert!(
-            start.elapsed() < T,
-            "no rotation after {T:?}; log: {}",
-            attic.log_path().display()
-        );
+    // 80 rounds 40 ms apart span more than three 1 s files. Attic stops
+    // by itself once every message is committed, so nothing polls the
+    // files while it writes them.
+    let rounds = 80u32;
+    let total = 2 + 6 * rounds + 2;
+    let mut attic = Attic::start_with_args(
+        &config(&data, broker.port(), 1),
+        &dir,
+        &["--stop-after-messages", &total.to_string()],
+    );
+    attic.wait_ready(T);
+    for round in 0..rounds {
         c.publish(
             "a/text",
             format!("é \"{round}\", x\ny").as_bytes(),
@@ -309,18 +308,27 @@ fn exports_of_a_two_stream_recording_match_the_files_row_by_row() {
         c.publish("b/x/1", format!("{round}").as_bytes(), 0, false);
         c.publish("b/x/2", &[0xc3, 0x28], 1, false);
         c.publish("b/y", b"{\"v\":1}", 0, false);
-        round += 1;
-        std::thread::sleep(Duration::from_millis(40));
+        std::thread::sleep(Duration::from_millis(40)); // spreading rows over files is the point
     }
     c.publish("a/end", b"end", 1, false);
     c.publish("b/end", b"end", 1, false);
-    wait_until(T, "the end markers stored", || {
-        stored_with(&data, "payload = CAST('end' AS BLOB)") == 2
-    });
-    attic.stop_clean();
+    let status = attic
+        .wait_exit(T)
+        .expect("attic stops after the last message");
+    assert!(status.success(), "{}", attic.log());
+    for stream in ["alpha", "beta"] {
+        assert!(
+            finished_files(&data.join(stream)).len() >= 3,
+            "{stream}: several 1 s files"
+        );
+        assert!(
+            part_files(&data.join(stream)).is_empty(),
+            "{stream}: all finalised"
+        );
+    }
 
     let all = expected(&data);
-    assert!(all.len() > 60, "{} rows", all.len());
+    assert_eq!(all.len(), total as usize, "every message stored");
     assert!(all.iter().any(|r| r.retain) && all.iter().any(|r| r.payload.is_empty()));
     assert_eq!(all.iter().filter(|r| r.topic.ends_with("end")).count(), 2);
     let cfg = attic.config_path().to_path_buf();

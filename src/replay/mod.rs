@@ -146,13 +146,15 @@ pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, Re
     let mut drain_until: Option<Instant> = None;
     loop {
         let now = Instant::now();
-        // Publish what is due, within the window.
+        // Publish what is due, within the window. `held`: a due row waits
+        // for acks or for the socket, so the poll must not wake for it.
         let mut sent = 0;
-        while drain_until.is_none()
-            && conn.is_connected()
-            && sent < BURST
-            && conn.session_mut().outbox().len() < MAX_OUTBOX
-        {
+        let mut held = false;
+        while drain_until.is_none() && conn.is_connected() && sent < BURST {
+            if conn.session_mut().outbox().len() >= MAX_OUTBOX {
+                held = true;
+                break;
+            }
             if next.is_none() && !exhausted {
                 match rows.next_row().map_err(ReplayError::Select)? {
                     Some(row) => {
@@ -177,7 +179,10 @@ pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, Re
                 .publish_message(&topic, payload, qos, retain, now)
             {
                 Ok(true) => summary.published += 1,
-                Ok(false) => break, // window full: wait for acks
+                Ok(false) => {
+                    held = true; // window full: wait for acks
+                    break;
+                }
                 Err(e) => {
                     log::warn!("skipping a row of {topic:?}: {e}");
                     summary.skipped += 1;
@@ -208,7 +213,7 @@ pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, Re
         let mut deadline = conn.next_deadline();
         if let Some((_, due)) = next
             .as_ref()
-            .filter(|_| conn.is_connected() && drain_until.is_none())
+            .filter(|_| !held && conn.is_connected() && drain_until.is_none())
         {
             deadline = Some(deadline.map_or(*due, |d| d.min(*due)));
         }

@@ -71,8 +71,10 @@ impl ExportFile {
             source,
         };
         let conn = Connection::open(&tmp).map_err(err)?;
+        // 8 KiB pages: fewer page splits and writes than 4 KiB for the same
+        // 2 MiB cache (measured: less system time, CPU within noise lower).
         conn.execute_batch(&format!(
-            "PRAGMA page_size = 4096;
+            "PRAGMA page_size = 8192;
              PRAGMA application_id = {APPLICATION_ID};
              PRAGMA journal_mode = OFF;
              PRAGMA synchronous = OFF;

@@ -20,6 +20,7 @@
 //!     gate      ack-after-commit as a sans-IO state machine over the Store trait
 //!     writer/   rusqlite: open file + prepared statement, finalise, recovery
 //!     rotation  pure time arithmetic: periods, day folders, file names
+//!     retention deletes the oldest finished files (age, size, free space), sliced
 //!     reader    read-only chunked cursor over one file (export, replay)
 //!     export_file  the SQLite file of `attic export --format sqlite`
 //!   filter/     the per-stream filter chain: keep, drop (counted) or rewrite

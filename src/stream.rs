@@ -232,6 +232,18 @@ impl Stream {
         std::iter::once((WIRE_LIMIT_NAME, self.counters.oversize)).chain(self.chain.dropped())
     }
 
+    /// Storage is failing (messages held, a retry pending): freeing disk
+    /// space may help.
+    pub fn storage_failing(&self) -> bool {
+        self.gate.is_retrying()
+    }
+
+    /// Space was freed: retry the failed write at the next timer check
+    /// instead of waiting for the retry interval.
+    pub fn retry_storage_soon(&mut self, now: Instant) {
+        self.gate.retry_soon(now);
+    }
+
     /// Rows inserted and not yet committed.
     pub fn uncommitted(&self) -> usize {
         self.writer.uncommitted()

@@ -14,11 +14,13 @@
 mod checker;
 mod describe;
 mod locate;
+mod retention;
 mod sections;
 mod yaml;
 
 pub use crate::mqtt::topic::topic_filter_problem;
 pub use crate::store::Durability;
+pub use crate::store::retention::Limits as Retention;
 
 use crate::filter;
 use checker::Checker;
@@ -48,6 +50,9 @@ pub struct Config {
     /// `log-performance` + `log-performance-stream`: where to publish the JSON
     /// report; `None` when `log-performance` is false.
     pub performance: Option<PerformanceConfig>,
+    /// `retention.min-free-mb` in bytes: free space kept on the data
+    /// folder's file system (oldest finished files of any stream go).
+    pub min_free_bytes: Option<u64>,
 }
 
 /// How to reach and log in to a broker.
@@ -114,6 +119,8 @@ pub struct StreamConfig {
     pub filters: Vec<filter::Spec>,
     /// `durability` (default normal).
     pub durability: Durability,
+    /// `retention` (the stream's own keys over the top-level ones).
+    pub retention: Retention,
 }
 
 /// `log-performance-stream`: where the JSON self-report is published.

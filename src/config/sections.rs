@@ -24,6 +24,7 @@ pub(super) const TOP_KEYS: &[&str] = &[
     "log-performance-stream",
     "log-level",
     "metrics-file",
+    "retention",
 ];
 
 pub(super) const STREAM_KEYS: &[&str] = &[
@@ -46,6 +47,7 @@ pub(super) const STREAM_KEYS: &[&str] = &[
     "exclude",
     "filters",
     "durability",
+    "retention",
 ];
 
 pub(super) const PERFORMANCE_KEYS: &[&str] = &[
@@ -111,6 +113,7 @@ impl Checker<'_> {
             .and_then(|s| s.parse().ok())
             .unwrap_or(log::LevelFilter::Info);
         let metrics_file = self.path(&top, "metrics-file");
+        let retention = self.top_retention(&top);
 
         let mut streams = Vec::new();
         match top.get("streams") {
@@ -121,7 +124,8 @@ impl Checker<'_> {
             Some(Yaml::List(items)) => {
                 for (i, item) in items.iter().enumerate() {
                     let path = child(&top.at("streams"), Seg::Index(i));
-                    if let Some(stream) = self.stream(item, &path) {
+                    if let Some(mut stream) = self.stream(item, &path) {
+                        stream.retention = self.stream_retention(item, &path, &retention);
                         streams.push((path, stream));
                     }
                 }
@@ -155,6 +159,7 @@ impl Checker<'_> {
             metrics_file,
             streams: streams.into_iter().map(|(_, s)| s).collect(),
             performance,
+            min_free_bytes: retention.min_free_bytes,
         })
     }
 
@@ -238,6 +243,7 @@ impl Checker<'_> {
             exclude,
             filters,
             durability,
+            retention: Default::default(),
         })
     }
 

@@ -139,6 +139,14 @@ impl Gate {
         self.retry_at.is_some()
     }
 
+    /// Space was freed (retention): the scheduled retry is due at `now`
+    /// instead of after the retry interval.
+    pub fn retry_soon(&mut self, now: Instant) {
+        if self.retry_at.is_some() {
+            self.retry_at = Some(now);
+        }
+    }
+
     /// Messages held because storage failed.
     pub fn held(&self) -> usize {
         self.held.len()
@@ -519,6 +527,29 @@ mod tests {
         let a = gate.on_timer(&mut store, due + STORE_RETRY, &mut c);
         assert!(a.release_acks && a.recovered && a.committed == 1, "{a:?}");
         assert_eq!(FakeStore::topics(&store.committed), ["a"]);
+        assert!(!gate.is_failing());
+    }
+
+    #[test]
+    fn freed_space_brings_the_retry_forward_and_does_nothing_when_storage_works() {
+        let (mut gate, mut store, mut c) = (
+            Gate::new("t", INTERVAL),
+            FakeStore::new(),
+            Counters::default(),
+        );
+        let t0 = Instant::now();
+        gate.retry_soon(t0);
+        assert_eq!(gate.next_deadline(), None, "nothing to retry");
+        gate.accept(&mut store, msg("a"), t0, &mut c);
+        store.commit_fails = Fail::Keep;
+        gate.on_timer(&mut store, t0 + INTERVAL, &mut c);
+        assert!(gate.is_retrying());
+        store.commit_fails = Fail::No;
+        let t1 = t0 + INTERVAL + Duration::from_millis(5);
+        gate.retry_soon(t1);
+        assert_eq!(gate.next_deadline(), Some(t1));
+        let a = gate.on_timer(&mut store, t1, &mut c);
+        assert!(a.release_acks && a.recovered, "{a:?}");
         assert!(!gate.is_failing());
     }
 

@@ -1,13 +1,15 @@
 //! Storage: where a message goes once the session has delivered it.
 //!
 //! [`gate`] is ack-after-commit as a sans-IO state machine; [`rotation`] is
-//! pure time arithmetic; [`writer`] owns the SQLite files; [`reader`] reads
-//! them back and [`export_file`] writes an export. Nothing here sees
-//! an MQTT packet or imports `mqtt`, `net`, `config` or `stream`.
+//! pure time arithmetic; [`writer`] owns the SQLite files; [`retention`]
+//! deletes the oldest finished ones; [`reader`] reads them back and
+//! [`export_file`] writes an export. Nothing here sees an MQTT packet or
+//! imports `mqtt`, `net`, `config` or `stream`.
 
 pub mod export_file;
 pub mod gate;
 pub mod reader;
+pub mod retention;
 pub mod rotation;
 pub mod writer;
 

@@ -104,6 +104,10 @@ impl FileReader {
         };
         let found = if is_part {
             cursor.with_part(last_rowid)?
+        } else if !path.exists() {
+            // Deleted since it was listed (retention runs while we read).
+            log::warn!("{}: deleted before it was read, skipped", path.display());
+            None
         } else {
             let conn = open_ro(path).map_err(|e| sqlite_err(path, e))?;
             let last = last_rowid(&conn).map_err(|e| sqlite_err(path, e))?;

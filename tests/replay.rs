@@ -261,3 +261,55 @@ fn replay_at_a_finite_speed_lasts_the_recorded_span_divided_by_the_speed() {
     assert_eq!(status.code(), Some(0), "{err}");
     assert!(err.contains("stopped after"), "{err}");
 }
+
+#[test]
+fn a_broker_restart_during_a_replay_loses_no_qos_1_row() {
+    let dir = TempDir::new("replay-restart");
+    let (cfg, rows) = record(&dir, 12, Duration::from_millis(150));
+    let mut target = Mosquitto::builder().persistence(true).start();
+    let mut sub = TestClient::connect_with(target.port(), "sub-persist", false);
+    sub.subscribe("#", 1);
+    let mut child = std::process::Command::new(common::attic::ATTIC_EXE)
+        .args(["replay", "--config", cfg.to_str().unwrap(), "--qos", "1"])
+        .arg("--broker")
+        .arg(format!("127.0.0.1:{}", target.port()))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A few rows arrive, then the broker goes away under the replay.
+    let mut got: Vec<(String, Vec<u8>)> = sub
+        .recv_n(4, T)
+        .iter()
+        .map(|p| (p.topic.clone(), p.payload.to_vec()))
+        .collect();
+    drop(sub);
+    target.restart();
+    let mut sub = TestClient::connect_with(target.port(), "sub-persist", false);
+    let want: std::collections::BTreeSet<(String, Vec<u8>)> = rows
+        .iter()
+        .map(|r| (r.topic.clone(), r.payload.clone()))
+        .collect();
+    let t = Instant::now();
+    while !want.iter().all(|w| got.contains(w)) {
+        assert!(t.elapsed() < T, "missing after a restart: {:?}", {
+            want.iter().filter(|w| !got.contains(w)).collect::<Vec<_>>()
+        });
+        if let Some(p) = sub.recv_timeout(Duration::from_millis(200)) {
+            got.push((p.topic.clone(), p.payload.to_vec()));
+        }
+    }
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < T, "replay did not finish after the restart");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("connection closed"),
+        "the replay saw the restart: {err}"
+    );
+}

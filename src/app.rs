@@ -27,24 +27,34 @@ use crate::harness::{Harness, Progress};
 use crate::metrics::MetricsFile;
 use crate::publisher::Publisher;
 use crate::report::{self, ProcessSample, Reporter, StreamSample};
+use crate::resolve::{self, Resolver};
 use crate::run_options::RunOptions;
 use crate::signals::{Signal, Signals};
+use crate::store::finaliser::Finaliser;
 use crate::store::retention::{self, Retention};
 use crate::store::writer;
 use crate::stream::Stream;
 use crate::summary::StreamTotals;
 use crate::systemd::Notifier;
-use mio::{Events, Poll, Token};
+use mio::{Events, Poll, Token, Waker};
 use std::fmt;
 use std::io;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod helpers;
+use helpers::{hand_over_closed, on_finalised, on_resolved};
 
 const SIGNAL: Token = Token(usize::MAX - 1);
 const WALL: Token = Token(usize::MAX - 2);
 const PUBLISHER: Token = Token(usize::MAX - 3);
+/// The helper threads' waker (resolver and finaliser: mio allows one per poll).
+const HELPERS: Token = Token(usize::MAX - 4);
 
-/// How long the stop sequence may wait for DISCONNECTs to be written.
-const STOP_FLUSH: Duration = Duration::from_millis(500);
+/// How long the stop sequence may wait for DISCONNECTs to be written and
+/// closed files to be finished; what is unfinished by then stays `.part`
+/// for the next start (the whole stop must take less than 2 s).
+const STOP_WAIT: Duration = Duration::from_millis(1500);
 
 /// Longest slice of retention work per loop turn (deleting 100,000 old
 /// files must not stall the streams).
@@ -135,13 +145,21 @@ fn serve(config: &Config, harness: &mut Harness) -> Result<(), AppError> {
     let mut wall = WallTimer::new()?;
     wall.register(poll.registry(), WALL)?;
 
+    let waker = Arc::new(Waker::new(poll.registry(), HELPERS)?);
+    let mut resolver = Resolver::new(waker.clone(), resolve::from_env());
+    let mut finaliser = Finaliser::start(waker)?;
+
     let host = crate::config::host_name();
     let start = Instant::now();
     let mut streams: Vec<Stream> = config
         .streams
         .iter()
         .enumerate()
-        .map(|(i, s)| Stream::new(s, &config.data_folder, Token(i), &host, start))
+        .map(|(i, s)| {
+            let mut stream = Stream::new(s, &config.data_folder, Token(i), &host, start);
+            stream.set_resolver(resolver.handle());
+            stream
+        })
         .collect();
     if harness.wants_files() {
         streams.iter_mut().for_each(|s| s.tally.record_files());
@@ -158,10 +176,11 @@ fn serve(config: &Config, harness: &mut Harness) -> Result<(), AppError> {
     let mut sigs = Vec::new();
     let mut reporter = Reporter::new(config.feedback_period, start, ProcessSample::read().cpu);
     let mut out = Outputs {
-        publisher: config
-            .performance
-            .as_ref()
-            .map(|p| Publisher::new(p, PUBLISHER, start)),
+        publisher: config.performance.as_ref().map(|p| {
+            let mut publisher = Publisher::new(p, PUBLISHER, start);
+            publisher.set_resolver(resolver.handle());
+            publisher
+        }),
         metrics: config.metrics_file.clone().map(MetricsFile::new),
         notifier: Notifier::from_env(),
     };
@@ -191,7 +210,9 @@ fn serve(config: &Config, harness: &mut Harness) -> Result<(), AppError> {
             .chain(harness.next_deadline())
             .chain(retention.as_ref().map(Retention::next_deadline))
             .min();
-        let timeout = if streams.iter().any(Stream::has_unread) {
+        let unread = streams.iter().any(Stream::has_unread)
+            || out.publisher.as_ref().is_some_and(Publisher::has_unread);
+        let timeout = if unread {
             Some(Duration::ZERO)
         } else {
             deadline.map(|d| d.saturating_duration_since(now))
@@ -227,6 +248,18 @@ fn serve(config: &Config, harness: &mut Harness) -> Result<(), AppError> {
                         p.on_ready(poll.registry(), &mut buf, now);
                     }
                 }
+                HELPERS => {
+                    on_resolved(&mut resolver, &mut streams, &mut out, poll.registry(), now);
+                    // Retention runs after a rotation once its files are
+                    // finished (a `.part` does not count): when the last
+                    // one handed over is done.
+                    if on_finalised(&mut finaliser, &streams) > 0
+                        && finaliser.pending() == 0
+                        && let Some(r) = retention.as_mut()
+                    {
+                        r.request(now);
+                    }
+                }
                 Token(i) => {
                     if let Some(s) = streams.get_mut(i) {
                         let t = Instant::now();
@@ -241,6 +274,9 @@ fn serve(config: &Config, harness: &mut Harness) -> Result<(), AppError> {
         for s in &mut streams {
             s.continue_reading(poll.registry(), &mut buf, now);
         }
+        if let Some(p) = out.publisher.as_mut() {
+            p.continue_reading(poll.registry(), &mut buf, now);
+        }
         let stop = harness.on_turn(streams.iter().map(progress), stop, now);
         if stop {
             log::info!(
@@ -252,7 +288,13 @@ fn serve(config: &Config, harness: &mut Harness) -> Result<(), AppError> {
             if let Some(p) = out.publisher.as_mut() {
                 p.shutdown(poll.registry(), now);
             }
-            let stopped = stop_all(&mut poll, &signals, &mut streams, &mut events);
+            let stopped = stop_all(
+                &mut poll,
+                &signals,
+                &mut streams,
+                &mut finaliser,
+                &mut events,
+            );
             harness.stopped(streams.iter().map(totals));
             return stopped;
         }
@@ -274,11 +316,11 @@ fn serve(config: &Config, harness: &mut Harness) -> Result<(), AppError> {
                 let t = Instant::now();
                 s.rotate(poll.registry(), now);
                 *b += t.elapsed();
-                if let Some(r) = retention.as_mut() {
-                    r.request(now);
-                }
             }
         }
+        // Files closed this turn (rotation, or a message past the period
+        // end) are finished off the loop.
+        hand_over_closed(&mut streams, &mut finaliser);
         if let Some(r) = retention.as_mut() {
             retention_turn(r, &mut streams, now, wall_now);
         }
@@ -431,13 +473,17 @@ impl Outputs {
     }
 }
 
-/// The stop sequence: commit, acknowledge, finalise, DISCONNECT, close.
-/// A second SIGINT/SIGTERM while waiting for the sockets exits at once; the
-/// files are already final by then.
+/// The stop sequence: commit, acknowledge, close every file, DISCONNECT;
+/// then wait, at most [`STOP_WAIT`], for the DISCONNECTs to be written and
+/// the closed files to be finished. A file a reader holds (or a slow disk)
+/// never holds up the exit: what is unfinished then stays a complete
+/// `.part` that the next start finishes. A second SIGINT/SIGTERM exits at
+/// once, at any point of the wait.
 fn stop_all(
     poll: &mut Poll,
     signals: &Signals,
     streams: &mut [Stream],
+    finaliser: &mut Finaliser,
     events: &mut Events,
 ) -> Result<(), AppError> {
     log::info!("stopping: committing and closing files");
@@ -448,11 +494,18 @@ fn stop_all(
             pending.push(i);
         }
     }
-    let deadline = now + STOP_FLUSH;
+    hand_over_closed(streams, finaliser);
+    let deadline = now + STOP_WAIT;
     let mut sigs = Vec::new();
-    while !pending.is_empty() {
+    while !pending.is_empty() || finaliser.pending() > 0 {
         let now = Instant::now();
         if now >= deadline {
+            if finaliser.pending() > 0 {
+                log::warn!(
+                    "stopping with {} closed file(s) not finished (a reader holds them, or the disk is slow); they stay .part and are finished at the next start",
+                    finaliser.pending()
+                );
+            }
             break;
         }
         if let Err(e) = poll.poll(events, Some(deadline - now)) {
@@ -462,12 +515,18 @@ fn stop_all(
             return Err(e.into());
         }
         for ev in events.iter() {
-            if ev.token() == SIGNAL {
-                signals.drain(&mut sigs)?;
-                if sigs.contains(&Signal::Stop) {
-                    log::warn!("second stop signal: exiting now");
-                    return Ok(());
+            match ev.token() {
+                SIGNAL => {
+                    signals.drain(&mut sigs)?;
+                    if sigs.contains(&Signal::Stop) {
+                        log::warn!("second stop signal: exiting now");
+                        return Ok(());
+                    }
                 }
+                HELPERS => {
+                    on_finalised(finaliser, streams);
+                }
+                _ => {}
             }
         }
         let now = Instant::now();

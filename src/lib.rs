@@ -20,6 +20,7 @@
 //!     gate      ack-after-commit as a sans-IO state machine over the Store trait
 //!     writer/   rusqlite: open file + prepared statement, finalise, recovery
 //!     rotation  pure time arithmetic: periods, day folders, file names
+//!     finaliser closed files finished on a helper thread (checkpoint, fsync, rename)
 //!     retention deletes the oldest finished files (age, size, free space), sliced
 //!     reader    read-only chunked cursor over one file (export, replay)
 //!     export_file  the SQLite file of `attic export --format sqlite`
@@ -30,6 +31,7 @@
 //!   counters    per-stream counters: written by stream, read by report
 //!   report/     self-report: figures, process sample, text, JSON, Prometheus
 //!   net         nonblocking TCP; Link = a socket with its poll registration
+//!   resolve     host names resolved off the loop (lookup threads + mio::Waker)
 //!   signals     signalfd: SIGINT/SIGTERM/SIGHUP as a poll source
 //!   clock       the two clocks: monotonic deadlines and a CLOCK_REALTIME timerfd
 //!   metrics     metrics-file: atomic rewrite of the Prometheus text
@@ -73,6 +75,7 @@ pub mod net;
 pub mod publisher;
 pub mod replay;
 pub mod report;
+pub mod resolve;
 pub mod run_options;
 pub mod select;
 pub mod signals;

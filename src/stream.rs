@@ -126,7 +126,7 @@ impl Stream {
             seed(token),
             now,
         );
-        let writer = Writer::new(
+        let mut writer = Writer::new(
             data_folder.join(&cfg.folder_name),
             cfg.rotation,
             cfg.durability,
@@ -137,6 +137,8 @@ impl Stream {
                 host: host_name.to_owned(),
             },
         );
+        // Closed files are finished off the loop (`store::finaliser`).
+        writer.defer_finalising();
         let mut chain = Chain::new();
         if !cfg.exclude.is_empty() {
             let topics = cfg.exclude.clone();
@@ -294,14 +296,12 @@ impl Stream {
             }
             match self.conn.read(registry, buf, now) {
                 Read::Data(n) => {
+                    // Even after a short read, read on until WouldBlock or
+                    // end of file: a FIN that came with the data raises no
+                    // further edge, and would go unnoticed until the
+                    // keep-alive ran out.
                     total += n;
                     self.handle_events(registry, now);
-                    if n < buf.len() {
-                        // A short read emptied the socket's receive queue;
-                        // anything arriving later raises a new edge, so the
-                        // WouldBlock read would only cost a system call.
-                        break;
-                    }
                 }
                 Read::WouldBlock => break,
                 Read::Gone => {
@@ -487,6 +487,28 @@ impl Stream {
         !self.conn.has_output() || !self.conn.is_open()
     }
 
+    /// Host names of this stream's broker are resolved through `resolver`.
+    pub fn set_resolver(&mut self, resolver: crate::resolve::ResolverHandle) {
+        self.conn.set_resolver(resolver);
+    }
+
+    /// The broker's host name was looked up: connect (or back off).
+    pub fn on_resolved(
+        &mut self,
+        registry: &Registry,
+        answer: crate::resolve::Answer,
+        now: Instant,
+    ) {
+        self.conn.on_resolved(registry, answer, now);
+        self.handle_events(registry, now);
+    }
+
+    /// Files this stream closed that still need finishing (checkpoint,
+    /// fsync, rename), with the stream's durability.
+    pub fn take_closed(&mut self) -> (Vec<std::path::PathBuf>, crate::store::Durability) {
+        (self.writer.take_closed(), self.writer.durability())
+    }
+
     /// Closes the socket at the end of the stop sequence.
     pub fn close(&mut self, registry: &Registry) {
         self.conn.close(registry);
@@ -556,7 +578,13 @@ impl Store for TimedWriter<'_> {
         let closed = self.track(r)?;
         if let Some(path) = &closed {
             self.tally.committed();
-            self.tally.file_written(path);
+            // The writer returns the closed `.part`; the finaliser thread
+            // gives it its final name (or the next start does).
+            let done = match path.extension() {
+                Some(ext) if ext == "part" => path.with_extension(""),
+                _ => path.clone(),
+            };
+            self.tally.file_written(&done);
         }
         Ok(closed)
     }

@@ -11,6 +11,7 @@
 //! The walk is: text -> `Yaml` (our own tree, from `read_yaml`) -> `Checker`
 //! (typed getters that record a [`Problem`] and go on) -> [`Config`].
 
+mod bounds;
 mod checker;
 mod describe;
 mod locate;
@@ -260,6 +261,7 @@ fn parse_with_host(text: &str, file: &Path, host: &str) -> Result<Config, Config
         locator: locate::Locator::new(text),
         problems: Vec::new(),
         host,
+        tag: String::new(),
         dir,
     };
     let config = checker.config(&root);

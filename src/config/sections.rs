@@ -5,12 +5,14 @@
 //! folders and client ids). Must not: touch the network or open databases;
 //! reading a `password-file` is its only file access.
 
+use super::bounds;
 use super::checker::{Checker, Fields};
 use super::yaml::Yaml;
 use super::{
     BrokerConfig, Config, Durability, PerformanceConfig, Seg, StreamConfig, child, key, path_string,
 };
 use crate::filter::{self, options::Step};
+use crate::mqtt::identity;
 use crate::mqtt::topic::mqtt_string_problem;
 use crate::suggest::suggestion;
 use std::path::Path;
@@ -103,6 +105,9 @@ impl Checker<'_> {
             self.missing(&top, "data-folder", "");
         }
         let data_folder = self.path(&top, "data-folder");
+        if let Some(folder) = &data_folder {
+            self.tag = identity::instance_tag(folder);
+        }
         let feedback_period = self.feedback_period(&top);
         let log_level = self
             .choice(
@@ -176,13 +181,14 @@ impl Checker<'_> {
                 return default;
             }
         };
-        match Duration::try_from_secs_f64(seconds) {
-            Ok(d) if seconds > 0.0 && d.as_secs() <= MAX_COUNT => d,
-            _ => {
-                self.report(
-                    &top.at(k),
-                    format!("must be a number of seconds above 0 and at most {MAX_COUNT}; found {seconds}"),
-                );
+        match (
+            bounds::feedback_problem(seconds),
+            Duration::try_from_secs_f64(seconds),
+        ) {
+            (None, Ok(d)) => d,
+            (why, _) => {
+                let why = why.unwrap_or_else(|| format!("is not a duration: {seconds}"));
+                self.report(&top.at(k), why);
                 default
             }
         }
@@ -211,9 +217,13 @@ impl Checker<'_> {
         let rotation = self
             .integer(&f, "file-rotation-time-seconds", 1, MAX_COUNT)
             .unwrap_or(DEFAULT_ROTATION_SECONDS);
+        let now = std::time::SystemTime::now();
+        if let Some(why) = crate::store::rotation::wall_deadline_problem_at(rotation, now) {
+            self.report(&f.at("file-rotation-time-seconds"), why);
+        }
         let qos = self.qos(&f);
         let commit_ms = self
-            .integer(&f, "commit-interval-ms", 1, MAX_COUNT)
+            .integer(&f, "commit-interval-ms", bounds::MIN_COMMIT_MS, MAX_COUNT)
             .unwrap_or(DEFAULT_COMMIT_MS);
         let coalesce_ms = self
             .integer(&f, "coalesce-ms", 0, MAX_COALESCE_MS)
@@ -228,7 +238,7 @@ impl Checker<'_> {
             Some("power-safe") => Durability::PowerSafe,
             _ => Durability::Normal,
         };
-        let default_id = format!("attic-{}-{folder_name}", self.host);
+        let default_id = identity::default_client_id(self.host, &folder_name, &self.tag);
         let broker = self.broker(&f, default_id, true);
 
         Some(StreamConfig {
@@ -398,7 +408,7 @@ impl Checker<'_> {
             None => {}
         }
         let qos = self.qos(&f);
-        let default_id = format!("attic-{}-performance", self.host);
+        let default_id = identity::default_client_id(self.host, "performance", &self.tag);
         let broker = self.broker(&f, default_id, enabled);
         Some(PerformanceConfig {
             broker,

@@ -25,7 +25,10 @@
 use super::acks::Acks;
 use super::backoff::{Backoff, STABLE};
 use super::framing::{self, Ack, ConnectParams, Decoder, Incoming};
+use super::identity::{self, TakeoverWatch};
 use super::outflight::Outflight;
+
+mod publish;
 use bytes::{Bytes, BytesMut};
 use std::time::{Duration, Instant};
 
@@ -121,6 +124,9 @@ pub struct SessionStats {
     pub connections: u64,
     /// Connections lost or refused.
     pub failures: u64,
+    /// Times the broker kept closing the connection right after accepting
+    /// it (warned as a probable client id clash).
+    pub suspected_takeovers: u64,
     /// Times the subscriptions were confirmed: a SUBACK, or a CONNACK that
     /// resumed a session (`--ready-file` waits for the first).
     pub subscribed: u64,
@@ -149,13 +155,12 @@ pub struct Session {
     last_recv: Instant,
     ping_outstanding: bool,
     stats: SessionStats,
+    /// Notices a broker that keeps closing the connection right after
+    /// accepting it (another client with the same id).
+    takeover: TakeoverWatch,
     /// Our own QoS 1/2 publishes awaiting their acks (replay).
     outflight: Outflight,
 }
-
-/// Our QoS 1/2 publishes in flight at once, unless set otherwise
-/// (mosquitto's default `max_inflight_messages`).
-pub const PUBLISH_WINDOW: usize = 20;
 
 impl Session {
     /// A session that will connect at `now`.
@@ -173,7 +178,8 @@ impl Session {
             last_recv: now,
             ping_outstanding: false,
             stats: SessionStats::default(),
-            outflight: Outflight::new(PUBLISH_WINDOW),
+            takeover: TakeoverWatch::new(),
+            outflight: Outflight::new(publish::WINDOW),
         }
     }
 
@@ -297,6 +303,11 @@ impl Session {
     /// The TCP connection failed or was lost (`why` is logged).
     pub fn on_transport_down(&mut self, now: Instant, why: &str, events: &mut Vec<Event>) {
         if self.wants_transport() {
+            if self.takeover.on_close(now, true) {
+                self.stats.suspected_takeovers += 1;
+                let why = identity::takeover_warning(&self.cfg.client_id);
+                log::warn!("[{}] {why}", self.cfg.name);
+            }
             self.fail(now, why, events);
         }
     }
@@ -308,6 +319,7 @@ impl Session {
     /// reconnect. Nothing happens when there is no connection to abort.
     pub fn abort(&mut self, now: Instant, why: &str, events: &mut Vec<Event>) {
         if self.wants_transport() {
+            self.takeover.on_close(now, false);
             self.fail(now, why, events);
         }
     }
@@ -358,6 +370,23 @@ impl Session {
                 self.stats.connections += 1;
                 if self.stats.connections > 1 {
                     self.stats.reconnects += 1;
+                }
+                self.takeover.on_accepted(now);
+                self.backoff.connected();
+                if !self.cfg.clean_session && !session_present && !self.cfg.filters.is_empty() {
+                    if self.stats.connections > 1 {
+                        log::warn!(
+                            "[{}] the broker kept no session for client id {:?} (clean-session: false): messages published while Attic was disconnected are gone; subscribing again",
+                            self.cfg.name,
+                            self.cfg.client_id
+                        );
+                    } else {
+                        log::info!(
+                            "[{}] the broker has no session for client id {:?} yet; starting a persistent one",
+                            self.cfg.name,
+                            self.cfg.client_id
+                        );
+                    }
                 }
                 let resubscribe = !session_present && !self.cfg.filters.is_empty();
                 if resubscribe {
@@ -420,7 +449,21 @@ impl Session {
                     since,
                     suback_pending: false,
                 };
-                log::info!("[{}] subscribed; storing messages", self.cfg.name);
+                let granted_count = granted.iter().filter(|g| g.is_some()).count();
+                if granted_count == 0 {
+                    log::error!(
+                        "[{}] the broker refused every subscription: storing nothing (check the topic filters and the broker's access rules)",
+                        self.cfg.name
+                    );
+                } else if granted_count < granted.len() {
+                    log::warn!(
+                        "[{}] subscribed to {granted_count} of {} filters; storing their messages",
+                        self.cfg.name,
+                        granted.len()
+                    );
+                } else {
+                    log::info!("[{}] subscribed; storing messages", self.cfg.name);
+                }
                 self.stats.subscribed += 1;
                 self.stats.granted = granted;
                 events.push(Event::Connected);
@@ -498,48 +541,6 @@ impl Session {
         if self.acks.release(&mut self.outbox) {
             self.last_sent = now;
         }
-    }
-
-    /// Publishes at QoS 0 (the self-report). Dropped when not connected.
-    pub fn publish(&mut self, topic: &str, payload: &[u8], now: Instant) -> bool {
-        if !self.is_connected() {
-            return false;
-        }
-        match framing::encode_publish(topic, payload, 0, false, 0, &mut self.outbox) {
-            Ok(()) => {
-                self.last_sent = now;
-                true
-            }
-            Err(e) => {
-                log::warn!("[{}] {e}", self.cfg.name);
-                false
-            }
-        }
-    }
-
-    /// Our QoS 1/2 publishes not yet fully acknowledged.
-    pub fn in_flight(&self) -> usize {
-        self.outflight.len()
-    }
-
-    /// Publishes at any QoS (replay). `Ok(false)`: not now (not connected,
-    /// or the in-flight window is full); try again after the next read.
-    /// `Err`: this message cannot be encoded (topic too long), skip it.
-    pub fn publish_message(
-        &mut self,
-        topic: &str,
-        payload: Bytes,
-        qos: u8,
-        retain: bool,
-        now: Instant,
-    ) -> Result<bool, String> {
-        if !self.is_connected() || !self.outflight.has_room(qos) {
-            return Ok(false);
-        }
-        self.outflight
-            .publish(topic, payload, qos, retain, &mut self.outbox)?;
-        self.last_sent = now;
-        Ok(true)
     }
 
     /// Stop for good: queue DISCONNECT if connected. Acks not released
@@ -670,6 +671,61 @@ mod tests {
         assert_eq!(ev.last(), Some(&Event::Connected));
         ev.clear();
         (s, t0, ev)
+    }
+
+    /// Closes the connection at `now` (by the broker, or by Attic with
+    /// `abort`), then reconnects with a CONNACK that finds the session.
+    fn close_and_reconnect(s: &mut Session, now: Instant, by_broker: bool) -> Instant {
+        let mut ev = Vec::new();
+        if by_broker {
+            s.on_transport_down(now, "the broker closed the connection", &mut ev);
+        } else {
+            s.abort(now, "storage rolled back", &mut ev);
+        }
+        let at = s.next_deadline().unwrap();
+        s.on_timer(at, &mut ev);
+        s.on_transport_up(at, &mut ev);
+        sent(s);
+        s.on_bytes(
+            &wire(Incoming::ConnAck {
+                session_present: true,
+                code: 0,
+            }),
+            at,
+            &mut ev,
+        );
+        assert_eq!(ev.last(), Some(&Event::Connected));
+        at
+    }
+
+    #[test]
+    fn a_broker_that_keeps_closing_right_after_connack_is_reported_once_as_a_probable_takeover() {
+        let (mut s, t0, _) = connected(0);
+        let mut now = t0;
+        for _ in 0..2 {
+            now = close_and_reconnect(&mut s, now + Duration::from_millis(100), true);
+        }
+        assert_eq!(s.stats().suspected_takeovers, 0);
+        now = close_and_reconnect(&mut s, now + Duration::from_millis(100), true);
+        assert_eq!(s.stats().suspected_takeovers, 1);
+        now = close_and_reconnect(&mut s, now + Duration::from_millis(100), true);
+        assert_eq!(s.stats().suspected_takeovers, 1, "warned once per run");
+        // A connection that lasts ends the run; a new run warns again.
+        now = close_and_reconnect(&mut s, now + Duration::from_secs(60), true);
+        for _ in 0..3 {
+            now = close_and_reconnect(&mut s, now + Duration::from_millis(100), true);
+        }
+        assert_eq!(s.stats().suspected_takeovers, 2);
+    }
+
+    #[test]
+    fn connections_attic_closes_itself_never_look_like_a_takeover() {
+        let (mut s, t0, _) = connected(0);
+        let mut now = t0;
+        for _ in 0..5 {
+            now = close_and_reconnect(&mut s, now + Duration::from_millis(100), false);
+        }
+        assert_eq!(s.stats().suspected_takeovers, 0);
     }
 
     #[test]

@@ -112,6 +112,11 @@ pub struct Gate {
     held: VecDeque<Message>,
     /// Payload bytes inserted but not yet committed.
     uncommitted_bytes: u64,
+    /// The last rotation failed: its retries stay quiet until it works
+    /// (a failing rotation logs once per change of state, not per retry).
+    rotation_failing: bool,
+    /// Storage problems logged (error lines), for the tests.
+    logged: u64,
 }
 
 impl Gate {
@@ -124,6 +129,8 @@ impl Gate {
             retry_at: None,
             held: VecDeque::new(),
             uncommitted_bytes: 0,
+            rotation_failing: false,
+            logged: 0,
         }
     }
 
@@ -236,13 +243,21 @@ impl Gate {
             return actions;
         }
         match store.rotate() {
-            Ok(Some(path)) => {
-                counters.files_closed += 1;
-                log::info!("[{}] closed {}", self.name, path.display());
-                actions.closed = Some(path);
+            Ok(closed) => {
+                if std::mem::take(&mut self.rotation_failing) {
+                    log::info!("[{}] closing the file works again", self.name);
+                }
+                if let Some(path) = closed {
+                    counters.files_closed += 1;
+                    log::info!("[{}] closed {}", self.name, path.display());
+                    actions.closed = Some(path);
+                }
             }
-            Ok(None) => {}
-            Err(e) => self.failed(now, &e, counters, &mut actions),
+            Err(e) => {
+                let quiet = self.rotation_failing;
+                self.rotation_failing = true;
+                self.failed_quietly(now, &e, counters, &mut actions, quiet);
+            }
         }
         actions
     }
@@ -314,7 +329,11 @@ impl Gate {
         }
         self.commit_into(store, now, counters, actions);
         if self.retry_at.is_none() {
-            log::info!("[{}] storage works again", self.name);
+            // After a failed rotation, the rotation that follows says
+            // whether it works again.
+            if !self.rotation_failing {
+                log::info!("[{}] storage works again", self.name);
+            }
             actions.recovered = true;
         }
     }
@@ -327,6 +346,19 @@ impl Gate {
         e: &StoreError,
         counters: &mut Counters,
         actions: &mut Actions,
+    ) {
+        self.failed_quietly(now, e, counters, actions, false);
+    }
+
+    /// [`failed`](Self::failed), without the log line when `quiet` (a
+    /// retry of a failure already reported).
+    fn failed_quietly(
+        &mut self,
+        now: Instant,
+        e: &StoreError,
+        counters: &mut Counters,
+        actions: &mut Actions,
+        quiet: bool,
     ) {
         counters.store_errors += 1;
         if let StoreError::RolledBack { rows, .. } = e {
@@ -343,7 +375,8 @@ impl Gate {
         // The retry commits; a commit deadline left in the past would only
         // make the loop spin until then.
         self.commit_due = None;
-        if self.retry_at.is_none() {
+        if self.retry_at.is_none() && !quiet {
+            self.logged += 1;
             log::error!(
                 "[{}] cannot store: {e}; holding messages and not acknowledging, retrying every {} s",
                 self.name,
@@ -380,6 +413,7 @@ mod tests {
         commit_fails: Fail,
         commits: usize,
         rotations: usize,
+        rotate_fails: bool,
         abandoned: bool,
         /// Messages at or after this timestamp end the open period.
         period_end_us: Option<i64>,
@@ -394,6 +428,7 @@ mod tests {
                 commit_fails: Fail::No,
                 commits: 0,
                 rotations: 0,
+                rotate_fails: false,
                 abandoned: false,
                 period_end_us: None,
             }
@@ -455,6 +490,9 @@ mod tests {
         }
         fn rotate(&mut self) -> Result<Option<PathBuf>, StoreError> {
             self.commit()?;
+            if self.rotate_fails {
+                return Err(self.error(Fail::Keep));
+            }
             self.rotations += 1;
             Ok(Some(PathBuf::from("fake.sqlite")))
         }
@@ -628,6 +666,44 @@ mod tests {
         let a = gate.rotate(&mut store, t0, &mut c);
         assert!(a.release_acks && a.closed.is_some(), "{a:?}");
         assert_eq!((store.rotations, c.files_closed, c.stored), (1, 1, 1));
+    }
+
+    #[test]
+    fn a_rotation_that_keeps_failing_logs_once_not_at_every_retry() {
+        let (mut gate, mut store, mut c) = (
+            Gate::new("t", INTERVAL),
+            FakeStore::new(),
+            Counters::default(),
+        );
+        let mut now = Instant::now();
+        gate.accept(&mut store, msg("a"), now, &mut c);
+        store.rotate_fails = true;
+        for _ in 0..10 {
+            // The loop: the rotation is due whenever no retry is pending.
+            if !gate.is_retrying() {
+                gate.rotate(&mut store, now, &mut c);
+            }
+            now = gate.next_deadline().unwrap_or(now) + Duration::from_millis(1);
+            gate.on_timer(&mut store, now, &mut c);
+        }
+        assert_eq!(gate.logged, 1, "one error line for the whole outage");
+        assert!(c.store_errors >= 5, "every try is still counted");
+        assert_eq!(store.rotations, 0);
+        store.rotate_fails = false;
+        if !gate.is_retrying() {
+            gate.rotate(&mut store, now, &mut c);
+        } else {
+            now = gate.next_deadline().unwrap() + Duration::from_millis(1);
+            gate.on_timer(&mut store, now, &mut c);
+            gate.rotate(&mut store, now, &mut c);
+        }
+        assert_eq!(store.rotations, 1);
+        assert!(!gate.rotation_failing);
+        // A new failure after it worked is a new change of state: logged.
+        store.rotate_fails = true;
+        gate.accept(&mut store, msg("b"), now, &mut c);
+        gate.rotate(&mut store, now, &mut c);
+        assert_eq!(gate.logged, 2);
     }
 
     #[test]

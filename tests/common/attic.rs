@@ -34,8 +34,22 @@ pub struct Attic {
 }
 
 /// Keeps Attic's environment independent of the one the tests run in.
+///
+/// When the tests run for another architecture under qemu-user (see
+/// `.cargo/config.toml`), `ATTIC_TEST_RUNNER` holds the emulator command
+/// (such as `qemu-arm -L /usr/arm-linux-gnueabihf`): the binary is started
+/// through it, because the kernel cannot execute it directly.
 fn base_command() -> Command {
-    let mut cmd = Command::new(ATTIC_EXE);
+    let runner = std::env::var("ATTIC_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    let mut cmd = match words.next() {
+        Some(emulator) => {
+            let mut c = Command::new(emulator);
+            c.args(words).arg(ATTIC_EXE);
+            c
+        }
+        None => Command::new(ATTIC_EXE),
+    };
     cmd.env_remove("NOTIFY_SOCKET")
         .env_remove("JOURNAL_STREAM")
         .env_remove("WATCHDOG_USEC")

@@ -143,7 +143,8 @@ fn retained(port: u16, filter: &str) -> Vec<(String, Vec<u8>)> {
 #[test]
 fn replay_at_speed_0_publishes_every_row_in_order_with_exact_bytes_and_retain_off() {
     let dir = TempDir::new("replay");
-    let (cfg, rows) = record(&dir, 30, Duration::from_millis(10));
+    // More rows than one loop turn publishes (512).
+    let (cfg, rows) = record(&dir, 200, Duration::from_millis(2));
     assert!(rows.iter().any(|r| r.retain));
     let target = Mosquitto::start();
     let mut sub = TestClient::connect(target.port(), "sub");
@@ -201,6 +202,26 @@ fn replay_at_speed_0_publishes_every_row_in_order_with_exact_bytes_and_retain_of
     assert_eq!(
         retained(target.port(), "replayed/#"),
         [("replayed/a/retained".to_owned(), b"kept".to_vec())]
+    );
+
+    // All at QoS 0: no ack paces the loop, every turn's burst goes on.
+    let (_, took) = replay(
+        &dir,
+        &cfg,
+        target.port(),
+        &["--speed", "0", "--qos", "0", "--topic-prefix", "replayed/"],
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "{} rows at QoS 0 took {took:?}",
+        rows.len()
+    );
+    let got = sub.recv_n(rows.len(), T);
+    assert!(
+        got.iter()
+            .zip(&rows)
+            .all(|(g, w)| g.topic == format!("replayed/{}", w.topic)
+                && g.payload.as_ref() == &w.payload[..])
     );
 }
 

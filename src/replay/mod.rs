@@ -209,8 +209,12 @@ pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, Re
                 return Err(ReplayError::Unacknowledged(conn.session().in_flight()));
             }
         }
-        // Wait for the broker, a signal, the next due row or a session timer.
+        // Wait for the broker, a signal, the next due row or a session
+        // timer; after a full burst, only look at the sockets and go on.
         let mut deadline = conn.next_deadline();
+        if sent >= BURST {
+            deadline = Some(now);
+        }
         if let Some((_, due)) = next
             .as_ref()
             .filter(|_| !held && conn.is_connected() && drain_until.is_none())

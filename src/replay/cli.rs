@@ -109,7 +109,7 @@ pub fn parse(
                 opts.password = Some(text.trim_end_matches(['\n', '\r']).to_owned());
             }
             "--tls-ca-file" => {
-                return Err("--tls-ca-file: TLS is not supported by this build of attic".to_owned());
+                return Err("--tls-ca-file: attic replay does not speak TLS yet (streams do, see tls: in the config)".to_owned());
             }
             _ => return Err(format!("unexpected argument {a:?}")),
         }
@@ -283,7 +283,7 @@ mod tests {
             (&["--broker", "h", "--password-file", "nope"], "missing"),
             (
                 &["--broker", "h", "--tls-ca-file", "ca.pem"],
-                "TLS is not supported",
+                "does not speak TLS yet",
             ),
         ] {
             let e = p(args).expect_err(needle);

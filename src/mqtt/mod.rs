@@ -7,6 +7,7 @@ mod acks;
 pub mod backoff;
 pub mod framing;
 pub mod identity;
+pub mod outflight;
 pub mod session;
 pub mod topic;
 pub mod topic_alias;

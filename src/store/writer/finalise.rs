@@ -1,5 +1,6 @@
-//! Finalising a file: meta, checkpoint, `journal_mode=DELETE`, close,
-//! rename `.sqlite.part` to `.sqlite`, fsync the folder.
+//! Finalising a file: meta, checkpoint, `journal_mode=DELETE`, the `topics`
+//! index (`tuning::build_index`), close, rename `.sqlite.part` to
+//! `.sqlite`, fsync the folder.
 //!
 //! Owns: [`finish`] and [`rename_final`]. Must not: insert rows or choose
 //! when a file ends (the writer does).
@@ -54,7 +55,7 @@ pub(super) fn finish(
         let e = failure(ffi::SQLITE_BUSY, format!("journal_mode stayed {mode}"));
         return Err(sqlite_err("leave WAL mode", path, e));
     }
-    Ok(())
+    super::tuning::build_index(conn).map_err(|e| sqlite_err("build index", path, e))
 }
 
 /// Renames a closed `X.sqlite.part` to `X.sqlite` and fsyncs its folder.

@@ -26,6 +26,12 @@
 //! `wchar` (what Attic asked to write, sockets and log included). The temp
 //! folder (`$TMPDIR`) must be on a real disk, not tmpfs.
 //!
+//! Attic runs with `--ready-file` (the load starts the moment its
+//! subscription is acknowledged, no settling time) and `--summary` (its own
+//! count of stored messages, CPU seconds and peak RSS appear as `summary_*`
+//! beside the figures measured from outside; a stored count that differs
+//! from the rows in its files is reported on stderr).
+//!
 //! Every wait has a deadline; every child is killed and reaped and the
 //! temporary folder removed on every exit path (guards' `Drop`).
 
@@ -484,6 +490,8 @@ struct Sub {
     data: PathBuf,
     out: PathBuf,
     log: PathBuf,
+    /// Attic's `--summary` file (written at exit).
+    summary: PathBuf,
 }
 
 fn start_sub(kind: Kind, attic: &Path, dir: &Path, port: u16, qos: u8, rotation_s: u64) -> Sub {
@@ -491,6 +499,8 @@ fn start_sub(kind: Kind, attic: &Path, dir: &Path, port: u16, qos: u8, rotation_
     fs::create_dir_all(&data).unwrap();
     let out = dir.join("sub.out");
     let log = dir.join("sub.log");
+    let ready = dir.join("ready.json");
+    let summary = dir.join("summary.json");
     let mut cmd = match kind {
         Kind::Attic => {
             let cfg = dir.join("attic.yaml");
@@ -507,6 +517,8 @@ fn start_sub(kind: Kind, attic: &Path, dir: &Path, port: u16, qos: u8, rotation_
             .unwrap();
             let mut c = Command::new(attic);
             c.arg("run").arg("--config").arg(&cfg);
+            c.arg("--ready-file").arg(&ready);
+            c.arg("--summary").arg(&summary);
             c.env("ATTIC_LOG_LEVEL", "info");
             c
         }
@@ -527,25 +539,37 @@ fn start_sub(kind: Kind, attic: &Path, dir: &Path, port: u16, qos: u8, rotation_
         data,
         out,
         log,
+        summary,
     };
-    // Ready: Attic says so; mosquitto_sub gets the same settling time.
+    // Attic writes its ready file once its subscription is acknowledged;
+    // mosquitto_sub has no such signal and gets a settling time instead.
     let t0 = Instant::now();
     match kind {
-        Kind::Attic => loop {
-            let text = fs::read_to_string(&sub.log).unwrap_or_default();
-            if text.contains("subscribed") {
-                break;
+        Kind::Attic => {
+            while !ready.exists() {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(15),
+                    "attic did not subscribe within 15 s; its log:\n{}",
+                    fs::read_to_string(&sub.log).unwrap_or_default()
+                );
+                std::thread::sleep(Duration::from_millis(5));
             }
-            assert!(
-                t0.elapsed() < Duration::from_secs(15),
-                "attic did not subscribe within 15 s; its log:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        },
-        Kind::MosquittoSub => std::thread::sleep(Duration::from_millis(1000)),
+        }
+        Kind::MosquittoSub => std::thread::sleep(Duration::from_millis(1200)),
     }
-    std::thread::sleep(Duration::from_millis(200));
     sub
+}
+
+/// Attic's own account at exit (`--summary`): messages stored, CPU
+/// seconds, peak RSS in MiB.
+fn attic_summary(sub: &Sub) -> Option<(u64, f64, f64)> {
+    let text = fs::read_to_string(&sub.summary).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    Some((
+        v["stored"].as_u64()?,
+        v["cpu_s"].as_f64()?,
+        v["peak_rss_bytes"].as_f64()? / (1024.0 * 1024.0),
+    ))
 }
 
 /// What a subscriber stored, on disk.
@@ -659,6 +683,8 @@ struct Run {
     longest_turn_ms: Option<f64>,
     /// `VmHWM` just before the stop signal.
     hwm_kib: u64,
+    /// Attic's `--summary`: stored, CPU s, peak RSS MiB.
+    summary: Option<(u64, f64, f64)>,
 }
 
 impl Run {
@@ -706,6 +732,15 @@ fn measure(attic: &Path, set: &Settings, kind: Kind, load: &Load, rotation_s: u6
     drop(broker);
     let stored = stored(&sub);
     let longest = longest_turn_ms(&sub.log);
+    let summary = attic_summary(&sub);
+    if let Some((summary_stored, _, _)) = summary
+        && summary_stored != stored.rows
+    {
+        eprintln!(
+            "ingest: attic's summary says {summary_stored} stored, its files hold {}",
+            stored.rows
+        );
+    }
     if exit.code != 0 {
         eprintln!(
             "ingest: {} exited with {}; its log:\n{}",
@@ -722,6 +757,7 @@ fn measure(attic: &Path, set: &Settings, kind: Kind, load: &Load, rotation_s: u6
         busy_s: last_busy.duration_since(t0).as_secs_f64(),
         longest_turn_ms: longest,
         hwm_kib,
+        summary,
     }
 }
 
@@ -754,6 +790,11 @@ fn report(bench: &str, kind: Kind, r: &Run, extra: &[(&str, String)]) {
     }
     if kind == Kind::Attic {
         fields.extend(wear_fields(r));
+    }
+    if let Some((stored, cpu_s, peak_mb)) = r.summary {
+        fields.push(("summary_stored", stored.to_string()));
+        fields.push(("summary_cpu_s", f(cpu_s, 3)));
+        fields.push(("summary_peak_rss_mb", f(peak_mb, 1)));
     }
     fields.extend(extra.iter().cloned());
     emit(&fields);
@@ -858,11 +899,14 @@ fn measure_streams(attic: &Path, set: &Settings) -> (Run, f64, f64) {
     let cfg_path = dir.0.join("attic.yaml");
     fs::write(&cfg_path, cfg).unwrap();
     let log = dir.0.join("sub.log");
+    let summary = dir.0.join("summary.json");
     let mut proc = Proc::spawn(
         Command::new(attic)
             .arg("run")
             .arg("--config")
             .arg(&cfg_path)
+            .arg("--summary")
+            .arg(&summary)
             .env("ATTIC_LOG_LEVEL", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -919,8 +963,10 @@ fn measure_streams(attic: &Path, set: &Settings) -> (Run, f64, f64) {
         data,
         out: dir.0.join("none"),
         log: log.clone(),
+        summary,
     };
     let stored = stored(&sub);
+    let summary = attic_summary(&sub);
     if exit.code != 0 {
         eprintln!(
             "ingest: attic exited with {}; its log:\n{}",
@@ -936,6 +982,7 @@ fn measure_streams(attic: &Path, set: &Settings) -> (Run, f64, f64) {
         busy_s: last_busy.duration_since(t0).as_secs_f64(),
         longest_turn_ms: longest_turn_ms(&log),
         hwm_kib,
+        summary,
     };
     (run, idle_cpu, idle_span)
 }

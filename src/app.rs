@@ -15,31 +15,50 @@
 //! It owns start-up (folders, recovery of `.part` files), the systemd
 //! notifications (READY=1 after set-up, STOPPING=1 when the stop sequence
 //! begins, WATCHDOG=1 from the loop's own deadlines so that a wedged loop
-//! stops sending it) and the stop sequence; protocol rules live in the
-//! session, ack-after-commit in `store::gate`, file rules in the writer,
-//! figures and formats in `report`.
-//! The loop holds no protocol logic of its own.
+//! stops sending it) and the stop sequence; `harness` sees each turn (ready
+//! file, `--stop-after*`, summary) and may start that stop sequence as a
+//! signal does. Protocol rules live in the session, ack-after-commit in
+//! `store::gate`, file rules in the writer, figures and formats in
+//! `report`. The loop holds no protocol logic of its own.
 
 use crate::clock::{self, WallTimer};
 use crate::config::Config;
+use crate::harness::{Harness, Progress};
 use crate::metrics::MetricsFile;
 use crate::publisher::Publisher;
 use crate::report::{self, ProcessSample, Reporter, StreamSample};
+use crate::resolve::{self, Resolver};
+use crate::run_options::RunOptions;
 use crate::signals::{Signal, Signals};
+use crate::store::finaliser::Finaliser;
+use crate::store::retention::{self, Retention};
 use crate::store::writer;
 use crate::stream::Stream;
+use crate::summary::StreamTotals;
 use crate::systemd::Notifier;
-use mio::{Events, Poll, Token};
+use mio::{Events, Poll, Token, Waker};
 use std::fmt;
 use std::io;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod helpers;
+use helpers::{hand_over_closed, on_finalised, on_resolved};
 
 const SIGNAL: Token = Token(usize::MAX - 1);
 const WALL: Token = Token(usize::MAX - 2);
 const PUBLISHER: Token = Token(usize::MAX - 3);
+/// The helper threads' waker (resolver and finaliser: mio allows one per poll).
+const HELPERS: Token = Token(usize::MAX - 4);
 
-/// How long the stop sequence may wait for DISCONNECTs to be written.
-const STOP_FLUSH: Duration = Duration::from_millis(500);
+/// How long the stop sequence may wait for DISCONNECTs to be written and
+/// closed files to be finished; what is unfinished by then stays `.part`
+/// for the next start (the whole stop must take less than 2 s).
+const STOP_WAIT: Duration = Duration::from_millis(1500);
+
+/// Longest slice of retention work per loop turn (deleting 100,000 old
+/// files must not stall the streams).
+const RETENTION_SLICE: Duration = Duration::from_millis(5);
 
 /// Size of the shared read buffer: large reads amortise the syscall over
 /// hundreds of small messages.
@@ -105,6 +124,19 @@ fn prepare(config: &Config) -> Result<(), AppError> {
 
 /// Runs the service until SIGINT or SIGTERM.
 pub fn run(config: &Config) -> Result<(), AppError> {
+    run_with(config, &RunOptions::default())
+}
+
+/// Runs the service with the scripting options of `attic run` (ready file,
+/// stop conditions, summary; see `harness`).
+pub fn run_with(config: &Config, opts: &RunOptions) -> Result<(), AppError> {
+    let mut harness = Harness::new(opts, config, Instant::now()).map_err(AppError::Startup)?;
+    let result = serve(config, &mut harness);
+    harness.finish(result.as_ref().err().map(ToString::to_string));
+    result
+}
+
+fn serve(config: &Config, harness: &mut Harness) -> Result<(), AppError> {
     // Block the signals first: nothing may interrupt the start-up half-way.
     let signals = Signals::new()?;
     prepare(config)?;
@@ -113,14 +145,25 @@ pub fn run(config: &Config) -> Result<(), AppError> {
     let mut wall = WallTimer::new()?;
     wall.register(poll.registry(), WALL)?;
 
+    let waker = Arc::new(Waker::new(poll.registry(), HELPERS)?);
+    let mut resolver = Resolver::new(waker.clone(), resolve::from_env());
+    let mut finaliser = Finaliser::start(waker)?;
+
     let host = crate::config::host_name();
     let start = Instant::now();
     let mut streams: Vec<Stream> = config
         .streams
         .iter()
         .enumerate()
-        .map(|(i, s)| Stream::new(s, &config.data_folder, Token(i), &host, start))
+        .map(|(i, s)| {
+            let mut stream = Stream::new(s, &config.data_folder, Token(i), &host, start);
+            stream.set_resolver(resolver.handle());
+            stream
+        })
         .collect();
+    if harness.wants_files() {
+        streams.iter_mut().for_each(|s| s.tally.record_files());
+    }
     log::info!(
         "attic {} started: {} stream(s) into {}",
         env!("CARGO_PKG_VERSION"),
@@ -133,10 +176,11 @@ pub fn run(config: &Config) -> Result<(), AppError> {
     let mut sigs = Vec::new();
     let mut reporter = Reporter::new(config.feedback_period, start, ProcessSample::read().cpu);
     let mut out = Outputs {
-        publisher: config
-            .performance
-            .as_ref()
-            .map(|p| Publisher::new(p, PUBLISHER, start)),
+        publisher: config.performance.as_ref().map(|p| {
+            let mut publisher = Publisher::new(p, PUBLISHER, start);
+            publisher.set_resolver(resolver.handle());
+            publisher
+        }),
         metrics: config.metrics_file.clone().map(MetricsFile::new),
         notifier: Notifier::from_env(),
     };
@@ -145,6 +189,11 @@ pub fn run(config: &Config) -> Result<(), AppError> {
     let watchdog_every = out.notifier.watchdog_every();
     let mut watchdog_due = watchdog_every.map(|_| start);
     let mut longest_turn = Duration::ZERO;
+    // The same in CPU time: on a loaded machine the wall figure includes
+    // time the scheduler gave to other processes.
+    let mut longest_turn_cpu = Duration::ZERO;
+    // Runs first in the loop, after the recovery above.
+    let mut retention = Retention::new(retention_setup(config), start);
     // Every stream is set up (folders recovered, poll ready); brokers are
     // connected by the loop, not awaited.
     out.notifier.ready();
@@ -158,8 +207,12 @@ pub fn run(config: &Config) -> Result<(), AppError> {
             .chain(Some(reporter.due))
             .chain(out.publisher.as_ref().and_then(Publisher::next_deadline))
             .chain(watchdog_due)
+            .chain(harness.next_deadline())
+            .chain(retention.as_ref().map(Retention::next_deadline))
             .min();
-        let timeout = if streams.iter().any(Stream::has_unread) {
+        let unread = streams.iter().any(Stream::has_unread)
+            || out.publisher.as_ref().is_some_and(Publisher::has_unread);
+        let timeout = if unread {
             Some(Duration::ZERO)
         } else {
             deadline.map(|d| d.saturating_duration_since(now))
@@ -171,6 +224,7 @@ pub fn run(config: &Config) -> Result<(), AppError> {
             return Err(e.into());
         }
         let now = Instant::now();
+        let turn_cpu = thread_cpu();
         let mut rotate_all = false;
         let mut stop = false;
         for ev in events.iter() {
@@ -194,6 +248,18 @@ pub fn run(config: &Config) -> Result<(), AppError> {
                         p.on_ready(poll.registry(), &mut buf, now);
                     }
                 }
+                HELPERS => {
+                    on_resolved(&mut resolver, &mut streams, &mut out, poll.registry(), now);
+                    // Retention runs after a rotation once its files are
+                    // finished (a `.part` does not count): when the last
+                    // one handed over is done.
+                    if on_finalised(&mut finaliser, &streams) > 0
+                        && finaliser.pending() == 0
+                        && let Some(r) = retention.as_mut()
+                    {
+                        r.request(now);
+                    }
+                }
                 Token(i) => {
                     if let Some(s) = streams.get_mut(i) {
                         let t = Instant::now();
@@ -208,16 +274,29 @@ pub fn run(config: &Config) -> Result<(), AppError> {
         for s in &mut streams {
             s.continue_reading(poll.registry(), &mut buf, now);
         }
+        if let Some(p) = out.publisher.as_mut() {
+            p.continue_reading(poll.registry(), &mut buf, now);
+        }
+        let stop = harness.on_turn(streams.iter().map(progress), stop, now);
         if stop {
             log::info!(
-                "longest loop turn: {:.1} ms",
-                longest_turn.as_secs_f64() * 1e3
+                "longest loop turn: {:.1} ms (CPU {:.1} ms)",
+                longest_turn.as_secs_f64() * 1e3,
+                longest_turn_cpu.as_secs_f64() * 1e3
             );
             out.notifier.stopping();
             if let Some(p) = out.publisher.as_mut() {
                 p.shutdown(poll.registry(), now);
             }
-            return stop_all(&mut poll, &signals, &mut streams, &mut events);
+            let stopped = stop_all(
+                &mut poll,
+                &signals,
+                &mut streams,
+                &mut finaliser,
+                &mut events,
+            );
+            harness.stopped(streams.iter().map(totals));
+            return stopped;
         }
         for (s, b) in streams.iter_mut().zip(busy.iter_mut()) {
             if s.next_deadline().is_some_and(|d| d <= now) {
@@ -239,11 +318,21 @@ pub fn run(config: &Config) -> Result<(), AppError> {
                 *b += t.elapsed();
             }
         }
+        // Files closed this turn (rotation, or a message past the period
+        // end) are finished off the loop.
+        hand_over_closed(&mut streams, &mut finaliser);
+        if let Some(r) = retention.as_mut() {
+            retention_turn(r, &mut streams, now, wall_now);
+        }
         if now >= reporter.due {
             let samples = streams
                 .iter()
                 .zip(busy.iter_mut())
-                .map(|(s, b)| sample(s, std::mem::take(b)))
+                .enumerate()
+                .map(|(i, (s, b))| {
+                    let deleted = retention.as_ref().map_or((0, 0), |r| r.deleted(i));
+                    sample(s, std::mem::take(b), deleted)
+                })
                 .collect();
             let figures = reporter.take(samples, ProcessSample::read(), now, wall_now);
             out.emit(poll.registry(), &figures, now);
@@ -257,6 +346,7 @@ pub fn run(config: &Config) -> Result<(), AppError> {
         // How long the loop was busy this turn: a long turn delays every
         // stream (the benchmark reads this to bound rotation stalls).
         let busy = now.elapsed();
+        longest_turn_cpu = longest_turn_cpu.max(thread_cpu().saturating_sub(turn_cpu));
         if busy > longest_turn {
             longest_turn = busy;
             log::debug!(
@@ -267,8 +357,50 @@ pub fn run(config: &Config) -> Result<(), AppError> {
     }
 }
 
+/// CPU time this thread has used (`CLOCK_THREAD_CPUTIME_ID`); zero if it
+/// cannot be read.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and a pointer to a timespec.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return Duration::ZERO;
+    }
+    let s = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let ns = u32::try_from(ts.tv_nsec).unwrap_or(0);
+    Duration::new(s, ns)
+}
+
+/// What the harness sees of a stream each turn.
+fn progress(s: &Stream) -> Progress<'_> {
+    let stats = s.session().stats();
+    Progress {
+        subscribed: stats.subscribed > 0,
+        granted: &stats.granted,
+        stored: s.counters.stored + s.uncommitted() as u64,
+    }
+}
+
+/// A stream's figures as the summary needs them.
+fn totals(s: &Stream) -> StreamTotals {
+    StreamTotals {
+        folder: s.name.clone(),
+        received: s.counters.received,
+        received_bytes: s.counters.received_bytes,
+        stored: s.counters.stored,
+        stored_bytes: s.counters.stored_bytes,
+        filtered: s.counters.filtered,
+        skipped: s.counters.oversize,
+        lost: s.counters.lost,
+        reconnects: s.session().stats().reconnects,
+        tally: s.tally.clone(),
+    }
+}
+
 /// A stream's figures as the report needs them.
-fn sample(s: &Stream, busy: Duration) -> StreamSample {
+fn sample(s: &Stream, busy: Duration, deleted: (u64, u64)) -> StreamSample {
     StreamSample {
         name: s.name.clone(),
         counters: s.counters.clone(),
@@ -280,6 +412,39 @@ fn sample(s: &Stream, busy: Duration) -> StreamSample {
             .filter_drops()
             .map(|(name, n)| (name.to_owned(), n))
             .collect(),
+        files_deleted: deleted.0,
+        bytes_deleted: deleted.1,
+    }
+}
+
+/// What retention needs of the config.
+fn retention_setup(config: &Config) -> retention::Setup {
+    retention::Setup {
+        data_folder: config.data_folder.clone(),
+        streams: config
+            .streams
+            .iter()
+            .map(|s| (s.folder_name.clone(), s.retention))
+            .collect(),
+        min_free_bytes: config.min_free_bytes,
+    }
+}
+
+/// One slice of retention: a pass starts when one is due (once a minute,
+/// after a rotation, when a stream's storage starts failing); storage that
+/// failed is retried as soon as a pass freed space.
+fn retention_turn(r: &mut Retention, streams: &mut [Stream], now: Instant, wall_us: i64) {
+    for (i, s) in streams.iter().enumerate() {
+        r.storage_failing(i, s.storage_failing(), now);
+    }
+    if r.next_deadline() > now {
+        return;
+    }
+    let mut budget = retention::Budget::until(Instant::now() + RETENTION_SLICE);
+    if r.step(now, wall_us, &mut budget) {
+        for s in streams.iter_mut() {
+            s.retry_storage_soon(now);
+        }
     }
 }
 
@@ -308,13 +473,17 @@ impl Outputs {
     }
 }
 
-/// The stop sequence: commit, acknowledge, finalise, DISCONNECT, close.
-/// A second SIGINT/SIGTERM while waiting for the sockets exits at once; the
-/// files are already final by then.
+/// The stop sequence: commit, acknowledge, close every file, DISCONNECT;
+/// then wait, at most [`STOP_WAIT`], for the DISCONNECTs to be written and
+/// the closed files to be finished. A file a reader holds (or a slow disk)
+/// never holds up the exit: what is unfinished then stays a complete
+/// `.part` that the next start finishes. A second SIGINT/SIGTERM exits at
+/// once, at any point of the wait.
 fn stop_all(
     poll: &mut Poll,
     signals: &Signals,
     streams: &mut [Stream],
+    finaliser: &mut Finaliser,
     events: &mut Events,
 ) -> Result<(), AppError> {
     log::info!("stopping: committing and closing files");
@@ -325,11 +494,18 @@ fn stop_all(
             pending.push(i);
         }
     }
-    let deadline = now + STOP_FLUSH;
+    hand_over_closed(streams, finaliser);
+    let deadline = now + STOP_WAIT;
     let mut sigs = Vec::new();
-    while !pending.is_empty() {
+    while !pending.is_empty() || finaliser.pending() > 0 {
         let now = Instant::now();
         if now >= deadline {
+            if finaliser.pending() > 0 {
+                log::warn!(
+                    "stopping with {} closed file(s) not finished (a reader holds them, or the disk is slow); they stay .part and are finished at the next start",
+                    finaliser.pending()
+                );
+            }
             break;
         }
         if let Err(e) = poll.poll(events, Some(deadline - now)) {
@@ -339,12 +515,18 @@ fn stop_all(
             return Err(e.into());
         }
         for ev in events.iter() {
-            if ev.token() == SIGNAL {
-                signals.drain(&mut sigs)?;
-                if sigs.contains(&Signal::Stop) {
-                    log::warn!("second stop signal: exiting now");
-                    return Ok(());
+            match ev.token() {
+                SIGNAL => {
+                    signals.drain(&mut sigs)?;
+                    if sigs.contains(&Signal::Stop) {
+                        log::warn!("second stop signal: exiting now");
+                        return Ok(());
+                    }
                 }
+                HELPERS => {
+                    on_finalised(finaliser, streams);
+                }
+                _ => {}
             }
         }
         let now = Instant::now();

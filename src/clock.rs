@@ -8,6 +8,7 @@
 //! when NTP syncs), and a step wakes it with `ECANCELED` so the loop can
 //! re-evaluate.
 
+use crate::store::rotation;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use std::io;
@@ -74,6 +75,10 @@ impl WallTimer {
         if let Some(t) = at_us {
             // A zero it_value disarms; never ask for exactly the epoch.
             let t = t.max(1);
+            if t > rotation::latest_wall_deadline_us() {
+                return Err(beyond_time_t(t));
+            }
+            // In range of time_t (checked above), so the cast cannot wrap.
             spec.it_value.tv_sec = t.div_euclid(1_000_000) as libc::time_t;
             spec.it_value.tv_nsec = (t.rem_euclid(1_000_000) * 1000) as libc::c_long;
         }
@@ -102,6 +107,20 @@ impl WallTimer {
     }
 }
 
+/// The error for a wall deadline a 32-bit `time_t` cannot hold (it would
+/// wrap to 1901 and fire at once, or be refused as `EINVAL`).
+fn beyond_time_t(at_us: i64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "cannot arm the rotation timer for unix time {} s: this system's time_t \
+             ends at {} s (2038-01-19T03:14:07Z on a 32-bit OS)",
+            at_us.div_euclid(1_000_000),
+            rotation::latest_wall_deadline_us() / 1_000_000
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,5 +139,39 @@ mod tests {
         // SAFETY: valid fd and buffer.
         let n = unsafe { libc::read(w.fd.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
         assert_eq!(n, 8);
+    }
+
+    /// 2040-01-01T00:00:00Z: after the end of a 32-bit `time_t`.
+    const AFTER_2038_US: i64 = 2_208_988_800_000_000;
+
+    #[test]
+    fn a_deadline_after_2038_is_armed_where_time_t_holds_it_and_refused_where_not() {
+        let mut w = WallTimer::new().unwrap();
+        let r = w.set(Some(AFTER_2038_US));
+        if AFTER_2038_US <= rotation::latest_wall_deadline_us() {
+            r.unwrap();
+            // Armed for 2040, so not expired now (a wrapped value would be).
+            let mut buf = [0u8; 8];
+            // SAFETY: valid fd and buffer.
+            let n = unsafe { libc::read(w.fd.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
+            assert_eq!(n, -1);
+            assert_eq!(
+                io::Error::last_os_error().raw_os_error(),
+                Some(libc::EAGAIN)
+            );
+        } else {
+            let e = r.unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+            assert!(e.to_string().contains("2038-01-19"), "{e}");
+            // Refused, not half-armed: the same moment is refused again.
+            assert!(w.set(Some(AFTER_2038_US)).is_err());
+        }
+    }
+
+    #[test]
+    fn the_last_moment_time_t_holds_can_be_armed() {
+        let mut w = WallTimer::new().unwrap();
+        w.set(Some(rotation::latest_wall_deadline_us().min(AFTER_2038_US)))
+            .unwrap();
     }
 }

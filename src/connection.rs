@@ -21,6 +21,7 @@
 
 use crate::mqtt::session::{Event, Session};
 use crate::net::{Link, ReadOutcome};
+use crate::resolve::{Answer, ResolverHandle};
 use mio::Registry;
 use std::time::Instant;
 
@@ -107,7 +108,7 @@ impl Connection {
     /// The socket is ready: finishes a nonblocking connect. True if the
     /// socket is usable for reading and writing now.
     pub fn on_ready(&mut self, registry: &Registry, now: Instant) -> bool {
-        match self.link.finish_connect() {
+        match self.link.finish_connect(registry) {
             Ok(true) => {
                 self.session.on_transport_up(now, &mut self.fresh);
                 self.execute(registry, now);
@@ -119,6 +120,19 @@ impl Connection {
                 false
             }
         }
+    }
+
+    /// The lookup of the broker's host name finished (off the loop): the
+    /// connect starts, or the attempt failed and the session backs off.
+    pub fn on_resolved(&mut self, registry: &Registry, answer: Answer, now: Instant) {
+        if let Err(why) = self.link.on_resolved(registry, answer) {
+            self.down(registry, now, &why);
+        }
+    }
+
+    /// Host names are resolved through `resolver`, off the loop.
+    pub fn set_resolver(&mut self, resolver: ResolverHandle) {
+        self.link.set_resolver(resolver);
     }
 
     /// One read from the socket into `buf`, handed to the session.

@@ -19,6 +19,8 @@
 //!     gate      ack-after-commit as a sans-IO state machine over the Store trait
 //!     writer/   rusqlite: open file + prepared statement, finalise, recovery
 //!     rotation  pure time arithmetic: periods, day folders, file names
+//!     finaliser closed files finished on a helper thread (checkpoint, fsync, rename)
+//!     retention deletes the oldest finished files (age, size, free space), sliced
 //!   filter/     the per-stream filter chain: keep, drop (counted) or rewrite
 //!   connection  one session + one net::Link: commands carried out, notices to the owner
 //!   stream      a Connection + a filter chain + a gate over a writer; the socket's read state
@@ -26,9 +28,13 @@
 //!   counters    per-stream counters: written by stream, read by report
 //!   report/     self-report: figures, process sample, text, JSON, Prometheus
 //!   net         nonblocking TCP; Link = a socket with its poll registration
+//!   resolve     host names resolved off the loop (lookup threads + mio::Waker)
 //!   signals     signalfd: SIGINT/SIGTERM/SIGHUP as a poll source
 //!   clock       the two clocks: monotonic deadlines and a CLOCK_REALTIME timerfd
 //!   metrics     metrics-file: atomic rewrite of the Prometheus text
+//!   run_options `attic run`'s scripting flags: --ready-file, --stop-after*, --summary
+//!   harness     what they do: ready file, stop conditions, summary at exit
+//!   summary     the summary's JSON and each stream's Tally (time span, files)
 //!   systemd     sd_notify (READY, STATUS, WATCHDOG, STOPPING); no-op without NOTIFY_SOCKET
 //!   logging     the log format
 //!   suggest     "did you mean": the closest known key
@@ -54,16 +60,20 @@ pub mod config;
 pub mod connection;
 pub mod counters;
 pub mod filter;
+pub mod harness;
 pub mod logging;
 pub mod metrics;
 pub mod mqtt;
 pub mod net;
 pub mod publisher;
 pub mod report;
+pub mod resolve;
+pub mod run_options;
 pub mod signals;
 pub mod store;
 pub mod stream;
 pub mod suggest;
+pub mod summary;
 pub mod systemd;
 
 /// Exit code for a bad configuration (`EX_CONFIG` from sysexits.h).

@@ -2,6 +2,7 @@
 //! work is in the library (`attic::app::run`).
 
 use attic::config::{self, Config, DEFAULT_CONFIG_PATH};
+use attic::run_options::RunOptions;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -10,24 +11,46 @@ attic: logs everything that happens on an MQTT broker into time-rotated SQLite f
 
 usage:
   attic [run] [--config FILE]     run the service (default FILE: config/config.yaml)
+        [--ready-file FILE]       write FILE (JSON) once every stream is subscribed; removed at exit
+        [--stop-after DURATION]   stop gracefully after 500ms, 90s, 2m, 1h, ...
+        [--stop-after-messages N] stop gracefully once N messages are stored
+        [--summary FILE|-]        write a JSON summary at exit (- = stdout)
   attic check [--config FILE]     validate the configuration, print the resolved streams
   attic --help | --version
 
-exit codes: 0 clean stop, 78 bad configuration, 1 other start-up failure
+exit codes: 0 clean stop, 78 bad configuration, 1 other start-up failure, 2 bad arguments
 signals: SIGINT/SIGTERM stop gracefully (a second one exits at once),
          SIGHUP closes the current files and starts new ones";
 
 #[derive(Debug, PartialEq)]
 enum Command {
-    Run(PathBuf),
+    Run(PathBuf, RunOptions),
     Check(PathBuf),
     Help,
     Version,
 }
 
-fn parse_args(args: &[String]) -> Result<Command, String> {
+/// A bad command line; `usage`: whether the usage text helps (not for a
+/// bad value of a known flag, which is one clear line).
+#[derive(Debug, PartialEq)]
+struct ArgError {
+    message: String,
+    usage: bool,
+}
+
+impl From<String> for ArgError {
+    fn from(message: String) -> Self {
+        ArgError {
+            message,
+            usage: true,
+        }
+    }
+}
+
+fn parse_args(args: &[String]) -> Result<Command, ArgError> {
     let mut sub: Option<&str> = None;
     let mut config: Option<PathBuf> = None;
+    let mut opts = RunOptions::default();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -35,7 +58,7 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
             "-V" | "--version" => return Ok(Command::Version),
             "-c" | "--config" => match it.next() {
                 Some(f) => config = Some(PathBuf::from(f)),
-                None => return Err(format!("{a} needs a file name")),
+                None => return Err(format!("{a} needs a file name").into()),
             },
             s if s.starts_with("--config=") => {
                 config = Some(PathBuf::from(&s["--config=".len()..]))
@@ -43,13 +66,29 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
             "run" | "check" if sub.is_none() => {
                 sub = Some(if a == "run" { "run" } else { "check" })
             }
-            other => return Err(format!("unexpected argument {other:?}")),
+            other => {
+                let ours = opts.accept(other, &mut it).map_err(|message| ArgError {
+                    message,
+                    usage: false,
+                })?;
+                if !ours {
+                    return Err(format!("unexpected argument {other:?}").into());
+                }
+            }
         }
     }
     let config = config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
     Ok(match sub {
+        Some("check") if !opts.is_empty() => {
+            return Err(ArgError {
+                message: "--ready-file, --stop-after, --stop-after-messages and --summary \
+                          belong to `attic run`, not `attic check`"
+                    .into(),
+                usage: false,
+            });
+        }
         Some("check") => Command::Check(config),
-        _ => Command::Run(config),
+        _ => Command::Run(config, opts),
     })
 }
 
@@ -66,8 +105,12 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cmd = match parse_args(&args) {
         Ok(c) => c,
+        Err(e) if e.usage => {
+            eprintln!("attic: {}\n\n{USAGE}", e.message);
+            return ExitCode::from(2);
+        }
         Err(e) => {
-            eprintln!("attic: {e}\n\n{USAGE}");
+            eprintln!("attic: {}", e.message);
             return ExitCode::from(2);
         }
     };
@@ -87,13 +130,13 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Run(path) => {
+        Command::Run(path, opts) => {
             let config = match load(&path) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
             attic::logging::init(config.log_level);
-            match attic::app::run(&config) {
+            match attic::app::run_with(&config, &opts) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     log::error!("{e}");
@@ -109,7 +152,7 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
 
-    fn p(args: &[&str]) -> Result<Command, String> {
+    fn p(args: &[&str]) -> Result<Command, ArgError> {
         parse_args(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
     }
 
@@ -117,7 +160,10 @@ mod tests {
     fn no_arguments_runs_with_the_default_config() {
         assert_eq!(
             p(&[]),
-            Ok(Command::Run(PathBuf::from("config/config.yaml")))
+            Ok(Command::Run(
+                PathBuf::from("config/config.yaml"),
+                RunOptions::default()
+            ))
         );
     }
 
@@ -125,18 +171,62 @@ mod tests {
     fn run_and_check_take_a_config_file() {
         assert_eq!(
             p(&["run", "--config", "a.yaml"]),
-            Ok(Command::Run("a.yaml".into()))
+            Ok(Command::Run("a.yaml".into(), RunOptions::default()))
         );
         assert_eq!(
             p(&["check", "-c", "b.yaml"]),
             Ok(Command::Check("b.yaml".into()))
         );
-        assert_eq!(p(&["--config=c.yaml"]), Ok(Command::Run("c.yaml".into())));
+        assert_eq!(
+            p(&["--config=c.yaml"]),
+            Ok(Command::Run("c.yaml".into(), RunOptions::default()))
+        );
     }
 
     #[test]
     fn unknown_arguments_are_errors() {
         assert!(p(&["frobnicate"]).is_err());
         assert!(p(&["--config"]).is_err());
+    }
+
+    #[test]
+    fn run_takes_the_scripting_options_in_any_order() {
+        let Ok(Command::Run(config, opts)) = p(&[
+            "--stop-after-messages",
+            "10",
+            "run",
+            "--summary",
+            "-",
+            "--config",
+            "a.yaml",
+            "--stop-after=2m",
+            "--ready-file",
+            "r.json",
+        ]) else {
+            panic!("not a run command");
+        };
+        assert_eq!(config, PathBuf::from("a.yaml"));
+        assert_eq!(opts.stop_after_messages, Some(10));
+        assert_eq!(opts.stop_after, Some(std::time::Duration::from_secs(120)));
+        assert_eq!(opts.ready_file, Some(PathBuf::from("r.json")));
+        assert!(opts.summary.is_some());
+    }
+
+    #[test]
+    fn a_bad_value_is_one_line_without_the_usage_text() {
+        let e = p(&["run", "--stop-after", "10"]).unwrap_err();
+        assert!(!e.usage);
+        assert!(
+            e.message.starts_with("--stop-after \"10\""),
+            "{}",
+            e.message
+        );
+        assert!(!e.message.contains('\n'));
+    }
+
+    #[test]
+    fn check_refuses_the_scripting_options() {
+        let e = p(&["check", "--ready-file", "r.json"]).unwrap_err();
+        assert!(e.message.contains("attic run"), "{}", e.message);
     }
 }

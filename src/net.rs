@@ -1,25 +1,21 @@
 //! Nonblocking TCP for the loop: connect, finish a connect, read and write
 //! until `WouldBlock`, and [`Link`], a connection with its poll
 //! registration. No protocol knowledge here.
+//!
+//! A host name is never resolved here: [`Link::open`] asks the resolver
+//! (off the loop, see `resolve`) and connects when the answer comes back
+//! ([`Link::on_resolved`]), trying every address in turn. An IP address is
+//! connected to at once.
 
+use crate::resolve::{self, Addresses, Answer, ResolverHandle};
 use bytes::{Buf, BytesMut};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 
-/// Starts a nonblocking connect to `host:port`.
-///
-/// An IP address is used as is; a host name is resolved with the system
-/// resolver, which blocks (for `/etc/hosts` names such as `localhost` this
-/// is immediate; a slow DNS server would stall the loop for that long).
-pub fn connect(host: &str, port: u16) -> io::Result<TcpStream> {
-    let addr: SocketAddr = match host.parse::<std::net::IpAddr>() {
-        Ok(ip) => SocketAddr::new(ip, port),
-        Err(_) => (host, port).to_socket_addrs()?.next().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::NotFound, format!("{host}: no address"))
-        })?,
-    };
+/// Starts a nonblocking connect to `addr`.
+pub fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
     let stream = TcpStream::connect(addr)?;
     stream.set_nodelay(true)?;
     Ok(stream)
@@ -98,6 +94,18 @@ pub struct Link {
     want_write: bool,
     /// Out of the poll set for a while (read coalescing).
     parked: bool,
+    /// Asks for host-name lookups (off the loop); `None` until
+    /// [`Link::set_resolver`], and then only IP addresses can be opened.
+    resolver: Option<ResolverHandle>,
+    /// The lookup this link waits for (an answer with another number is
+    /// stale and ignored).
+    resolving: Option<u64>,
+    /// The addresses of the current attempt not tried yet.
+    addrs: Addresses,
+    /// Why the last address failed (reported when none is left).
+    last_error: Option<String>,
+    /// The address being connected to.
+    current: Option<SocketAddr>,
 }
 
 impl Link {
@@ -111,26 +119,85 @@ impl Link {
             connecting: false,
             want_write: false,
             parked: false,
+            resolver: None,
+            resolving: None,
+            addrs: Addresses::default(),
+            last_error: None,
+            current: None,
         }
     }
 
-    /// Starts a connect and registers the socket. `Err` says why (the caller
-    /// reports the transport as down).
+    /// Host names are resolved through `resolver` (off the loop).
+    pub fn set_resolver(&mut self, resolver: ResolverHandle) {
+        self.resolver = Some(resolver);
+    }
+
+    /// Starts a connection attempt: an IP address is connected to at once;
+    /// a host name is looked up off the loop and connected to when
+    /// [`on_resolved`](Self::on_resolved) brings the answer. `Err` says why
+    /// (the caller reports the transport as down).
     pub fn open(&mut self, registry: &Registry) -> Result<(), String> {
         self.close(registry);
-        let mut sock = connect(&self.host, self.port)
-            .map_err(|e| format!("cannot connect to {}:{}: {e}", self.host, self.port))?;
-        registry
-            .register(
-                &mut sock,
-                self.token,
-                Interest::READABLE | Interest::WRITABLE,
-            )
-            .map_err(|e| format!("cannot register socket: {e}"))?;
-        self.socket = Some(sock);
-        self.connecting = true;
-        self.want_write = true;
-        Ok(())
+        if let Some(ip) = resolve::literal(&self.host) {
+            self.addrs = Addresses::new(vec![SocketAddr::new(ip, self.port)]);
+            return self.connect_next(registry);
+        }
+        match &self.resolver {
+            Some(r) => {
+                self.resolving = Some(r.lookup(self.token, &self.host, self.port));
+                Ok(())
+            }
+            None => Err(format!("cannot resolve {}: no resolver", self.host)),
+        }
+    }
+
+    /// A lookup finished. A stale answer (the link was closed or opened
+    /// again since) is ignored: `Ok(false)`. Otherwise the first address
+    /// is connected to: `Ok(true)`; `Err` if the lookup failed or no
+    /// address could be connected to.
+    pub fn on_resolved(&mut self, registry: &Registry, answer: Answer) -> Result<bool, String> {
+        if self.resolving != Some(answer.request) {
+            return Ok(false);
+        }
+        self.resolving = None;
+        self.addrs = Addresses::new(answer.result?);
+        self.connect_next(registry).map(|()| true)
+    }
+
+    /// A lookup is in progress.
+    pub fn is_resolving(&self) -> bool {
+        self.resolving.is_some()
+    }
+
+    /// Connects to the next untried address of the current attempt.
+    fn connect_next(&mut self, registry: &Registry) -> Result<(), String> {
+        if let Some(mut sock) = self.socket.take() {
+            let _ = registry.deregister(&mut sock);
+        }
+        while let Some(addr) = self.addrs.next_addr() {
+            let registered = connect(addr).and_then(|mut sock| {
+                registry.register(
+                    &mut sock,
+                    self.token,
+                    Interest::READABLE | Interest::WRITABLE,
+                )?;
+                Ok(sock)
+            });
+            match registered {
+                Ok(sock) => {
+                    self.current = Some(addr);
+                    self.socket = Some(sock);
+                    self.connecting = true;
+                    self.want_write = true;
+                    return Ok(());
+                }
+                Err(e) => self.last_error = Some(format!("cannot connect to {addr}: {e}")),
+            }
+        }
+        self.connecting = false;
+        Err(self.last_error.take().unwrap_or_else(|| {
+            format!("cannot connect to {}:{}: no address", self.host, self.port)
+        }))
     }
 
     /// Closes the socket, if any.
@@ -145,6 +212,9 @@ impl Link {
         self.connecting = false;
         self.want_write = false;
         self.parked = false;
+        self.resolving = None;
+        self.addrs = Addresses::default();
+        self.last_error = None;
     }
 
     /// A socket is open (connecting or connected).
@@ -154,8 +224,9 @@ impl Link {
 
     /// After a readiness event while connecting: `Ok(true)` the connect
     /// has just finished, `Ok(false)` nothing to do (still connecting, or
-    /// connected long ago), `Err` it failed (with the reason).
-    pub fn finish_connect(&mut self) -> Result<bool, String> {
+    /// connected long ago, or that address failed and the next one is being
+    /// tried), `Err` it failed on every address (with the last reason).
+    pub fn finish_connect(&mut self, registry: &Registry) -> Result<bool, String> {
         if !self.connecting {
             return Ok(false);
         }
@@ -168,10 +239,13 @@ impl Link {
                 Ok(true)
             }
             Ok(false) => Ok(false),
-            Err(e) => Err(format!(
-                "cannot connect to {}:{}: {e}",
-                self.host, self.port
-            )),
+            Err(e) => {
+                let addr = self
+                    .current
+                    .map_or_else(|| format!("{}:{}", self.host, self.port), |a| a.to_string());
+                self.last_error = Some(format!("cannot connect to {addr}: {e}"));
+                self.connect_next(registry).map(|()| false)
+            }
         }
     }
 
@@ -243,5 +317,117 @@ impl Link {
                 .map_err(|e| format!("cannot register socket: {e}")),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resolve::{Resolver, SystemResolver};
+    use mio::{Events, Poll, Waker};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    /// A loopback address nobody listens on.
+    fn dead_addr() -> SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    }
+
+    /// A link to a host name (never really looked up: the test answers),
+    /// opened and waiting for its lookup.
+    fn resolving_link(poll: &Poll, port: u16) -> (Link, Resolver) {
+        let waker = Arc::new(Waker::new(poll.registry(), Token(99)).unwrap());
+        let resolver = Resolver::new(waker, Arc::new(SystemResolver));
+        let mut link = Link::new("broker.invalid", port, Token(1));
+        link.set_resolver(resolver.handle());
+        link.open(poll.registry()).unwrap();
+        assert!(link.is_resolving() && !link.is_open());
+        (link, resolver)
+    }
+
+    /// Polls until the connect finishes (`Ok`) or fails on every address.
+    fn drive(poll: &mut Poll, link: &mut Link) -> Result<(), String> {
+        let mut events = Events::with_capacity(8);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            poll.poll(&mut events, Some(Duration::from_millis(50)))
+                .unwrap();
+            if link.finish_connect(poll.registry())? {
+                return Ok(());
+            }
+        }
+        panic!("the connect neither finished nor failed");
+    }
+
+    #[test]
+    fn a_refused_address_is_followed_by_the_next_one_of_the_answer() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let good = listener.local_addr().unwrap();
+        let mut poll = Poll::new().unwrap();
+        let (mut link, _resolver) = resolving_link(&poll, good.port());
+        let request = link.resolving.unwrap();
+        let answer = Answer {
+            token: Token(1),
+            request,
+            result: Ok(vec![dead_addr(), good]),
+        };
+        assert_eq!(link.on_resolved(poll.registry(), answer), Ok(true));
+        drive(&mut poll, &mut link).unwrap();
+        listener.accept().unwrap();
+        // The late answer of the real lookup is stale: ignored.
+        let stale = Answer {
+            token: Token(1),
+            request,
+            result: Err("late".into()),
+        };
+        assert_eq!(link.on_resolved(poll.registry(), stale), Ok(false));
+        assert!(link.is_open());
+    }
+
+    #[test]
+    fn when_every_address_fails_the_last_reason_is_given() {
+        let mut poll = Poll::new().unwrap();
+        let (a, b) = (dead_addr(), dead_addr());
+        let (mut link, _resolver) = resolving_link(&poll, a.port());
+        let request = link.resolving.unwrap();
+        let answer = Answer {
+            token: Token(1),
+            request,
+            result: Ok(vec![a, b]),
+        };
+        let opened = link.on_resolved(poll.registry(), answer);
+        let why = match opened {
+            Ok(true) => drive(&mut poll, &mut link).unwrap_err(),
+            other => other.unwrap_err(),
+        };
+        assert!(why.contains(&b.to_string()), "{why}");
+    }
+
+    #[test]
+    fn a_failed_lookup_fails_the_attempt_and_a_close_forgets_the_lookup() {
+        let poll = Poll::new().unwrap();
+        let (mut link, _resolver) = resolving_link(&poll, 1883);
+        let request = link.resolving.unwrap();
+        let failed = Answer {
+            token: Token(1),
+            request,
+            result: Err("cannot resolve broker.invalid: no such host".into()),
+        };
+        assert_eq!(
+            link.on_resolved(poll.registry(), failed),
+            Err("cannot resolve broker.invalid: no such host".into())
+        );
+        link.open(poll.registry()).unwrap();
+        let request = link.resolving.unwrap();
+        link.close(poll.registry());
+        assert!(!link.is_resolving());
+        let late = Answer {
+            token: Token(1),
+            request,
+            result: Ok(vec![dead_addr()]),
+        };
+        assert_eq!(link.on_resolved(poll.registry(), late), Ok(false));
+        assert!(!link.is_open());
     }
 }

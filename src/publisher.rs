@@ -19,6 +19,10 @@ use std::time::Instant;
 /// misbehaving broker from making us buffer much.
 const MAX_INCOMING_PAYLOAD: usize = 64 * 1024;
 
+/// Reads per loop turn, as for a stream: a broker that floods this
+/// connection cannot starve the streams.
+const MAX_READS_PER_TURN: usize = 16;
+
 /// The report's connection.
 #[derive(Debug)]
 pub struct Publisher {
@@ -29,6 +33,8 @@ pub struct Publisher {
     events: Vec<Event>,
     /// Reports published and dropped (not connected), for the debug log.
     dropped: u64,
+    /// The read limit was reached with bytes possibly left in the socket.
+    unread: bool,
 }
 
 impl Publisher {
@@ -61,6 +67,7 @@ impl Publisher {
             conn: Connection::new(session, Link::new(&cfg.broker.host, cfg.broker.port, token)),
             events: Vec::new(),
             dropped: 0,
+            unread: false,
         }
     }
 
@@ -102,10 +109,59 @@ impl Publisher {
     /// write what is pending.
     pub fn on_ready(&mut self, registry: &Registry, buf: &mut [u8], now: Instant) {
         if self.conn.on_ready(registry, now) {
-            while let Read::Data(_) = self.conn.read(registry, buf, now) {}
-            self.conn.flush(registry, now);
+            self.read_some(registry, buf, now);
         }
         self.handle_events();
+    }
+
+    /// The read limit stopped the last turn early: the loop must come back
+    /// at once (edge-triggered: no new event would come for those bytes).
+    pub fn has_unread(&self) -> bool {
+        self.unread && self.conn.is_open()
+    }
+
+    /// Continues reading where the last turn stopped.
+    pub fn continue_reading(&mut self, registry: &Registry, buf: &mut [u8], now: Instant) {
+        if self.has_unread() {
+            self.read_some(registry, buf, now);
+            self.handle_events();
+        }
+    }
+
+    /// Reads until `WouldBlock`, end of file or the per-turn limit. Nothing
+    /// is subscribed, so nothing is stored: a QoS 1/2 message a broker
+    /// sends anyway is acknowledged at once, so that its in-flight window
+    /// never fills and no ack queue grows.
+    fn read_some(&mut self, registry: &Registry, buf: &mut [u8], now: Instant) {
+        self.unread = false;
+        for reads in 0.. {
+            if reads == MAX_READS_PER_TURN {
+                self.unread = true;
+                break;
+            }
+            if !matches!(self.conn.read(registry, buf, now), Read::Data(_)) {
+                break;
+            }
+        }
+        self.conn.session_mut().release_acks(now);
+        self.conn.flush(registry, now);
+    }
+
+    /// Host names of the report's broker are resolved through `resolver`.
+    pub fn set_resolver(&mut self, resolver: crate::resolve::ResolverHandle) {
+        self.conn.set_resolver(resolver);
+    }
+
+    /// The broker's host name was looked up: connect (or back off).
+    pub fn on_resolved(
+        &mut self,
+        registry: &Registry,
+        answer: crate::resolve::Answer,
+        now: Instant,
+    ) {
+        self.conn.on_resolved(registry, answer, now);
+        self.handle_events();
+        self.conn.flush(registry, now);
     }
 
     /// Stop: queue DISCONNECT and try once to write it, then close.

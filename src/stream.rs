@@ -18,6 +18,7 @@ use crate::store::Message;
 use crate::store::StoreError;
 use crate::store::gate::{Actions, Gate, Store};
 use crate::store::writer::{FileMeta, Writer};
+use crate::summary::Tally;
 use mio::{Registry, Token};
 use std::time::{Duration, Instant};
 
@@ -96,6 +97,8 @@ pub struct Stream {
     events: Vec<Event>,
     /// Self-report counters.
     pub counters: Counters,
+    /// Reception-time span committed and files written (`--summary`).
+    pub tally: Tally,
 }
 
 impl Stream {
@@ -123,7 +126,7 @@ impl Stream {
             seed(token),
             now,
         );
-        let writer = Writer::new(
+        let mut writer = Writer::new(
             data_folder.join(&cfg.folder_name),
             cfg.rotation,
             cfg.durability,
@@ -134,6 +137,8 @@ impl Stream {
                 host: host_name.to_owned(),
             },
         );
+        // Closed files are finished off the loop (`store::finaliser`).
+        writer.defer_finalising();
         let mut chain = Chain::new();
         if !cfg.exclude.is_empty() {
             let topics = cfg.exclude.clone();
@@ -166,6 +171,7 @@ impl Stream {
             },
             events: Vec::with_capacity(64),
             counters: Counters::default(),
+            tally: Tally::default(),
         }
     }
 
@@ -228,6 +234,18 @@ impl Stream {
         std::iter::once((WIRE_LIMIT_NAME, self.counters.oversize)).chain(self.chain.dropped())
     }
 
+    /// Storage is failing (messages held, a retry pending): freeing disk
+    /// space may help.
+    pub fn storage_failing(&self) -> bool {
+        self.gate.is_retrying()
+    }
+
+    /// Space was freed: retry the failed write at the next timer check
+    /// instead of waiting for the retry interval.
+    pub fn retry_storage_soon(&mut self, now: Instant) {
+        self.gate.retry_soon(now);
+    }
+
     /// Rows inserted and not yet committed.
     pub fn uncommitted(&self) -> usize {
         self.writer.uncommitted()
@@ -278,14 +296,12 @@ impl Stream {
             }
             match self.conn.read(registry, buf, now) {
                 Read::Data(n) => {
+                    // Even after a short read, read on until WouldBlock or
+                    // end of file: a FIN that came with the data raises no
+                    // further edge, and would go unnoticed until the
+                    // keep-alive ran out.
                     total += n;
                     self.handle_events(registry, now);
-                    if n < buf.len() {
-                        // A short read emptied the socket's receive queue;
-                        // anything arriving later raises a new edge, so the
-                        // WouldBlock read would only cost a system call.
-                        break;
-                    }
                 }
                 Read::WouldBlock => break,
                 Read::Gone => {
@@ -407,6 +423,7 @@ impl Stream {
         let mut store = TimedWriter {
             writer: &mut self.writer,
             took_us: None,
+            tally: &mut self.tally,
         };
         let actions = call(&mut self.gate, &mut store, &mut self.counters);
         if let Some(took) = store.took_us {
@@ -470,6 +487,28 @@ impl Stream {
         !self.conn.has_output() || !self.conn.is_open()
     }
 
+    /// Host names of this stream's broker are resolved through `resolver`.
+    pub fn set_resolver(&mut self, resolver: crate::resolve::ResolverHandle) {
+        self.conn.set_resolver(resolver);
+    }
+
+    /// The broker's host name was looked up: connect (or back off).
+    pub fn on_resolved(
+        &mut self,
+        registry: &Registry,
+        answer: crate::resolve::Answer,
+        now: Instant,
+    ) {
+        self.conn.on_resolved(registry, answer, now);
+        self.handle_events(registry, now);
+    }
+
+    /// Files this stream closed that still need finishing (checkpoint,
+    /// fsync, rename), with the stream's durability.
+    pub fn take_closed(&mut self) -> (Vec<std::path::PathBuf>, crate::store::Durability) {
+        (self.writer.take_closed(), self.writer.durability())
+    }
+
     /// Closes the socket at the end of the stop sequence.
     pub fn close(&mut self, registry: &Registry) {
         self.conn.close(registry);
@@ -491,30 +530,71 @@ fn seed(token: Token) -> u64 {
 }
 
 /// The writer as the gate's [`Store`], timing each commit for the
-/// self-report (the gate itself reads no clock).
+/// self-report (the gate itself reads no clock) and keeping the stream's
+/// [`Tally`] (span of reception timestamps committed, files written).
 struct TimedWriter<'w> {
     writer: &'w mut Writer,
     /// Duration of the last successful commit during this call, in µs.
     took_us: Option<u64>,
+    tally: &'w mut Tally,
+}
+
+impl TimedWriter<'_> {
+    /// Keeps the tally in step with a storage result.
+    fn track<T>(&mut self, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(StoreError::RolledBack { .. }) = r {
+            self.tally.rolled_back();
+        }
+        r
+    }
 }
 
 impl Store for TimedWriter<'_> {
     fn insert(&mut self, msg: &Message) -> Result<(), StoreError> {
-        self.writer.insert(msg)
+        let r = self.writer.insert(msg);
+        if r.is_ok() {
+            self.tally.inserted(msg.timestamp_us);
+        }
+        self.track(r)
     }
     fn commit(&mut self) -> Result<(), StoreError> {
         let started = Instant::now();
-        self.writer.commit()?;
+        let r = self.writer.commit();
+        self.track(r)?;
+        self.tally.committed();
         self.took_us = Some(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
         Ok(())
     }
     fn uncommitted(&self) -> usize {
         self.writer.uncommitted()
     }
+    fn ends_period(&self, msg: &Message) -> bool {
+        self.writer
+            .period_end_us()
+            .is_some_and(|end| msg.timestamp_us >= end)
+    }
     fn rotate(&mut self) -> Result<Option<std::path::PathBuf>, StoreError> {
-        self.writer.rotate()
+        let r = self.writer.rotate();
+        let closed = self.track(r)?;
+        if let Some(path) = &closed {
+            self.tally.committed();
+            // The writer returns the closed `.part`; the finaliser thread
+            // gives it its final name (or the next start does).
+            let done = match path.extension() {
+                Some(ext) if ext == "part" => path.with_extension(""),
+                _ => path.clone(),
+            };
+            self.tally.file_written(&done);
+        }
+        Ok(closed)
     }
     fn abandon(&mut self) {
+        // Its committed rows stay in the `.part` file (recovered at the
+        // next start); the uncommitted ones are gone.
+        if let Some(part) = self.writer.current_file() {
+            self.tally.file_written(part);
+        }
+        self.tally.rolled_back();
         self.writer.abandon();
     }
 }

@@ -43,11 +43,9 @@ fn persistent(client_id: &str) -> String {
     format!("qos: 1\nclean-session: false\nclient-id: \"{client_id}\"\nkeep-alive-seconds: 5")
 }
 
-fn wait_subscribed(a: &mut Attic, n: usize) {
-    let log = a.log_path().display().to_string();
-    wait_until(T, format!("{n} subscription(s) (log {log})"), || {
-        a.log().matches("subscribed; storing").count() >= n
-    });
+/// Waits for the ready file: every stream has subscribed once.
+fn wait_subscribed(a: &mut Attic) {
+    a.wait_ready(T);
 }
 
 /// Payloads `0..n` as decimal strings, as a set of everything stored.
@@ -80,7 +78,7 @@ fn sigkill_mid_stream_at_qos_1_then_restart_loses_nothing_and_leaves_no_part_fil
         }],
     );
     let mut attic = Attic::start(&yaml, &dir);
-    wait_subscribed(&mut attic, 1);
+    wait_subscribed(&mut attic);
 
     let n = 3000;
     let port = broker.port();
@@ -154,7 +152,7 @@ fn a_broker_restart_with_persistence_loses_nothing_at_qos_1() {
         }],
     );
     let mut attic = Attic::start(&yaml, &dir);
-    wait_subscribed(&mut attic, 1);
+    wait_subscribed(&mut attic);
 
     let mut c = TestClient::connect(broker.port(), "r-pub");
     c.publish_many_qos1(500, |i| ("r/x".into(), i.to_string().into_bytes()));
@@ -202,7 +200,7 @@ fn a_broker_down_at_start_up_is_retried_until_it_comes_up() {
     });
     assert!(attic.is_running());
     broker.restart();
-    wait_subscribed(&mut attic, 1);
+    wait_subscribed(&mut attic);
     let mut c = TestClient::connect(broker.port(), "d-pub");
     c.publish("d/x", b"late", 1, false);
     c.disconnect();
@@ -364,7 +362,7 @@ fn an_oversize_retained_message_is_skipped_once_without_a_reconnect_loop() {
         }],
     );
     let mut attic = Attic::start(&yaml, &dir);
-    wait_subscribed(&mut attic, 1);
+    wait_subscribed(&mut attic);
     attic.wait_log_contains("skipped a message of 300000 bytes", T);
     c.publish("big/small", b"fits", 1, false);
     c.disconnect();
@@ -402,8 +400,8 @@ fn two_instances_on_one_shared_subscription_store_every_message_once() {
     );
     let mut a = Attic::start(&yaml_a, &dir);
     let mut b = Attic::start(&yaml_b, &dir);
-    wait_subscribed(&mut a, 1);
-    wait_subscribed(&mut b, 1);
+    wait_subscribed(&mut a);
+    wait_subscribed(&mut b);
     let n = 2000;
     let mut c = TestClient::connect(broker.port(), "sh-pub");
     c.publish_many_qos1(n, |i| (format!("sh/{}", i % 7), i.to_string().into_bytes()));
@@ -497,7 +495,7 @@ fn a_full_disk_is_reported_nothing_unstored_is_acknowledged_and_storing_resumes_
     let filler = disk.path.join("filler");
     let _ = std::fs::write(&filler, vec![0u8; 8 * 1024 * 1024 - 300 * 1024]);
     let mut attic = Attic::start(&yaml, &dir);
-    wait_subscribed(&mut attic, 1);
+    wait_subscribed(&mut attic);
 
     let n = 2000;
     let port = broker.port();

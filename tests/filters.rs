@@ -41,7 +41,7 @@ fn each_filter_reduces_its_topics_and_the_files_hold_exactly_the_rest() {
     let dir = TempDir::new("filters");
     let data = dir.join("data");
     let mut attic = Attic::start(&config(&data, broker.port()), &dir);
-    attic.wait_log_contains("subscribed; storing", T);
+    attic.wait_ready(T);
 
     let mut c = TestClient::connect(broker.port(), "pub");
     let mut sent: Vec<(String, Vec<u8>)> = Vec::new();

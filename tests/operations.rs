@@ -47,7 +47,7 @@ fn performance(port: u16, topic: &str) -> String {
 }
 
 fn wait_subscribed(a: &mut Attic) {
-    a.wait_log_contains("subscribed; storing", T);
+    a.wait_ready(T);
 }
 
 /// Every leaf of a JSON document as `path -> JSON text`, decoded by

@@ -36,6 +36,9 @@ pub(super) struct Checker<'t> {
     pub(super) problems: Vec<Problem>,
     /// Host name for default client ids.
     pub(super) host: &'t str,
+    /// The data folder's instance tag, for default client ids (empty
+    /// until `data-folder` is read).
+    pub(super) tag: String,
     /// The config file's folder, for relative `password-file` paths.
     pub(super) dir: &'t Path,
 }
@@ -43,7 +46,7 @@ pub(super) struct Checker<'t> {
 impl Checker<'_> {
     /// Records a problem for `path`, positioned at `at` (usually the same).
     pub(super) fn report_at(&mut self, path: &[Seg], at: &[Seg], message: String) {
-        let pos = self.locator.find(at);
+        let pos = self.locator.find_nearest(at);
         self.problems.push(Problem {
             key: path_string(path),
             line: pos.map(|p| p.0),

@@ -27,6 +27,13 @@ impl Config {
                 .as_ref()
                 .map_or("(none)".to_owned(), |p| p.display().to_string())
         ));
+        line(format!(
+            "min free space:   {}",
+            self.min_free_bytes.map_or("(none)".to_owned(), |b| format!(
+                "{} MB (retention.min-free-mb)",
+                b / 1_048_576
+            ))
+        ));
         line(format!("streams:          {}", self.streams.len()));
         for (i, s) in self.streams.iter().enumerate() {
             line(format!("  streams[{i}]: {}", s.folder_name));
@@ -61,6 +68,7 @@ impl Config {
             line(format!("    commit within:  {:?}", s.commit_interval));
             line(format!("    coalesce reads: {:?}", s.coalesce));
             line(format!("    max payload:    {} bytes", s.max_payload_bytes));
+            line(format!("    retention:      {}", s.retention.describe()));
             line(format!(
                 "    durability:     {}",
                 match s.durability {

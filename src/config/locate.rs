@@ -71,6 +71,17 @@ impl<'t> Locator<'t> {
         Some((l.number, column))
     }
 
+    /// Like [`find`](Self::find), but when `path` itself cannot be placed
+    /// (a missing key, an item of a flow-style list) gives the position of
+    /// the deepest parent that can; for a top-level key that is the first
+    /// line that holds something. `None` only for a file with no content.
+    pub(super) fn find_nearest(&self, path: &[Seg]) -> Option<(usize, usize)> {
+        (1..=path.len())
+            .rev()
+            .find_map(|n| self.find(&path[..n]))
+            .or_else(|| self.lines.first().map(|l| (l.number, 1)))
+    }
+
     fn indent(&self, line: usize) -> usize {
         self.lines.get(line).map_or(0, |l| indent(l.text))
     }
@@ -319,6 +330,18 @@ log-level: info
         assert_eq!(loc.find(&[key("compact"), Seg::Index(1)]), Some((15, 1)));
         let two = [key("compact"), Seg::Index(1), key("two")];
         assert_eq!(loc.find(&two), Some((15, 3)));
+    }
+
+    #[test]
+    fn the_nearest_position_falls_back_to_the_parent_then_to_the_first_line() {
+        let text = "# comment\n\ndata-folder: x\nstreams:\n  - topic: [\"a\", \"b\"]\n";
+        let l = Locator::new(text);
+        let item = [key("streams"), Seg::Index(0), key("topic"), Seg::Index(1)];
+        assert_eq!(l.find(&item), None);
+        assert_eq!(l.find_nearest(&item), Some((5, 5)));
+        assert_eq!(l.find_nearest(&[key("missing")]), Some((3, 1)));
+        assert_eq!(l.find_nearest(&[]), Some((3, 1)));
+        assert_eq!(Locator::new("# only a comment\n").find_nearest(&[]), None);
     }
 
     #[test]

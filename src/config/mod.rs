@@ -11,14 +11,17 @@
 //! The walk is: text -> `Yaml` (our own tree, from `read_yaml`) -> `Checker`
 //! (typed getters that record a [`Problem`] and go on) -> [`Config`].
 
+mod bounds;
 mod checker;
 mod describe;
 mod locate;
+mod retention;
 mod sections;
 mod yaml;
 
 pub use crate::mqtt::topic::topic_filter_problem;
 pub use crate::store::Durability;
+pub use crate::store::retention::Limits as Retention;
 
 use crate::filter;
 use checker::Checker;
@@ -48,6 +51,9 @@ pub struct Config {
     /// `log-performance` + `log-performance-stream`: where to publish the JSON
     /// report; `None` when `log-performance` is false.
     pub performance: Option<PerformanceConfig>,
+    /// `retention.min-free-mb` in bytes: free space kept on the data
+    /// folder's file system (oldest finished files of any stream go).
+    pub min_free_bytes: Option<u64>,
 }
 
 /// How to reach and log in to a broker.
@@ -114,6 +120,8 @@ pub struct StreamConfig {
     pub filters: Vec<filter::Spec>,
     /// `durability` (default normal).
     pub durability: Durability,
+    /// `retention` (the stream's own keys over the top-level ones).
+    pub retention: Retention,
 }
 
 /// `log-performance-stream`: where the JSON self-report is published.
@@ -253,6 +261,7 @@ fn parse_with_host(text: &str, file: &Path, host: &str) -> Result<Config, Config
         locator: locate::Locator::new(text),
         problems: Vec::new(),
         host,
+        tag: String::new(),
         dir,
     };
     let config = checker.config(&root);

@@ -5,12 +5,14 @@
 //! folders and client ids). Must not: touch the network or open databases;
 //! reading a `password-file` is its only file access.
 
+use super::bounds;
 use super::checker::{Checker, Fields};
 use super::yaml::Yaml;
 use super::{
     BrokerConfig, Config, Durability, PerformanceConfig, Seg, StreamConfig, child, key, path_string,
 };
 use crate::filter::{self, options::Step};
+use crate::mqtt::identity;
 use crate::mqtt::topic::mqtt_string_problem;
 use crate::suggest::suggestion;
 use std::path::Path;
@@ -24,6 +26,7 @@ pub(super) const TOP_KEYS: &[&str] = &[
     "log-performance-stream",
     "log-level",
     "metrics-file",
+    "retention",
 ];
 
 pub(super) const STREAM_KEYS: &[&str] = &[
@@ -46,6 +49,7 @@ pub(super) const STREAM_KEYS: &[&str] = &[
     "exclude",
     "filters",
     "durability",
+    "retention",
 ];
 
 pub(super) const PERFORMANCE_KEYS: &[&str] = &[
@@ -101,6 +105,9 @@ impl Checker<'_> {
             self.missing(&top, "data-folder", "");
         }
         let data_folder = self.path(&top, "data-folder");
+        if let Some(folder) = &data_folder {
+            self.tag = identity::instance_tag(folder);
+        }
         let feedback_period = self.feedback_period(&top);
         let log_level = self
             .choice(
@@ -111,6 +118,7 @@ impl Checker<'_> {
             .and_then(|s| s.parse().ok())
             .unwrap_or(log::LevelFilter::Info);
         let metrics_file = self.path(&top, "metrics-file");
+        let retention = self.top_retention(&top);
 
         let mut streams = Vec::new();
         match top.get("streams") {
@@ -121,7 +129,8 @@ impl Checker<'_> {
             Some(Yaml::List(items)) => {
                 for (i, item) in items.iter().enumerate() {
                     let path = child(&top.at("streams"), Seg::Index(i));
-                    if let Some(stream) = self.stream(item, &path) {
+                    if let Some(mut stream) = self.stream(item, &path) {
+                        stream.retention = self.stream_retention(item, &path, &retention);
                         streams.push((path, stream));
                     }
                 }
@@ -155,6 +164,7 @@ impl Checker<'_> {
             metrics_file,
             streams: streams.into_iter().map(|(_, s)| s).collect(),
             performance,
+            min_free_bytes: retention.min_free_bytes,
         })
     }
 
@@ -171,13 +181,14 @@ impl Checker<'_> {
                 return default;
             }
         };
-        match Duration::try_from_secs_f64(seconds) {
-            Ok(d) if seconds > 0.0 && d.as_secs() <= MAX_COUNT => d,
-            _ => {
-                self.report(
-                    &top.at(k),
-                    format!("must be a number of seconds above 0 and at most {MAX_COUNT}; found {seconds}"),
-                );
+        match (
+            bounds::feedback_problem(seconds),
+            Duration::try_from_secs_f64(seconds),
+        ) {
+            (None, Ok(d)) => d,
+            (why, _) => {
+                let why = why.unwrap_or_else(|| format!("is not a duration: {seconds}"));
+                self.report(&top.at(k), why);
                 default
             }
         }
@@ -206,9 +217,13 @@ impl Checker<'_> {
         let rotation = self
             .integer(&f, "file-rotation-time-seconds", 1, MAX_COUNT)
             .unwrap_or(DEFAULT_ROTATION_SECONDS);
+        let now = std::time::SystemTime::now();
+        if let Some(why) = crate::store::rotation::wall_deadline_problem_at(rotation, now) {
+            self.report(&f.at("file-rotation-time-seconds"), why);
+        }
         let qos = self.qos(&f);
         let commit_ms = self
-            .integer(&f, "commit-interval-ms", 1, MAX_COUNT)
+            .integer(&f, "commit-interval-ms", bounds::MIN_COMMIT_MS, MAX_COUNT)
             .unwrap_or(DEFAULT_COMMIT_MS);
         let coalesce_ms = self
             .integer(&f, "coalesce-ms", 0, MAX_COALESCE_MS)
@@ -223,7 +238,7 @@ impl Checker<'_> {
             Some("power-safe") => Durability::PowerSafe,
             _ => Durability::Normal,
         };
-        let default_id = format!("attic-{}-{folder_name}", self.host);
+        let default_id = identity::default_client_id(self.host, &folder_name, &self.tag);
         let broker = self.broker(&f, default_id, true);
 
         Some(StreamConfig {
@@ -238,6 +253,7 @@ impl Checker<'_> {
             exclude,
             filters,
             durability,
+            retention: Default::default(),
         })
     }
 
@@ -392,7 +408,7 @@ impl Checker<'_> {
             None => {}
         }
         let qos = self.qos(&f);
-        let default_id = format!("attic-{}-performance", self.host);
+        let default_id = identity::default_client_id(self.host, "performance", &self.tag);
         let broker = self.broker(&f, default_id, enabled);
         Some(PerformanceConfig {
             broker,

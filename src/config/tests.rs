@@ -65,7 +65,13 @@ fn the_python_original_config_loads_unchanged() {
     let p = c.performance.unwrap();
     assert_eq!(p.topic, "attic/performance");
     assert_eq!(p.broker.port, 1883);
-    assert_eq!(p.broker.client_id, "attic-node-performance");
+    assert_eq!(
+        p.broker.client_id,
+        format!(
+            "attic-node-performance-{}",
+            crate::mqtt::identity::instance_tag(Path::new("/var/attic/data"))
+        )
+    );
 }
 
 #[test]
@@ -98,7 +104,10 @@ fn defaults_fill_in_every_optional_key() {
     let s = &c.streams[0];
     assert_eq!(s.broker.host, "127.0.0.1");
     assert_eq!(s.broker.port, 1883);
-    assert_eq!(s.broker.client_id, "attic-node-p");
+    // The default id ends with the data folder's tag: two instances with
+    // different folders never share it.
+    let tag = crate::mqtt::identity::instance_tag(Path::new("d"));
+    assert_eq!(s.broker.client_id, format!("attic-node-p-{tag}"));
     assert!(s.broker.clean_session);
     assert_eq!(s.broker.keep_alive, Duration::from_secs(30));
     assert_eq!(s.rotation, Duration::from_secs(300));
@@ -549,7 +558,11 @@ fn the_host_name_is_never_empty() {
     let c = parse(&minimal(""), Path::new("c.yaml")).unwrap();
     assert_eq!(
         c.streams[0].broker.client_id,
-        format!("attic-{}-p", host_name())
+        format!(
+            "attic-{}-p-{}",
+            host_name(),
+            crate::mqtt::identity::instance_tag(Path::new("d"))
+        )
     );
 }
 
@@ -628,4 +641,40 @@ fn filters_must_be_a_list_and_zero_intervals_are_refused() {
         "    filters:\n      - min-interval: 0\n      - changes-only: { heartbeat-seconds: 0 }\n",
     ));
     assert_eq!(p.len(), 2, "{p:#?}");
+}
+
+#[test]
+fn configs_that_differ_only_in_the_data_folder_get_different_default_client_ids() {
+    let a = parse_ok("data-folder: /srv/a\nstreams:\n  - topic: a\n    prefix: p\n");
+    let b = parse_ok("data-folder: /srv/b\nstreams:\n  - topic: a\n    prefix: p\n");
+    assert_ne!(a.streams[0].broker.client_id, b.streams[0].broker.client_id);
+    let again = parse_ok("data-folder: /srv/a\nstreams:\n  - topic: a\n    prefix: p\n");
+    assert_eq!(
+        a.streams[0].broker.client_id,
+        again.streams[0].broker.client_id
+    );
+}
+
+#[test]
+fn a_tiny_report_period_and_a_tiny_commit_interval_are_refused() {
+    let e = parse_err_text(
+        "data-folder: d\nconsole-feedback-period-seconds: 0.001\nstreams:\n  - topic: a\n    prefix: p\n",
+    );
+    assert!(
+        e.contains("console-feedback-period-seconds: must be a number of seconds from 0.1"),
+        "{e}"
+    );
+    let e = parse_err_text(&minimal("    commit-interval-ms: 1\n"));
+    assert!(
+        e.contains("commit-interval-ms: must be between 10 and"),
+        "{e}"
+    );
+}
+
+fn parse_err_text(text: &str) -> String {
+    problems(text)
+        .iter()
+        .map(|p| format!("{}: {}", p.key, p.message))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

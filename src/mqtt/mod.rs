@@ -6,5 +6,6 @@
 mod acks;
 pub mod backoff;
 pub mod framing;
+pub mod identity;
 pub mod session;
 pub mod topic;

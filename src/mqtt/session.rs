@@ -25,6 +25,7 @@
 use super::acks::Acks;
 use super::backoff::{Backoff, STABLE};
 use super::framing::{self, Ack, ConnectParams, Decoder, Incoming};
+use super::identity::{self, TakeoverWatch};
 use bytes::{Bytes, BytesMut};
 use std::time::{Duration, Instant};
 
@@ -120,6 +121,15 @@ pub struct SessionStats {
     pub connections: u64,
     /// Connections lost or refused.
     pub failures: u64,
+    /// Times the broker kept closing the connection right after accepting
+    /// it (warned as a probable client id clash).
+    pub suspected_takeovers: u64,
+    /// Times the subscriptions were confirmed: a SUBACK, or a CONNACK that
+    /// resumed a session (`--ready-file` waits for the first).
+    pub subscribed: u64,
+    /// QoS granted per filter by the last SUBACK, in filter order (`None` =
+    /// refused); empty after a CONNACK that resumed the session.
+    pub granted: Vec<Option<u8>>,
 }
 
 /// The MQTT session of one stream. See the module docs.
@@ -142,6 +152,9 @@ pub struct Session {
     last_recv: Instant,
     ping_outstanding: bool,
     stats: SessionStats,
+    /// Notices a broker that keeps closing the connection right after
+    /// accepting it (another client with the same id).
+    takeover: TakeoverWatch,
 }
 
 impl Session {
@@ -160,6 +173,7 @@ impl Session {
             last_recv: now,
             ping_outstanding: false,
             stats: SessionStats::default(),
+            takeover: TakeoverWatch::new(),
         }
     }
 
@@ -283,6 +297,11 @@ impl Session {
     /// The TCP connection failed or was lost (`why` is logged).
     pub fn on_transport_down(&mut self, now: Instant, why: &str, events: &mut Vec<Event>) {
         if self.wants_transport() {
+            if self.takeover.on_close(now, true) {
+                self.stats.suspected_takeovers += 1;
+                let why = identity::takeover_warning(&self.cfg.client_id);
+                log::warn!("[{}] {why}", self.cfg.name);
+            }
             self.fail(now, why, events);
         }
     }
@@ -294,6 +313,7 @@ impl Session {
     /// reconnect. Nothing happens when there is no connection to abort.
     pub fn abort(&mut self, now: Instant, why: &str, events: &mut Vec<Event>) {
         if self.wants_transport() {
+            self.takeover.on_close(now, false);
             self.fail(now, why, events);
         }
     }
@@ -345,6 +365,23 @@ impl Session {
                 if self.stats.connections > 1 {
                     self.stats.reconnects += 1;
                 }
+                self.takeover.on_accepted(now);
+                self.backoff.connected();
+                if !self.cfg.clean_session && !session_present && !self.cfg.filters.is_empty() {
+                    if self.stats.connections > 1 {
+                        log::warn!(
+                            "[{}] the broker kept no session for client id {:?} (clean-session: false): messages published while Attic was disconnected are gone; subscribing again",
+                            self.cfg.name,
+                            self.cfg.client_id
+                        );
+                    } else {
+                        log::info!(
+                            "[{}] the broker has no session for client id {:?} yet; starting a persistent one",
+                            self.cfg.name,
+                            self.cfg.client_id
+                        );
+                    }
+                }
                 let resubscribe = !session_present && !self.cfg.filters.is_empty();
                 if resubscribe {
                     framing::encode_subscribe(
@@ -357,6 +394,8 @@ impl Session {
                     self.last_sent = now;
                 } else {
                     log::info!("[{}] session resumed; storing messages", self.cfg.name);
+                    self.stats.subscribed += 1;
+                    self.stats.granted.clear();
                     events.push(Event::Connected);
                 }
                 log::info!(
@@ -402,7 +441,23 @@ impl Session {
                     since,
                     suback_pending: false,
                 };
-                log::info!("[{}] subscribed; storing messages", self.cfg.name);
+                let granted_count = granted.iter().filter(|g| g.is_some()).count();
+                if granted_count == 0 {
+                    log::error!(
+                        "[{}] the broker refused every subscription: storing nothing (check the topic filters and the broker's access rules)",
+                        self.cfg.name
+                    );
+                } else if granted_count < granted.len() {
+                    log::warn!(
+                        "[{}] subscribed to {granted_count} of {} filters; storing their messages",
+                        self.cfg.name,
+                        granted.len()
+                    );
+                } else {
+                    log::info!("[{}] subscribed; storing messages", self.cfg.name);
+                }
+                self.stats.subscribed += 1;
+                self.stats.granted = granted;
                 events.push(Event::Connected);
             }
             Incoming::Publish {
@@ -622,6 +677,61 @@ mod tests {
         assert_eq!(ev.last(), Some(&Event::Connected));
         ev.clear();
         (s, t0, ev)
+    }
+
+    /// Closes the connection at `now` (by the broker, or by Attic with
+    /// `abort`), then reconnects with a CONNACK that finds the session.
+    fn close_and_reconnect(s: &mut Session, now: Instant, by_broker: bool) -> Instant {
+        let mut ev = Vec::new();
+        if by_broker {
+            s.on_transport_down(now, "the broker closed the connection", &mut ev);
+        } else {
+            s.abort(now, "storage rolled back", &mut ev);
+        }
+        let at = s.next_deadline().unwrap();
+        s.on_timer(at, &mut ev);
+        s.on_transport_up(at, &mut ev);
+        sent(s);
+        s.on_bytes(
+            &wire(Incoming::ConnAck {
+                session_present: true,
+                code: 0,
+            }),
+            at,
+            &mut ev,
+        );
+        assert_eq!(ev.last(), Some(&Event::Connected));
+        at
+    }
+
+    #[test]
+    fn a_broker_that_keeps_closing_right_after_connack_is_reported_once_as_a_probable_takeover() {
+        let (mut s, t0, _) = connected(0);
+        let mut now = t0;
+        for _ in 0..2 {
+            now = close_and_reconnect(&mut s, now + Duration::from_millis(100), true);
+        }
+        assert_eq!(s.stats().suspected_takeovers, 0);
+        now = close_and_reconnect(&mut s, now + Duration::from_millis(100), true);
+        assert_eq!(s.stats().suspected_takeovers, 1);
+        now = close_and_reconnect(&mut s, now + Duration::from_millis(100), true);
+        assert_eq!(s.stats().suspected_takeovers, 1, "warned once per run");
+        // A connection that lasts ends the run; a new run warns again.
+        now = close_and_reconnect(&mut s, now + Duration::from_secs(60), true);
+        for _ in 0..3 {
+            now = close_and_reconnect(&mut s, now + Duration::from_millis(100), true);
+        }
+        assert_eq!(s.stats().suspected_takeovers, 2);
+    }
+
+    #[test]
+    fn connections_attic_closes_itself_never_look_like_a_takeover() {
+        let (mut s, t0, _) = connected(0);
+        let mut now = t0;
+        for _ in 0..5 {
+            now = close_and_reconnect(&mut s, now + Duration::from_millis(100), false);
+        }
+        assert_eq!(s.stats().suspected_takeovers, 0);
     }
 
     #[test]

@@ -26,6 +26,10 @@ pub struct StreamSample {
     /// Messages dropped per filter since start, in chain order (the
     /// wire-level `max-payload-bytes` first).
     pub filter_drops: Vec<(String, u64)>,
+    /// Finished files deleted by retention since start.
+    pub files_deleted: u64,
+    /// Their bytes.
+    pub bytes_deleted: u64,
 }
 
 /// CPU use over a period, in percent of one core: CPU time spent divided by

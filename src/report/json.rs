@@ -162,6 +162,8 @@ pub(super) fn stream_json(out: &mut String, f: &Figures, s: &StreamFigures) {
     o.u64("store_errors_total", c.store_errors);
     o.u64("files_closed_total", c.files_closed);
     o.u64("reconnects_total", s.sample.reconnects);
+    o.u64("files_deleted", s.sample.files_deleted);
+    o.u64("bytes_deleted", s.sample.bytes_deleted);
     o.u64("received_period", s.received);
     o.u64("stored_period", s.stored);
     o.u64("excluded_period", s.filtered);

@@ -51,6 +51,8 @@ mod tests {
                 ("max-payload-bytes (wire)".into(), 0),
                 ("exclude".into(), 4),
             ],
+            files_deleted: 3,
+            bytes_deleted: 12_288,
         }
     }
 
@@ -244,6 +246,25 @@ mod filter_drop_tests {
         let p = prometheus(&f);
         assert!(
             p.contains("attic_filter_dropped_total{stream=\"zwei\",filter=\"exclude\"} 4"),
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn retention_deletions_reach_the_json_and_the_metrics() {
+        let f = tests::figures();
+        let j = json(&f);
+        assert!(
+            j.contains(r#""files_deleted":3,"bytes_deleted":12288"#),
+            "{j}"
+        );
+        let p = prometheus(&f);
+        assert!(
+            p.contains("attic_files_deleted_total{stream=\"zwei\"} 3"),
+            "{p}"
+        );
+        assert!(
+            p.contains("attic_bytes_deleted_total{stream=\"zwei\"} 12288"),
             "{p}"
         );
     }

@@ -119,6 +119,21 @@ pub fn prometheus(f: &Figures) -> String {
     for (name, help, get) in counters {
         per_stream(o, f, name, "counter", help, get);
     }
+    let deleted: [(&str, &str, Get); 2] = [
+        (
+            "attic_files_deleted_total",
+            "Finished files deleted by retention.",
+            |s| s.sample.files_deleted as f64,
+        ),
+        (
+            "attic_bytes_deleted_total",
+            "Bytes of the finished files deleted by retention.",
+            |s| s.sample.bytes_deleted as f64,
+        ),
+    ];
+    for (name, help, get) in deleted {
+        per_stream(o, f, name, "counter", help, get);
+    }
     let gauges: [(&str, &str, Get); 5] = [
         (
             "attic_connected",

@@ -45,6 +45,12 @@ pub trait Store {
     fn commit(&mut self) -> Result<(), StoreError>;
     /// Rows inserted since the last successful commit.
     fn uncommitted(&self) -> usize;
+    /// True when `msg` belongs after the open file's period. The gate then
+    /// rotates first, counted; a writer left to rotate inside `insert`
+    /// would commit and close the file behind the gate's back.
+    fn ends_period(&self, _msg: &Message) -> bool {
+        false
+    }
     /// Commits and finalises the open file; its final path, if one was open.
     fn rotate(&mut self) -> Result<Option<PathBuf>, StoreError>;
     /// Drops the open file without finalising it (stop after an error).
@@ -60,6 +66,10 @@ impl Store for Writer {
     }
     fn uncommitted(&self) -> usize {
         Writer::uncommitted(self)
+    }
+    fn ends_period(&self, msg: &Message) -> bool {
+        self.period_end_us()
+            .is_some_and(|end| msg.timestamp_us >= end)
     }
     fn rotate(&mut self) -> Result<Option<PathBuf>, StoreError> {
         Writer::rotate(self)
@@ -102,6 +112,11 @@ pub struct Gate {
     held: VecDeque<Message>,
     /// Payload bytes inserted but not yet committed.
     uncommitted_bytes: u64,
+    /// The last rotation failed: its retries stay quiet until it works
+    /// (a failing rotation logs once per change of state, not per retry).
+    rotation_failing: bool,
+    /// Storage problems logged (error lines), for the tests.
+    logged: u64,
 }
 
 impl Gate {
@@ -114,6 +129,8 @@ impl Gate {
             retry_at: None,
             held: VecDeque::new(),
             uncommitted_bytes: 0,
+            rotation_failing: false,
+            logged: 0,
         }
     }
 
@@ -127,6 +144,14 @@ impl Gate {
     /// drives the open file meanwhile).
     pub fn is_retrying(&self) -> bool {
         self.retry_at.is_some()
+    }
+
+    /// Space was freed (retention): the scheduled retry is due at `now`
+    /// instead of after the retry interval.
+    pub fn retry_soon(&mut self, now: Instant) {
+        if self.retry_at.is_some() {
+            self.retry_at = Some(now);
+        }
     }
 
     /// Messages held because storage failed.
@@ -150,6 +175,10 @@ impl Gate {
         counters: &mut Counters,
     ) -> Actions {
         let mut actions = Actions::default();
+        if self.held.is_empty() && store.ends_period(&msg) {
+            // The loop has not handled the rotation deadline yet.
+            actions = self.rotate(store, now, counters);
+        }
         if !self.held.is_empty() {
             self.held.push_back(msg);
             return actions;
@@ -214,13 +243,21 @@ impl Gate {
             return actions;
         }
         match store.rotate() {
-            Ok(Some(path)) => {
-                counters.files_closed += 1;
-                log::info!("[{}] closed {}", self.name, path.display());
-                actions.closed = Some(path);
+            Ok(closed) => {
+                if std::mem::take(&mut self.rotation_failing) {
+                    log::info!("[{}] closing the file works again", self.name);
+                }
+                if let Some(path) = closed {
+                    counters.files_closed += 1;
+                    log::info!("[{}] closed {}", self.name, path.display());
+                    actions.closed = Some(path);
+                }
             }
-            Ok(None) => {}
-            Err(e) => self.failed(now, &e, counters, &mut actions),
+            Err(e) => {
+                let quiet = self.rotation_failing;
+                self.rotation_failing = true;
+                self.failed_quietly(now, &e, counters, &mut actions, quiet);
+            }
         }
         actions
     }
@@ -292,7 +329,11 @@ impl Gate {
         }
         self.commit_into(store, now, counters, actions);
         if self.retry_at.is_none() {
-            log::info!("[{}] storage works again", self.name);
+            // After a failed rotation, the rotation that follows says
+            // whether it works again.
+            if !self.rotation_failing {
+                log::info!("[{}] storage works again", self.name);
+            }
             actions.recovered = true;
         }
     }
@@ -305,6 +346,19 @@ impl Gate {
         e: &StoreError,
         counters: &mut Counters,
         actions: &mut Actions,
+    ) {
+        self.failed_quietly(now, e, counters, actions, false);
+    }
+
+    /// [`failed`](Self::failed), without the log line when `quiet` (a
+    /// retry of a failure already reported).
+    fn failed_quietly(
+        &mut self,
+        now: Instant,
+        e: &StoreError,
+        counters: &mut Counters,
+        actions: &mut Actions,
+        quiet: bool,
     ) {
         counters.store_errors += 1;
         if let StoreError::RolledBack { rows, .. } = e {
@@ -321,7 +375,8 @@ impl Gate {
         // The retry commits; a commit deadline left in the past would only
         // make the loop spin until then.
         self.commit_due = None;
-        if self.retry_at.is_none() {
+        if self.retry_at.is_none() && !quiet {
+            self.logged += 1;
             log::error!(
                 "[{}] cannot store: {e}; holding messages and not acknowledging, retrying every {} s",
                 self.name,
@@ -358,7 +413,10 @@ mod tests {
         commit_fails: Fail,
         commits: usize,
         rotations: usize,
+        rotate_fails: bool,
         abandoned: bool,
+        /// Messages at or after this timestamp end the open period.
+        period_end_us: Option<i64>,
     }
 
     impl FakeStore {
@@ -370,7 +428,9 @@ mod tests {
                 commit_fails: Fail::No,
                 commits: 0,
                 rotations: 0,
+                rotate_fails: false,
                 abandoned: false,
+                period_end_us: None,
             }
         }
 
@@ -424,8 +484,15 @@ mod tests {
         fn uncommitted(&self) -> usize {
             self.pending.len()
         }
+        fn ends_period(&self, msg: &Message) -> bool {
+            self.period_end_us
+                .is_some_and(|end| msg.timestamp_us >= end)
+        }
         fn rotate(&mut self) -> Result<Option<PathBuf>, StoreError> {
             self.commit()?;
+            if self.rotate_fails {
+                return Err(self.error(Fail::Keep));
+            }
             self.rotations += 1;
             Ok(Some(PathBuf::from("fake.sqlite")))
         }
@@ -498,6 +565,29 @@ mod tests {
         let a = gate.on_timer(&mut store, due + STORE_RETRY, &mut c);
         assert!(a.release_acks && a.recovered && a.committed == 1, "{a:?}");
         assert_eq!(FakeStore::topics(&store.committed), ["a"]);
+        assert!(!gate.is_failing());
+    }
+
+    #[test]
+    fn freed_space_brings_the_retry_forward_and_does_nothing_when_storage_works() {
+        let (mut gate, mut store, mut c) = (
+            Gate::new("t", INTERVAL),
+            FakeStore::new(),
+            Counters::default(),
+        );
+        let t0 = Instant::now();
+        gate.retry_soon(t0);
+        assert_eq!(gate.next_deadline(), None, "nothing to retry");
+        gate.accept(&mut store, msg("a"), t0, &mut c);
+        store.commit_fails = Fail::Keep;
+        gate.on_timer(&mut store, t0 + INTERVAL, &mut c);
+        assert!(gate.is_retrying());
+        store.commit_fails = Fail::No;
+        let t1 = t0 + INTERVAL + Duration::from_millis(5);
+        gate.retry_soon(t1);
+        assert_eq!(gate.next_deadline(), Some(t1));
+        let a = gate.on_timer(&mut store, t1, &mut c);
+        assert!(a.release_acks && a.recovered, "{a:?}");
         assert!(!gate.is_failing());
     }
 
@@ -576,6 +666,65 @@ mod tests {
         let a = gate.rotate(&mut store, t0, &mut c);
         assert!(a.release_acks && a.closed.is_some(), "{a:?}");
         assert_eq!((store.rotations, c.files_closed, c.stored), (1, 1, 1));
+    }
+
+    #[test]
+    fn a_rotation_that_keeps_failing_logs_once_not_at_every_retry() {
+        let (mut gate, mut store, mut c) = (
+            Gate::new("t", INTERVAL),
+            FakeStore::new(),
+            Counters::default(),
+        );
+        let mut now = Instant::now();
+        gate.accept(&mut store, msg("a"), now, &mut c);
+        store.rotate_fails = true;
+        for _ in 0..10 {
+            // The loop: the rotation is due whenever no retry is pending.
+            if !gate.is_retrying() {
+                gate.rotate(&mut store, now, &mut c);
+            }
+            now = gate.next_deadline().unwrap_or(now) + Duration::from_millis(1);
+            gate.on_timer(&mut store, now, &mut c);
+        }
+        assert_eq!(gate.logged, 1, "one error line for the whole outage");
+        assert!(c.store_errors >= 5, "every try is still counted");
+        assert_eq!(store.rotations, 0);
+        store.rotate_fails = false;
+        if !gate.is_retrying() {
+            gate.rotate(&mut store, now, &mut c);
+        } else {
+            now = gate.next_deadline().unwrap() + Duration::from_millis(1);
+            gate.on_timer(&mut store, now, &mut c);
+            gate.rotate(&mut store, now, &mut c);
+        }
+        assert_eq!(store.rotations, 1);
+        assert!(!gate.rotation_failing);
+        // A new failure after it worked is a new change of state: logged.
+        store.rotate_fails = true;
+        gate.accept(&mut store, msg("b"), now, &mut c);
+        gate.rotate(&mut store, now, &mut c);
+        assert_eq!(gate.logged, 2);
+    }
+
+    #[test]
+    fn a_message_past_the_open_period_rotates_first_and_the_closed_file_is_counted() {
+        let (mut gate, mut store, mut c) = (
+            Gate::new("t", INTERVAL),
+            FakeStore::new(),
+            Counters::default(),
+        );
+        let t0 = Instant::now();
+        gate.accept(&mut store, msg("a"), t0, &mut c);
+        gate.accept(&mut store, msg("b"), t0, &mut c);
+        store.period_end_us = Some(0);
+        let a = gate.accept(&mut store, msg("next"), t0, &mut c);
+        assert!(a.release_acks && a.closed.is_some(), "{a:?}");
+        assert_eq!((store.rotations, c.files_closed, c.stored), (1, 1, 2));
+        assert_eq!(
+            store.uncommitted(),
+            1,
+            "the new message is in the next file"
+        );
     }
 
     #[test]

@@ -1,10 +1,14 @@
 //! Storage: where a message goes once the session has delivered it.
 //!
 //! [`gate`] is ack-after-commit as a sans-IO state machine; [`rotation`] is
-//! pure time arithmetic; [`writer`] owns the SQLite files. Nothing here sees
-//! an MQTT packet or imports `mqtt`, `net`, `config` or `stream`.
+//! pure time arithmetic; [`writer`] owns the SQLite files; [`finaliser`]
+//! finishes closed files on a helper thread, off the loop; [`retention`]
+//! deletes the oldest finished ones. Nothing here sees an MQTT packet or
+//! imports `mqtt`, `net`, `config` or `stream`.
 
+pub mod finaliser;
 pub mod gate;
+pub mod retention;
 pub mod rotation;
 pub mod writer;
 

@@ -6,6 +6,7 @@
 //! future, absurd periods).
 
 use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Microseconds in one second.
 const US_PER_S: i64 = 1_000_000;
@@ -27,6 +28,57 @@ pub fn period_end_us(t_us: i64, period_s: u64) -> i64 {
         .unwrap_or(i64::MAX);
     // `period_us - rem` is in (0, period_us], so only the sum can overflow.
     t_us.saturating_add(period_us - t_us.rem_euclid(period_us))
+}
+
+/// The latest wall-clock moment (unix µs) the rotation timer
+/// (`clock::WallTimer`) can be armed for: the largest `time_t`.
+///
+/// On 64-bit systems that is beyond any date that matters. On 32-bit
+/// Raspberry Pi OS (armv7, glibc's 32-bit `time_t`, which the `libc` crate
+/// binds) it is 2038-01-19T03:14:07Z: a later deadline cannot be expressed
+/// in the `itimerspec` that `timerfd_settime` takes, so config validation
+/// refuses rotation periods that end later ([`wall_deadline_problem`]) and
+/// `WallTimer::set` refuses such a deadline instead of wrapping it.
+/// (Monotonic deadlines are `Instant`s, 64-bit on every target, and mio
+/// clamps the poll timeout: the report period has no such limit.)
+pub fn latest_wall_deadline_us() -> i64 {
+    if size_of::<libc::time_t>() >= 8 {
+        i64::MAX
+    } else {
+        i64::from(i32::MAX) * US_PER_S
+    }
+}
+
+/// [`wall_deadline_problem`] for a config checked at `now`, on this system.
+pub fn wall_deadline_problem_at(period_s: u64, now: SystemTime) -> Option<String> {
+    let now_us = match now.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_micros()).unwrap_or(i64::MAX),
+    };
+    wall_deadline_problem(period_s, now_us, latest_wall_deadline_us())
+}
+
+/// Why a rotation period of `period_s` seconds cannot be used at `now_us`,
+/// if it cannot: the period containing `now_us` ends after `latest_us`, the
+/// latest moment the wall timer can be armed for
+/// ([`latest_wall_deadline_us`]: 2038-01-19T03:14:07Z where `time_t`
+/// is 32 bits, as on 32-bit Raspberry Pi OS; never on a 64-bit system).
+/// Config validation calls it so such a period exits 78 at start instead of
+/// failing when the timer is armed.
+pub fn wall_deadline_problem(period_s: u64, now_us: i64, latest_us: i64) -> Option<String> {
+    let end = period_end_us(now_us, period_s);
+    if end <= latest_us {
+        return None;
+    }
+    // Any period up to `latest - now` ends by `latest`: its end is at most
+    // one period after `now`.
+    let longest_s = latest_us.saturating_sub(now_us).div_euclid(US_PER_S).max(0);
+    Some(format!(
+        "a {period_s} s period ends on {}, after {}, the last moment this system's \
+         32-bit time_t can arm the rotation timer for; use at most {longest_s} seconds",
+        day_folder(end),
+        day_folder(latest_us)
+    ))
 }
 
 /// The UTC date of `t_us` (Unix microseconds) as `YYYY-MM-DD`: the name of
@@ -196,5 +248,86 @@ mod tests {
         let b = file_name(1_700_000_000_000_001);
         let c = file_name(1_800_000_000_000_000);
         assert!(a < b && b < c);
+    }
+
+    /// `latest_wall_deadline_us()` on a 32-bit `time_t` system.
+    const END_OF_TIME_T_US: i64 = 2_147_483_647 * US_PER_S;
+
+    #[test]
+    fn a_period_that_ends_after_the_end_of_a_32_bit_time_t_is_refused_with_the_longest_that_fits() {
+        let now = utc_us(2026, 11, 28, 2, 0, 0);
+        // One day, one year: end long before 2038.
+        assert_eq!(wall_deadline_problem(86_400, now, END_OF_TIME_T_US), None);
+        assert_eq!(
+            wall_deadline_problem(365 * 86_400, now, END_OF_TIME_T_US),
+            None
+        );
+        // The largest configurable period (u32::MAX s, about 136 years).
+        let why = wall_deadline_problem(u64::from(u32::MAX), now, END_OF_TIME_T_US).unwrap();
+        assert!(
+            why.contains("2106-02-07") && why.contains("2038-01-19"),
+            "{why}"
+        );
+        let longest: u64 = why
+            .rsplit("at most ")
+            .next()
+            .and_then(|t| t.split(' ').next())
+            .unwrap()
+            .parse()
+            .unwrap();
+        // The suggestion fits, and is close to the real limit.
+        assert_eq!(wall_deadline_problem(longest, now, END_OF_TIME_T_US), None);
+        assert_eq!(
+            i64::try_from(longest).unwrap() * US_PER_S,
+            END_OF_TIME_T_US - now
+        );
+        // A period whose aligned end falls just past the limit is refused,
+        // one whose end falls exactly on it is not.
+        let p = 2_147_483_647u64; // its first end is 2038-01-19T03:14:07Z itself
+        assert_eq!(wall_deadline_problem(p, now, END_OF_TIME_T_US), None);
+        assert!(wall_deadline_problem(p + 1, now, END_OF_TIME_T_US).is_some());
+    }
+
+    #[test]
+    fn no_period_is_refused_where_time_t_is_64_bits() {
+        let now = utc_us(2026, 11, 28, 2, 0, 0);
+        for p in [0, 1, 86_400, u64::from(u32::MAX), u64::MAX] {
+            assert_eq!(wall_deadline_problem(p, now, i64::MAX), None);
+        }
+        // Even after 2038.
+        let later = utc_us(2040, 1, 1, 0, 0, 0);
+        assert_eq!(wall_deadline_problem(300, later, i64::MAX), None);
+        assert!(wall_deadline_problem(300, later, END_OF_TIME_T_US).is_some());
+    }
+
+    #[test]
+    fn times_after_2038_are_aligned_and_dated_like_any_other() {
+        // Pure i64 arithmetic: the same on a 32-bit system.
+        let t = utc_us(2040, 2, 29, 23, 59, 59) + 500_000;
+        assert_eq!(period_end_us(t, 300), utc_us(2040, 3, 1, 0, 0, 0));
+        assert_eq!(day_folder(t), "2040-02-29");
+        assert_eq!(day_folder(END_OF_TIME_T_US), "2038-01-19");
+        assert_eq!(day_folder(END_OF_TIME_T_US + US_PER_S), "2038-01-19");
+        assert_eq!(
+            relative_path(utc_us(2106, 2, 7, 6, 28, 16)),
+            PathBuf::from("2106-02-07/4294967296000000.sqlite")
+        );
+    }
+
+    #[test]
+    fn the_latest_wall_deadline_is_the_end_of_time_t() {
+        if std::mem::size_of::<libc::time_t>() == 4 {
+            assert_eq!(latest_wall_deadline_us(), END_OF_TIME_T_US);
+        } else {
+            assert_eq!(latest_wall_deadline_us(), i64::MAX);
+        }
+    }
+
+    #[test]
+    fn a_config_checked_now_accepts_a_day_and_judges_136_years_by_time_t() {
+        let now = SystemTime::now();
+        assert_eq!(wall_deadline_problem_at(86_400, now), None);
+        let longest = wall_deadline_problem_at(u64::from(u32::MAX), now);
+        assert_eq!(longest.is_some(), std::mem::size_of::<libc::time_t>() == 4);
     }
 }

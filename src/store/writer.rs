@@ -28,10 +28,10 @@ mod open;
 mod recovery;
 mod tuning;
 
+pub use finalise::{finalise_closed, finalise_with, is_busy};
 pub use recovery::recover_parts;
 
 use super::{Durability, Message, StoreError};
-use finalise::{finish, rename_final};
 use open::{OpenFile, open_file};
 
 /// `PRAGMA application_id` of every Attic file: "ATTC" in ASCII.
@@ -98,6 +98,11 @@ pub struct Writer {
     open: Option<OpenFile>,
     /// This stream's claim on the process-wide page-cache budget.
     _cache: tuning::CacheShare,
+    /// Closed files are left to a finaliser thread instead of being
+    /// finished in the calling thread (see [`defer_finalising`](Self::defer_finalising)).
+    defer: bool,
+    /// Closed `.part` files waiting to be handed to the finaliser.
+    closed: Vec<PathBuf>,
 }
 
 impl Writer {
@@ -119,6 +124,8 @@ impl Writer {
             meta,
             open: None,
             _cache: tuning::CacheShare::join(),
+            defer: false,
+            closed: Vec::new(),
         }
     }
 
@@ -173,55 +180,38 @@ impl Writer {
     /// Commits, then finalises the open file, if any, and returns its final
     /// `.sqlite` path.
     ///
-    /// Finalising = meta `closed_at_us` and `row_count`, `wal_checkpoint
-    /// (TRUNCATE)`, `journal_mode=DELETE` (no `-wal`/`-shm` remain), close,
-    /// rename `.sqlite.part` -> `.sqlite`, fsync the day folder. If a step
-    /// before the close fails, the file stays open and `rotate` can be called
-    /// again; if the rename fails, the closed `.part` is left for
-    /// [`recover_parts`].
+    /// [`close`](Self::close) then [`finalise_closed`], in the calling
+    /// thread (the loop runs the second half on a helper thread instead:
+    /// see `store::finaliser`). If a step before the close fails, the file
+    /// stays open and `rotate` can be called again; if a later step fails,
+    /// the closed `.part` is left for [`recover_parts`].
+    ///
+    /// After [`defer_finalising`](Self::defer_finalising), the second half
+    /// is left to the caller: the closed `.part` path is returned and also
+    /// queued for [`take_closed`](Self::take_closed).
     pub fn rotate(&mut self) -> Result<Option<PathBuf>, StoreError> {
-        let Some(file) = self.open.as_mut() else {
+        let Some(part) = self.close()? else {
             return Ok(None);
         };
-        file.commit()?;
-        finish(
-            &file.conn,
-            &file.path,
-            file.committed,
-            false,
-            self.durability,
-        )?;
-        let Some(mut file) = self.open.take() else {
-            return Ok(None);
-        };
-        // The statement borrows the connection: finalise it before closing.
-        file.insert = None;
-        let OpenFile {
-            insert: _,
-            conn,
-            path,
-            period_end_us,
-            in_txn,
-            uncommitted,
-            committed,
-        } = file;
-        if let Err((conn, source)) = (*conn).close() {
-            self.open = Some(OpenFile {
-                insert: None,
-                conn: Box::new(conn),
-                path: path.clone(),
-                period_end_us,
-                in_txn,
-                uncommitted,
-                committed,
-            });
-            return Err(StoreError::Sqlite {
-                action: "close",
-                path,
-                source,
-            });
+        if self.defer {
+            self.closed.push(part.clone());
+            return Ok(Some(part));
         }
-        rename_final(&path, self.durability).map(Some)
+        finalise_closed(&part, self.durability).map(Some)
+    }
+
+    /// From now on, a rotation (explicit, or a message past the period end)
+    /// only closes the file; the caller finishes it off its own thread
+    /// with [`finalise_closed`], taking the paths from
+    /// [`take_closed`](Self::take_closed). The loop's writers run so.
+    pub fn defer_finalising(&mut self) {
+        self.defer = true;
+    }
+
+    /// The closed `.part` files not yet taken (only with
+    /// [`defer_finalising`](Self::defer_finalising)).
+    pub fn take_closed(&mut self) -> Vec<PathBuf> {
+        std::mem::take(&mut self.closed)
     }
 
     /// Drops the open file without finalising it (shutdown after an error).

@@ -1,6 +1,8 @@
-//! `Attic`: the binary under test as a child process. Its config and its
-//! combined stdout+stderr log live in the test's `TempDir`; dropping it
-//! kills the process and, if the test failed, prints the log's tail.
+//! `Attic`: the binary under test as a child process. Its config, its
+//! combined stdout+stderr log and its `--ready-file` live in the test's
+//! `TempDir`; dropping it kills the process and, if the test failed, prints
+//! the log's tail. `wait_ready` is how a test knows every stream is
+//! subscribed (the ready file, not a log line).
 
 use super::{TempDir, tail, wait_for};
 use std::fs::File;
@@ -27,11 +29,27 @@ pub struct Attic {
     config_path: PathBuf,
     /// Combined stdout and stderr of this run.
     log_path: PathBuf,
+    /// Its `--ready-file`: exists once every stream has subscribed.
+    ready_path: PathBuf,
 }
 
 /// Keeps Attic's environment independent of the one the tests run in.
+///
+/// When the tests run for another architecture under qemu-user (see
+/// `.cargo/config.toml`), `ATTIC_TEST_RUNNER` holds the emulator command
+/// (such as `qemu-arm -L /usr/arm-linux-gnueabihf`): the binary is started
+/// through it, because the kernel cannot execute it directly.
 fn base_command() -> Command {
-    let mut cmd = Command::new(ATTIC_EXE);
+    let runner = std::env::var("ATTIC_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    let mut cmd = match words.next() {
+        Some(emulator) => {
+            let mut c = Command::new(emulator);
+            c.args(words).arg(ATTIC_EXE);
+            c
+        }
+        None => Command::new(ATTIC_EXE),
+    };
     cmd.env_remove("NOTIFY_SOCKET")
         .env_remove("JOURNAL_STREAM")
         .env_remove("WATCHDOG_USEC")
@@ -72,8 +90,27 @@ impl Attic {
         Attic::spawn(config_path, dir, &[])
     }
 
+    /// Like [`Attic::start`], with more `attic run` arguments after
+    /// `--config FILE --ready-file FILE` (e.g. `--summary`, `--stop-after`).
+    pub fn start_with_args(config_yaml: &str, dir: &TempDir, args: &[&str]) -> Attic {
+        let config_path = fresh_path(dir.path(), "attic", "yaml");
+        std::fs::write(&config_path, config_yaml)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", config_path.display()));
+        Attic::spawn_with_args(&config_path, dir, &[], args)
+    }
+
     fn spawn(config_path: &Path, dir: &TempDir, env: &[(&str, &str)]) -> Attic {
+        Attic::spawn_with_args(config_path, dir, env, &[])
+    }
+
+    fn spawn_with_args(
+        config_path: &Path,
+        dir: &TempDir,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Attic {
         let log_path = fresh_path(dir.path(), "attic", "log");
+        let ready_path = log_path.with_extension("ready.json");
         let log = File::create(&log_path)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", log_path.display()));
         let child = base_command()
@@ -81,6 +118,9 @@ impl Attic {
             .arg("run")
             .arg("--config")
             .arg(config_path)
+            .arg("--ready-file")
+            .arg(&ready_path)
+            .args(args)
             .current_dir(dir.path())
             .stdout(Stdio::from(log.try_clone().expect("clone log handle")))
             .stderr(Stdio::from(log))
@@ -91,6 +131,7 @@ impl Attic {
             status: None,
             config_path: config_path.to_path_buf(),
             log_path,
+            ready_path,
         }
     }
 
@@ -102,6 +143,37 @@ impl Attic {
     /// Path of the combined stdout+stderr log.
     pub fn log_path(&self) -> &Path {
         &self.log_path
+    }
+
+    /// Its `--ready-file`.
+    pub fn ready_path(&self) -> &Path {
+        &self.ready_path
+    }
+
+    /// Waits until the ready file exists, i.e. every stream's first
+    /// subscription is acknowledged, and returns its JSON; panics (quoting
+    /// the log) on timeout or if attic exits first.
+    pub fn wait_ready(&mut self, timeout: Duration) -> serde_json::Value {
+        let what = format!(
+            "the ready file {} (log {})",
+            self.ready_path.display(),
+            self.log_path.display()
+        );
+        let text = wait_for(timeout, what, || {
+            if let Ok(text) = std::fs::read_to_string(&self.ready_path) {
+                return Some(text);
+            }
+            if let Some(status) = self.poll_exit() {
+                panic!(
+                    "attic exited ({status}) before writing its ready file (log: {}):\n{}",
+                    self.log_path.display(),
+                    tail(&self.log(), 40)
+                );
+            }
+            None
+        });
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("ready file is not JSON ({e}): {text:?}"))
     }
 
     /// The config file it runs with.

@@ -157,6 +157,10 @@ pub(super) fn open_file(
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn =
         Connection::open_with_flags(&path, flags).map_err(|e| sqlite_err("create", &path, e))?;
+    // Never wait for a reader (rusqlite's default is 5 s): a busy file is
+    // an error at once, and the loop goes on.
+    conn.busy_timeout(std::time::Duration::ZERO)
+        .map_err(|e| sqlite_err("create", &path, e))?;
     match init_file(&conn, durability, meta, created) {
         Ok(()) => {}
         Err(e) => {

@@ -4,7 +4,7 @@
 //! Owns: [`recover_parts`]. Must not: touch a file of the running process
 //! (it runs before any stream opens a file).
 
-use super::finalise::{finish, rename_final};
+use super::finalise::{checkpoint_and_leave_wal, closing_meta, publish};
 use super::{APPLICATION_ID, FORMAT_VERSION, META_SQL, SCHEMA, io_err, sidecar, sqlite_err};
 use crate::store::{Durability, StoreError};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
@@ -89,6 +89,8 @@ fn recover_one(part: &Path) -> Result<Option<PathBuf>, StoreError> {
     }
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(part, flags).map_err(|e| sqlite_err("open", part, e))?;
+    conn.busy_timeout(std::time::Duration::ZERO)
+        .map_err(|e| sqlite_err("open", part, e))?;
     let rows = || -> rusqlite::Result<u64> {
         // Creates nothing on a complete Attic file; gives a file that died
         // before its schema was committed the schema of an empty one.
@@ -103,10 +105,13 @@ fn recover_one(part: &Path) -> Result<Option<PathBuf>, StoreError> {
         Ok(u64::try_from(n).unwrap_or(0))
     };
     let rows = rows().map_err(|e| sqlite_err("recover", part, e))?;
-    finish(&conn, part, rows, true, Durability::PowerSafe)?;
+    closing_meta(&conn, part, rows)?;
+    conn.execute(META_SQL, ["recovered", "true"])
+        .map_err(|e| sqlite_err("write closing meta", part, e))?;
+    checkpoint_and_leave_wal(&conn, part)?;
     conn.close()
         .map_err(|(_, e)| sqlite_err("close", part, e))?;
-    rename_final(part, Durability::PowerSafe).map(Some)
+    publish(part, Durability::PowerSafe, true).map(Some)
 }
 
 /// `true` for errors that mean SQLite cannot read the file as a database.

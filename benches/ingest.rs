@@ -17,14 +17,21 @@
 //! (storage writes), `INGEST_STREAMS` [100] streams in one process receiving
 //! `INGEST_STREAM_MSGS` [16000] messages of `INGEST_STREAM_PAYLOAD` [80]
 //! bytes each, then idle for `INGEST_IDLE_SECONDS` [5], `INGEST_ONLY` (comma
-//! list of `saturate`, `paced`, `qos1`, `rotation`, `wear`, `streams`) to run
-//! a subset.
+//! list of `saturate`, `paced`, `qos1`, `rotation`, `wear`, `streams`, `tls`) to run
+//! a subset; `INGEST_TLS_N` [100000] messages for the TLS comparison (`tls`
+//! in `INGEST_ONLY`).
 //!
 //! Storage writes are read from `/proc/<pid>/io` after Attic has exited and
 //! before it is reaped, so they include finalisation at stop: `device` =
 //! `write_bytes - cancelled_write_bytes` (what the disk sees), `logical` =
 //! `wchar` (what Attic asked to write, sockets and log included). The temp
 //! folder (`$TMPDIR`) must be on a real disk, not tmpfs.
+//!
+//! `tls`: the full-speed QoS 0 load four times in one run: Attic and
+//! `mosquitto_sub` over plain TCP, then both over TLS (a second mosquitto
+//! listener with a certificate made by rcgen; Attic with `tls: ca-file`,
+//! `mosquitto_sub --cafile`), so the CPU cost of TLS per message is read
+//! side by side.
 //!
 //! Attic runs with `--ready-file` (the load starts the moment its
 //! subscription is acknowledged, no settling time) and `--summary` (its own
@@ -82,6 +89,7 @@ struct Settings {
     stream_msgs: u64,
     stream_payload: usize,
     idle_seconds: u64,
+    tls_n: u64,
     only: Option<Vec<String>>,
 }
 
@@ -103,6 +111,7 @@ impl Settings {
             stream_msgs: env_num("INGEST_STREAM_MSGS", 16_000),
             stream_payload: env_num("INGEST_STREAM_PAYLOAD", 80) as usize,
             idle_seconds: env_num("INGEST_IDLE_SECONDS", 5).max(1),
+            tls_n: env_num("INGEST_TLS_N", 100_000),
             only: std::env::var("INGEST_ONLY")
                 .ok()
                 .map(|s| s.split(',').map(|p| p.trim().to_owned()).collect()),
@@ -324,12 +333,16 @@ fn find_mosquitto() -> PathBuf {
 /// configures it (no queue limit, 100 in flight, no persistence).
 struct Broker {
     port: u16,
+    /// The TLS listener's port, when started with a certificate.
+    tls_port: Option<u16>,
     _proc: Proc,
 }
 
 impl Broker {
-    fn start(dir: &Path) -> Broker {
+    /// A broker; with `tls`, a second listener with TLS using its certificate.
+    fn start_with_tls(dir: &Path, tls: Option<&BenchPki>) -> Broker {
         let port = free_port();
+        let tls_port = tls.map(|_| free_port());
         let conf = dir.join("mosquitto.conf");
         let mut text = format!(
             "listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n\
@@ -339,6 +352,13 @@ impl Broker {
         if unsafe { libc::geteuid() } == 0 {
             // mosquitto 2 drops to user `mosquitto` when started as root.
             text.push_str("user root\n");
+        }
+        if let (Some(pki), Some(tp)) = (tls, tls_port) {
+            text.push_str(&format!(
+                "listener {tp} 127.0.0.1\ncertfile {}\nkeyfile {}\n",
+                pki.server_cert.display(),
+                pki.server_key.display()
+            ));
         }
         fs::write(&conf, text).unwrap();
         let proc = Proc::spawn(
@@ -358,7 +378,48 @@ impl Broker {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Broker { port, _proc: proc }
+        Broker {
+            port,
+            tls_port,
+            _proc: proc,
+        }
+    }
+}
+
+/// A CA and a broker certificate for 127.0.0.1 and `localhost`, as PEM
+/// files (rcgen).
+struct BenchPki {
+    ca: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+}
+
+impl BenchPki {
+    fn new(dir: &Path) -> BenchPki {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        // Distinct subjects: OpenSSL takes a leaf whose subject equals its
+        // issuer for self-signed.
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "attic bench CA");
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut leaf =
+            rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+        leaf.distinguished_name
+            .push(rcgen::DnType::CommonName, "attic bench broker");
+        let cert = leaf.signed_by(&key, &ca, &ca_key).unwrap();
+        let write = |name: &str, text: String| {
+            let p = dir.join(name);
+            fs::write(&p, text).unwrap();
+            p
+        };
+        BenchPki {
+            ca: write("ca.pem", ca.pem()),
+            server_cert: write("server.pem", cert.pem()),
+            server_key: write("server.key", key.serialize_pem()),
+        }
     }
 }
 
@@ -494,7 +555,16 @@ struct Sub {
     summary: PathBuf,
 }
 
-fn start_sub(kind: Kind, attic: &Path, dir: &Path, port: u16, qos: u8, rotation_s: u64) -> Sub {
+/// Starts a subscriber on `port`; with `ca`, over TLS trusting that CA file.
+fn start_sub_tls(
+    kind: Kind,
+    attic: &Path,
+    dir: &Path,
+    port: u16,
+    qos: u8,
+    rotation_s: u64,
+    ca: Option<&Path>,
+) -> Sub {
     let data = dir.join("data");
     fs::create_dir_all(&data).unwrap();
     let out = dir.join("sub.out");
@@ -510,8 +580,12 @@ fn start_sub(kind: Kind, attic: &Path, dir: &Path, port: u16, qos: u8, rotation_
                     "data-folder: \"{}\"\nconsole-feedback-period-seconds: 60\nstreams:\n  - \
                      mqtt-broker-address: \"127.0.0.1\"\n    mqtt-broker-port: {port}\n    \
                      topic: \"bench/#\"\n    prefix: \"bench\"\n    \
-                     file-rotation-time-seconds: {rotation_s}\n    qos: {qos}\n",
-                    data.display()
+                     file-rotation-time-seconds: {rotation_s}\n    qos: {qos}\n{}",
+                    data.display(),
+                    ca.map_or(String::new(), |ca| format!(
+                        "    tls:\n      ca-file: \"{}\"\n",
+                        ca.display()
+                    ))
                 ),
             )
             .unwrap();
@@ -524,7 +598,12 @@ fn start_sub(kind: Kind, attic: &Path, dir: &Path, port: u16, qos: u8, rotation_
         }
         Kind::MosquittoSub => {
             let mut c = Command::new("mosquitto_sub");
-            c.args(["-h", "127.0.0.1", "-p", &port.to_string()]);
+            match ca {
+                // libmosquitto checks the name: `localhost` is in the certificate.
+                Some(ca) => c.args(["-h", "localhost", "--cafile"]).arg(ca),
+                None => c.args(["-h", "127.0.0.1"]),
+            };
+            c.args(["-p", &port.to_string()]);
             c.args(["-t", "bench/#", "-q", &qos.to_string()]);
             c
         }
@@ -579,8 +658,11 @@ struct Stored {
     files: u64,
     /// Size of the finished `.sqlite` files.
     file_bytes: u64,
-    /// The raw rows: topic + payload + 8 bytes each (SPEC 10).
+    /// The raw rows: topic + payload + 8 bytes each (SPEC 10), of the
+    /// finished files.
     raw_bytes: u64,
+    /// Complete `.part` files left for the next start to finish.
+    parts_left: u64,
 }
 
 fn stored(sub: &Sub) -> Stored {
@@ -597,6 +679,7 @@ fn stored(sub: &Sub) -> Stored {
                 files: 1,
                 file_bytes: text.len() as u64,
                 raw_bytes: 0,
+                parts_left: 0,
             }
         }
         Kind::Attic => {
@@ -606,6 +689,7 @@ fn stored(sub: &Sub) -> Stored {
                 files: 0,
                 file_bytes: 0,
                 raw_bytes: 0,
+                parts_left: 0,
             };
             let mut stack = vec![sub.data.clone()];
             while let Some(d) = stack.pop() {
@@ -634,7 +718,23 @@ fn stored(sub: &Sub) -> Stored {
                         s.raw_bytes += raw as u64;
                         s.file_bytes += e.metadata().map_or(0, |m| m.len());
                         s.files += 1;
-                    } else {
+                    } else if p.to_string_lossy().ends_with(".sqlite.part") {
+                        // Left unfinished at stop (the stop waits at most
+                        // 1.5 s for finishing): complete, and finished by
+                        // the next start. Its rows count as stored.
+                        let c = rusqlite::Connection::open_with_flags(
+                            &p,
+                            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+                        )
+                        .unwrap();
+                        let n: i64 = c
+                            .query_row("SELECT count(*) FROM data", [], |r| r.get(0))
+                            .unwrap();
+                        s.rows += n as u64;
+                        s.parts_left += 1;
+                    } else if !p.to_string_lossy().ends_with(".sqlite.part-wal")
+                        && !p.to_string_lossy().ends_with(".sqlite.part-shm")
+                    {
                         eprintln!("ingest: unexpected file left: {}", p.display());
                     }
                 }
@@ -705,13 +805,31 @@ enum Load {
 }
 
 fn measure(attic: &Path, set: &Settings, kind: Kind, load: &Load, rotation_s: u64) -> Run {
+    measure_tls(attic, set, kind, load, rotation_s, false)
+}
+
+/// Like `measure`; with `tls`, the subscriber connects over TLS (the
+/// publishers stay on the plain listener).
+fn measure_tls(
+    attic: &Path,
+    set: &Settings,
+    kind: Kind,
+    load: &Load,
+    rotation_s: u64,
+    tls: bool,
+) -> Run {
     let dir = TempDir::new(kind.name());
-    let broker = Broker::start(&dir.0);
+    let pki = tls.then(|| BenchPki::new(&dir.0));
+    let broker = Broker::start_with_tls(&dir.0, pki.as_ref());
     let qos = match load {
         Load::Full { qos, .. } => *qos,
         Load::Paced { .. } => 0,
     };
-    let mut sub = start_sub(kind, attic, &dir.0, broker.port, qos, rotation_s);
+    let (sub_port, ca) = match (&pki, broker.tls_port) {
+        (Some(pki), Some(tp)) => (tp, Some(pki.ca.as_path())),
+        _ => (broker.port, None),
+    };
+    let mut sub = start_sub_tls(kind, attic, &dir.0, sub_port, qos, rotation_s, ca);
     let cpu0 = sub.proc.cpu_s().unwrap_or(0.0);
     let t0 = Instant::now();
     let sent = match *load {
@@ -811,6 +929,7 @@ fn wear_fields(r: &Run) -> Vec<(&'static str, String)> {
         ("logical_write_bytes", io.wchar.to_string()),
         ("file_bytes", r.stored.file_bytes.to_string()),
         ("raw_bytes", r.stored.raw_bytes.to_string()),
+        ("parts_left", r.stored.parts_left.to_string()),
         ("device_writes_per_msg", f(io.device() as f64 / rows, 1)),
         ("logical_writes_per_msg", f(io.wchar as f64 / rows, 1)),
         (
@@ -881,7 +1000,7 @@ fn remaining_length(mut n: usize, out: &mut Vec<u8>) {
 /// while idle and the idle span.
 fn measure_streams(attic: &Path, set: &Settings) -> (Run, f64, f64) {
     let dir = TempDir::new("streams");
-    let broker = Broker::start(&dir.0);
+    let broker = Broker::start_with_tls(&dir.0, None);
     let data = dir.0.join("data");
     fs::create_dir_all(&data).unwrap();
     let mut cfg = format!(
@@ -1151,6 +1270,34 @@ fn main() {
         summary.push(("streams_peak_rss_mb", f(at.hwm_kib as f64 / 1024.0, 1)));
         summary.push(("streams_idle_cpu_pct_of_core", f(idle_pct, 3)));
         summary.push(("streams_lost", at.lost().to_string()));
+    }
+    if set.wants("tls") {
+        let load = Load::Full {
+            n: set.tls_n,
+            qos: 0,
+        };
+        let mut runs = Vec::new();
+        for (kind, tls) in [
+            (Kind::MosquittoSub, false),
+            (Kind::MosquittoSub, true),
+            (Kind::Attic, false),
+            (Kind::Attic, true),
+        ] {
+            let r = measure_tls(&attic, &set, kind, &load, 3600, tls);
+            report("tls", kind, &r, &[("tls", tls.to_string())]);
+            runs.push(r);
+        }
+        let us = |i: usize| runs[i].us_per_msg();
+        summary.push(("tls_attic_cpu_us_per_msg", f(us(3), 2)));
+        summary.push(("plain_attic_cpu_us_per_msg", f(us(2), 2)));
+        summary.push(("tls_mosquitto_sub_cpu_us_per_msg", f(us(1), 2)));
+        summary.push(("plain_mosquitto_sub_cpu_us_per_msg", f(us(0), 2)));
+        summary.push(("tls_attic_vs_plain_attic", f(us(3) / us(2).max(1e-9), 3)));
+        summary.push((
+            "tls_attic_vs_tls_mosquitto_sub",
+            f(us(3) / us(1).max(1e-9), 3),
+        ));
+        summary.push(("tls_attic_lost", runs[3].lost().to_string()));
     }
     emit(&summary);
 }

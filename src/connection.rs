@@ -19,10 +19,11 @@
 //!                     (socket)    +------ notices --> owner (Stream, Publisher)
 //! ```
 
+use crate::config::BrokerConfig;
 use crate::mqtt::session::{Event, Session};
 use crate::net::{Link, ReadOutcome};
 use crate::resolve::{Answer, ResolverHandle};
-use mio::Registry;
+use mio::{Registry, Token};
 use std::time::Instant;
 
 /// What one [`Connection::read`] did.
@@ -63,6 +64,13 @@ impl Connection {
         }
     }
 
+    /// Joins a session to a link to `broker`: its address, and TLS if its
+    /// `tls:` says so.
+    pub fn to_broker(session: Session, broker: &BrokerConfig, token: Token) -> Self {
+        let link = Link::new(&broker.host, broker.port, token).with_tls(broker.tls.clone());
+        Connection::new(session, link)
+    }
+
     /// The protocol state (read-only: statistics, pending acks, deadlines).
     pub fn session(&self) -> &Session {
         &self.session
@@ -89,9 +97,10 @@ impl Connection {
         self.session.next_deadline()
     }
 
-    /// Bytes queued for the broker and not yet written.
+    /// Bytes queued for the broker and not yet written (in the outbox, or
+    /// taken by TLS and not yet on the socket).
     pub fn has_output(&mut self) -> bool {
-        !self.session.outbox().is_empty()
+        !self.session.outbox().is_empty() || self.link.unsent()
     }
 
     /// Moves the queued events into `into` (which must be empty), leaving
@@ -152,7 +161,7 @@ impl Connection {
                 Read::Gone
             }
             Err(e) => {
-                self.down(registry, now, &format!("read error: {e}"));
+                self.down(registry, now, &crate::net::read_failure(&e));
                 Read::Gone
             }
         }

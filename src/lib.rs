@@ -28,6 +28,8 @@
 //!   counters    per-stream counters: written by stream, read by report
 //!   report/     self-report: figures, process sample, text, JSON, Prometheus
 //!   net         nonblocking TCP; Link = a socket with its poll registration
+//!     tls       rustls ClientConnection driven nonblocking between socket and framing
+//!   tls/        `tls:` settings, PEM files, the rustls client config; failures in words
 //!   resolve     host names resolved off the loop (lookup threads + mio::Waker)
 //!   signals     signalfd: SIGINT/SIGTERM/SIGHUP as a poll source
 //!   clock       the two clocks: monotonic deadlines and a CLOCK_REALTIME timerfd
@@ -75,6 +77,7 @@ pub mod stream;
 pub mod suggest;
 pub mod summary;
 pub mod systemd;
+pub mod tls;
 
 /// Exit code for a bad configuration (`EX_CONFIG` from sysexits.h).
 pub const EXIT_CONFIG: i32 = 78;

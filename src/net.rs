@@ -6,6 +6,12 @@
 //! (off the loop, see `resolve`) and connects when the answer comes back
 //! ([`Link::on_resolved`]), trying every address in turn. An IP address is
 //! connected to at once.
+//!
+//! With `tls:`, [`tls`] sits between the socket and the caller: [`Link::read`]
+//! returns plaintext and [`Link::flush`] takes plaintext, so the framing
+//! above never knows whether the connection is encrypted.
+
+pub mod tls;
 
 use crate::resolve::{self, Addresses, Answer, ResolverHandle};
 use bytes::{Buf, BytesMut};
@@ -45,6 +51,18 @@ pub enum ReadOutcome {
     WouldBlock,
     /// The peer closed the connection.
     Closed,
+}
+
+/// Why a read failed, for the log: a TLS failure as its own sentence,
+/// anything else as `read error: ...`.
+pub fn read_failure(e: &io::Error) -> String {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<tls::Failure>())
+    {
+        Some(failure) => failure.to_string(),
+        None => format!("read error: {e}"),
+    }
 }
 
 /// One `read`, retrying `Interrupted`.
@@ -106,6 +124,8 @@ pub struct Link {
     last_error: Option<String>,
     /// The address being connected to.
     current: Option<SocketAddr>,
+    /// `tls:`: the TLS layer over the socket; `None` = plain TCP.
+    tls: Option<tls::Tls>,
 }
 
 impl Link {
@@ -124,7 +144,16 @@ impl Link {
             addrs: Addresses::default(),
             last_error: None,
             current: None,
+            tls: None,
         }
+    }
+
+    /// The same link with TLS over every connection it opens (`None`:
+    /// plain TCP).
+    pub fn with_tls(mut self, settings: Option<crate::tls::TlsSettings>) -> Self {
+        let peer = format!("{}:{}", self.host, self.port);
+        self.tls = settings.map(|s| tls::Tls::new(s, peer));
+        self
     }
 
     /// Host names are resolved through `resolver` (off the loop).
@@ -138,6 +167,11 @@ impl Link {
     /// (the caller reports the transport as down).
     pub fn open(&mut self, registry: &Registry) -> Result<(), String> {
         self.close(registry);
+        if let Some(tls) = self.tls.as_mut() {
+            // Nothing is sent before a connect finishes, so one TLS
+            // connection serves every address of the attempt.
+            tls.start()?;
+        }
         if let Some(ip) = resolve::literal(&self.host) {
             self.addrs = Addresses::new(vec![SocketAddr::new(ip, self.port)]);
             return self.connect_next(registry);
@@ -202,6 +236,9 @@ impl Link {
 
     /// Closes the socket, if any.
     pub fn close(&mut self, registry: &Registry) {
+        if let Some(tls) = self.tls.as_mut() {
+            tls.stop(self.socket.as_mut().filter(|_| !self.connecting));
+        }
         if let Some(mut sock) = self.socket.take() {
             // The socket is closed right after; closing also removes it
             // from epoll, so a failed deregister does not matter.
@@ -256,9 +293,10 @@ impl Link {
 
     /// One read (see [`read_once`]); a closed link reads as `Closed`.
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<ReadOutcome> {
-        match self.socket.as_mut() {
-            Some(sock) => read_once(sock, buf),
-            None => Ok(ReadOutcome::Closed),
+        match (self.socket.as_mut(), self.tls.as_mut()) {
+            (Some(sock), Some(tls)) => tls.read(sock, buf),
+            (Some(sock), None) => read_once(sock, buf),
+            (None, _) => Ok(ReadOutcome::Closed),
         }
     }
 
@@ -271,7 +309,11 @@ impl Link {
         let Some(sock) = self.socket.as_mut() else {
             return Ok(());
         };
-        let done = write_some(sock, out).map_err(|e| format!("write error: {e}"))?;
+        let done = match self.tls.as_mut() {
+            Some(tls) => tls.write(sock, out),
+            None => write_some(sock, out),
+        }
+        .map_err(|e| format!("write error: {e}"))?;
         if self.parked {
             // The interest is set when the socket goes back in the poll set.
             self.want_write = !done;
@@ -286,6 +328,13 @@ impl Link {
             }
         }
         Ok(())
+    }
+
+    /// Bytes taken by [`Link::flush`] still wait for the socket (TLS
+    /// records; plain TCP hands everything to the kernel or keeps it in
+    /// `out`).
+    pub fn unsent(&self) -> bool {
+        self.socket.is_some() && self.tls.as_ref().is_some_and(tls::Tls::unsent)
     }
 
     /// Takes the socket out of the poll set (no events until `unpark`).

@@ -11,7 +11,6 @@
 use crate::config::PerformanceConfig;
 use crate::connection::{Connection, Read};
 use crate::mqtt::session::{Event, Session, SessionConfig};
-use crate::net::Link;
 use mio::{Registry, Token};
 use std::time::Instant;
 
@@ -64,7 +63,7 @@ impl Publisher {
         );
         Publisher {
             topic: cfg.topic.clone(),
-            conn: Connection::new(session, Link::new(&cfg.broker.host, cfg.broker.port, token)),
+            conn: Connection::to_broker(session, &cfg.broker, token),
             events: Vec::new(),
             dropped: 0,
             unread: false,

@@ -13,7 +13,6 @@ use crate::connection::{Connection, Read};
 pub use crate::counters::Counters;
 use crate::filter::{self, Chain, Verdict};
 use crate::mqtt::session::{Delivery, Event, Session, SessionConfig};
-use crate::net::Link;
 use crate::store::Message;
 use crate::store::StoreError;
 use crate::store::gate::{Actions, Gate, Store};
@@ -160,7 +159,7 @@ impl Stream {
             name,
             chain,
             filter_tick_at,
-            conn: Connection::new(session, Link::new(&cfg.broker.host, cfg.broker.port, token)),
+            conn: Connection::to_broker(session, &cfg.broker, token),
             writer,
             gate: Gate::new(&cfg.folder_name, cfg.commit_interval),
             read: ReadState::Closed,

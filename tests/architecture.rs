@@ -154,6 +154,18 @@ fn modules_import_only_what_architecture_md_allows() {
             &["net", "connection", "stream", "app", "publisher"],
         ),
         ("net", &["mqtt", "store", "config"]),
+        (
+            "tls",
+            &[
+                "net",
+                "connection",
+                "config",
+                "mqtt",
+                "store",
+                "stream",
+                "app",
+            ],
+        ),
         ("counters", &["stream", "report"]),
     ];
     let mut broken = Vec::new();

@@ -17,8 +17,12 @@ use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
 
-/// The largest value the config accepts for a period (`u32::MAX` seconds).
+/// The largest rotation period the config accepts (`u32::MAX` seconds).
 const LONGEST_PERIOD_S: u64 = 4_294_967_295;
+
+/// The largest report period the config accepts (2^30 s, about 34 years;
+/// `config::bounds`).
+const LONGEST_REPORT_S: u64 = 1 << 30;
 
 /// True where `time_t` is 32 bits (armv7-unknown-linux-gnueabihf).
 fn time_t_is_32_bits() -> bool {
@@ -81,11 +85,11 @@ fn a_rotation_period_ending_after_2038_exits_78_where_time_t_is_32_bits_and_runs
 #[test]
 fn a_year_long_rotation_and_the_longest_report_period_store_and_stop_cleanly() {
     // A year ends long before 2038, so its deadline fits every time_t; the
-    // report period is a monotonic deadline about 136 years away.
+    // report period is a monotonic deadline about 34 years away.
     let broker = Mosquitto::start();
     let dir = TempDir::new("edge-long");
     let data = dir.join("data");
-    let yaml = config(&data, broker.port(), 365 * 86_400, LONGEST_PERIOD_S);
+    let yaml = config(&data, broker.port(), 365 * 86_400, LONGEST_REPORT_S);
     let mut attic = start(&yaml, &dir);
     let mut c = TestClient::connect(broker.port(), "edge-pub");
     for i in 0..3 {

@@ -137,4 +137,5 @@ fn describe_broker(line: &mut impl FnMut(String), b: &BrokerConfig) {
     line(format!("    client id:      {}", b.client_id));
     line(format!("    clean session:  {}", b.clean_session));
     line(format!("    keep alive:     {:?}", b.keep_alive));
+    super::tls::describe(line, b.tls.as_ref());
 }

@@ -17,6 +17,7 @@ mod describe;
 mod locate;
 mod retention;
 mod sections;
+mod tls;
 mod yaml;
 
 pub use crate::mqtt::topic::topic_filter_problem;
@@ -74,6 +75,8 @@ pub struct BrokerConfig {
     pub clean_session: bool,
     /// `keep-alive-seconds`; default 30 s.
     pub keep_alive: Duration,
+    /// `tls:`; `None` = plain TCP.
+    pub tls: Option<crate::tls::TlsSettings>,
 }
 
 impl std::fmt::Debug for BrokerConfig {
@@ -87,6 +90,7 @@ impl std::fmt::Debug for BrokerConfig {
             .field("client_id", &self.client_id)
             .field("clean_session", &self.clean_session)
             .field("keep_alive", &self.keep_alive)
+            .field("tls", &self.tls)
             .finish()
     }
 }

@@ -49,6 +49,7 @@ pub(super) const STREAM_KEYS: &[&str] = &[
     "exclude",
     "filters",
     "durability",
+    "tls",
     "retention",
 ];
 
@@ -62,6 +63,7 @@ pub(super) const PERFORMANCE_KEYS: &[&str] = &[
     "client-id",
     "keep-alive-seconds",
     "qos",
+    "tls",
 ];
 
 pub(super) const DEFAULT_FEEDBACK_SECONDS: u64 = 3;
@@ -434,10 +436,11 @@ impl Checker<'_> {
                 format!("`{host}` is not a host name or IP address"),
             );
         }
+        let tls = self.tls(f, &host, read_secrets);
         let port = self
             .integer(f, "mqtt-broker-port", 1, 65_535)
             .and_then(|p| u16::try_from(p).ok())
-            .unwrap_or(DEFAULT_PORT);
+            .unwrap_or(super::tls::default_port(tls.as_ref(), DEFAULT_PORT));
         let user = self.string(f, "user").unwrap_or_default();
         let mut password = self.string(f, "password").unwrap_or_default();
         for (k, value) in [("user", &user), ("password", &password)] {
@@ -489,6 +492,7 @@ impl Checker<'_> {
             client_id,
             clean_session,
             keep_alive: Duration::from_secs(keep_alive),
+            tls,
         }
     }
 

@@ -1,6 +1,7 @@
 //! `Mosquitto`: a real mosquitto on 127.0.0.1 and a free port, with its
 //! config, log and persistence in a `TempDir`. Stop (SIGTERM, which saves
-//! persistence), kill (SIGKILL) and restart on the same port.
+//! persistence), kill (SIGKILL) and restart on the same port. Optionally a
+//! second, TLS listener on its own free port ([`TlsListener`]).
 
 use super::{TempDir, tail, wait_for};
 use std::fs::OpenOptions;
@@ -45,6 +46,22 @@ pub struct MosquittoBuilder {
     max_inflight_messages: Option<u32>,
     /// Any further config lines, written verbatim.
     extra: Vec<String>,
+    /// A second listener with TLS, besides the plain one.
+    tls: Option<TlsListener>,
+}
+
+/// The files and options of a TLS listener (mosquitto's `cafile`,
+/// `certfile`, `keyfile`, `require_certificate`).
+#[derive(Debug, Clone)]
+pub struct TlsListener {
+    /// CA that signed the client certificates it accepts.
+    pub cafile: PathBuf,
+    /// The broker's certificate (PEM).
+    pub certfile: PathBuf,
+    /// The broker's private key (PEM).
+    pub keyfile: PathBuf,
+    /// Refuse clients without a certificate signed by `cafile`.
+    pub require_certificate: bool,
 }
 
 impl MosquittoBuilder {
@@ -68,6 +85,11 @@ impl MosquittoBuilder {
         self.max_inflight_messages = Some(n);
         self
     }
+    /// Also listen with TLS on a second free port ([`Mosquitto::tls_port`]).
+    pub fn tls_listener(mut self, tls: TlsListener) -> Self {
+        self.tls = Some(tls);
+        self
+    }
     /// Adds a verbatim config line, e.g. `"max_packet_size 1000"`.
     pub fn config_line(mut self, line: impl Into<String>) -> Self {
         self.extra.push(line.into());
@@ -85,13 +107,25 @@ impl MosquittoBuilder {
             stderr_path: dir.join("mosquitto.stderr"),
             child: None,
             port: 0,
+            tls_port: None,
             dir,
         };
         let mut attempt = 0;
         loop {
             m.port = free_port();
-            std::fs::write(&m.config_path, self.config_text(m.port, m.dir.path()))
-                .expect("write mosquitto.conf");
+            m.tls_port = self.tls.as_ref().map(|_| free_port());
+            let mut text = self.config_text(m.port, m.dir.path());
+            if let (Some(tls), Some(port)) = (&self.tls, m.tls_port) {
+                // Last, so that these per-listener options apply to it.
+                text.push_str(&format!(
+                    "listener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate {}\n",
+                    tls.cafile.display(),
+                    tls.certfile.display(),
+                    tls.keyfile.display(),
+                    tls.require_certificate
+                ));
+            }
+            std::fs::write(&m.config_path, text).expect("write mosquitto.conf");
             match m.spawn_and_wait_listening(BROKER_TIMEOUT) {
                 Ok(()) => return m,
                 // Someone took the port between our probe and mosquitto's bind.
@@ -159,6 +193,8 @@ pub struct Mosquitto {
     child: Option<Child>,
     /// Listening port, the same across restarts.
     port: u16,
+    /// The TLS listener's port, if it has one.
+    tls_port: Option<u16>,
     /// Holds config, logs and persistence; kept if the test fails.
     dir: TempDir,
 }
@@ -177,6 +213,12 @@ impl Mosquitto {
     /// The port it listens on (127.0.0.1).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The TLS listener's port; panics if it was started without one.
+    pub fn tls_port(&self) -> u16 {
+        self.tls_port
+            .expect("this mosquitto has no TLS listener (MosquittoBuilder::tls_listener)")
     }
 
     /// The folder with config, logs and persistence file.

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //!   broker        Mosquitto: a real broker on 127.0.0.1:<free port>, restartable
+//!   certs         TestPki: CA, broker and client certificates made per test (rcgen)
 //!   fake_broker   FakeBroker: scripted per-connection behaviour + raw fault frames
 //!   mqtt_client   TestClient: tiny blocking MQTT 3.1.1 client (exact binary payloads)
 //!   attic         Attic: the binary under test as a child process, logs to files
@@ -18,13 +19,15 @@
 
 pub mod attic;
 pub mod broker;
+pub mod certs;
 pub mod fake_broker;
 pub mod files;
 pub mod mqtt_client;
 pub mod tempdir;
 
 pub use attic::{Attic, run_attic, run_attic_in};
-pub use broker::{Mosquitto, MosquittoBuilder};
+pub use broker::{Mosquitto, MosquittoBuilder, TlsListener};
+pub use certs::TestPki;
 pub use fake_broker::{FakeBroker, FakeConn};
 pub use files::{Row, all_rows, finished_files, list_files, part_files, read_rows, wait_for_rows};
 pub use mqtt_client::TestClient;

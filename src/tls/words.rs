@@ -1,0 +1,139 @@
+//! TLS failures in words: one line that says what went wrong (unknown
+//! issuer, name mismatch, expired, client certificate required, not a TLS
+//! port) and which `tls:` key fixes it.
+//!
+//! Owns: the wording. Must not: decide what happens next (the connection's
+//! session backs off and retries).
+
+use super::TlsSettings;
+use rustls::{AlertDescription, CertificateError};
+
+/// One line, in words, for a TLS failure with `peer` under settings `s`.
+pub fn describe(e: &rustls::Error, s: &TlsSettings, peer: &str) -> String {
+    use rustls::Error as E;
+    let name = &s.server_name;
+    let roots = match &s.ca_file {
+        Some(p) => format!("the CA in tls.ca-file `{}`", p.display()),
+        None => "any of the system's root certificates (no tls.ca-file)".to_owned(),
+    };
+    let has_client_cert = s.cert_file.is_some();
+    let date = |t: &rustls::pki_types::UnixTime| utc_date(t.as_secs());
+    match e {
+        E::InvalidCertificate(c) => match c {
+            CertificateError::UnknownIssuer => format!(
+                "TLS: certificate of {peer} has an unknown issuer: it is not signed by {roots}; \
+                 set tls.ca-file to the CA that signed it"
+            ),
+            CertificateError::NotValidForName => format!(
+                "TLS: name mismatch: the certificate of {peer} is not valid for `{name}`; set \
+                 tls.server-name to a name it carries"
+            ),
+            CertificateError::NotValidForNameContext { presented, .. } => format!(
+                "TLS: name mismatch: the certificate of {peer} is not valid for `{name}` (it \
+                 names {}); set tls.server-name to one of those",
+                if presented.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    presented
+                        .iter()
+                        .map(|p| bare_name(p))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ),
+            CertificateError::Expired => {
+                format!("TLS: the certificate of {peer} has expired")
+            }
+            CertificateError::ExpiredContext { time, not_after } => format!(
+                "TLS: the certificate of {peer} has expired (valid until {}, today is {}; is this \
+                 machine's clock right?)",
+                date(not_after),
+                date(time)
+            ),
+            CertificateError::NotValidYet => format!(
+                "TLS: the certificate of {peer} is not valid yet; is this machine's clock right?"
+            ),
+            CertificateError::NotValidYetContext { time, not_before } => format!(
+                "TLS: the certificate of {peer} is not valid yet (valid from {}, today is {}); is \
+                 this machine's clock right?",
+                date(not_before),
+                date(time)
+            ),
+            CertificateError::Revoked => {
+                format!("TLS: the certificate of {peer} has been revoked")
+            }
+            other => format!("TLS: the certificate of {peer} was rejected: {other:?}"),
+        },
+        E::AlertReceived(AlertDescription::CertificateRequired) => format!(
+            "TLS: client certificate required: {peer} wants one; set tls.cert-file and \
+             tls.key-file"
+        ),
+        E::AlertReceived(AlertDescription::HandshakeFailure) if !has_client_cert => format!(
+            "TLS: {peer} refused the handshake; if it requires a client certificate, set \
+             tls.cert-file and tls.key-file"
+        ),
+        E::AlertReceived(
+            a @ (AlertDescription::BadCertificate
+            | AlertDescription::UnknownCA
+            | AlertDescription::CertificateUnknown
+            | AlertDescription::UnsupportedCertificate
+            | AlertDescription::CertificateExpired
+            | AlertDescription::CertificateRevoked
+            | AlertDescription::DecryptError
+            | AlertDescription::HandshakeFailure),
+        ) if has_client_cert => format!(
+            "TLS: {peer} rejected our client certificate ({a:?}); is tls.cert-file signed by a \
+             CA the broker trusts, and still valid?"
+        ),
+        E::AlertReceived(a) => format!("TLS: {peer} ended the connection with the alert {a:?}"),
+        E::InvalidMessage(_) | E::InappropriateMessage { .. } => format!(
+            "TLS: {peer} does not answer in TLS ({e}); is that port a TLS listener? (plain MQTT \
+             is usually 1883, TLS 8883)"
+        ),
+        other => format!("TLS with {peer} failed: {other}"),
+    }
+}
+
+/// `localhost` from rustls's `DnsName("localhost")`, `127.0.0.1` from
+/// `IpAddress(127.0.0.1)`; anything else as it is.
+fn bare_name(presented: &str) -> &str {
+    presented
+        .split_once('(')
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .map(|inner| inner.trim_matches('"'))
+        .unwrap_or(presented)
+}
+
+/// `YYYY-MM-DD` (UTC) of a Unix time in seconds (Howard Hinnant's
+/// `civil_from_days`).
+fn utc_date(secs: u64) -> String {
+    let z = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_utc_calendar_days() {
+        assert_eq!(utc_date(0), "1970-01-01");
+        assert_eq!(utc_date(951_782_400), "2000-02-29");
+        assert_eq!(utc_date(1_015_200_000), "2002-03-04");
+    }
+
+    #[test]
+    fn presented_names_lose_rustls_debug_wrapping() {
+        assert_eq!(bare_name("DnsName(\"localhost\")"), "localhost");
+        assert_eq!(bare_name("IpAddress(127.0.0.1)"), "127.0.0.1");
+        assert_eq!(bare_name("plain"), "plain");
+    }
+}

@@ -43,6 +43,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod helpers;
+mod writable;
 use helpers::{hand_over_closed, on_finalised, on_resolved};
 
 const SIGNAL: Token = Token(usize::MAX - 1);
@@ -105,6 +106,12 @@ fn prepare(config: &Config) -> Result<(), AppError> {
         std::fs::create_dir_all(&dir).map_err(|e| {
             AppError::Startup(format!(
                 "cannot create stream folder {}: {e}",
+                dir.display()
+            ))
+        })?;
+        writable::check(&dir).map_err(|e| {
+            AppError::Startup(format!(
+                "cannot write into stream folder {}: {e}",
                 dir.display()
             ))
         })?;

@@ -13,6 +13,7 @@
 //!     framing/  the only user of mqttbytes: decode (bytes -> packets), encode (ours)
 //!     session   sans-IO MQTT 3.1.1 client: bytes + now -> events and bytes to send
 //!     acks      acks waiting for a commit (arrival order); QoS 2 packet-id sets
+//!     outflight our own QoS 1/2 publishes until acked (replay): window, resend
 //!     backoff   jittered exponential reconnect policy
 //!     topic     topic-filter matching and validity checks
 //!   store/
@@ -21,6 +22,8 @@
 //!     rotation  pure time arithmetic: periods, day folders, file names
 //!     finaliser closed files finished on a helper thread (checkpoint, fsync, rename)
 //!     retention deletes the oldest finished files (age, size, free space), sliced
+//!     reader    read-only chunked cursor over one file (export, replay)
+//!     export_file  the SQLite file of `attic export --format sqlite`
 //!   filter/     the per-stream filter chain: keep, drop (counted) or rewrite
 //!   connection  one session + one net::Link: commands carried out, notices to the owner
 //!   stream      a Connection + a filter chain + a gate over a writer; the socket's read state
@@ -41,6 +44,9 @@
 //!   logging     the log format
 //!   suggest     "did you mean": the closest known key
 //!   app         the mio loop: tokens, deadlines, dispatch, shutdown sequence
+//!   select/     export/replay selection: TIME, files by name, k-way merge over store::reader
+//!   export/     `attic export`: the selection as JSON lines, CSV or one SQLite file
+//!   replay/     `attic replay`: the selection published to a broker over one Connection
 //! ```
 //!
 //! # Data flow
@@ -61,6 +67,7 @@ pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod counters;
+pub mod export;
 pub mod filter;
 pub mod harness;
 pub mod logging;
@@ -68,9 +75,11 @@ pub mod metrics;
 pub mod mqtt;
 pub mod net;
 pub mod publisher;
+pub mod replay;
 pub mod report;
 pub mod resolve;
 pub mod run_options;
+pub mod select;
 pub mod signals;
 pub mod store;
 pub mod stream;

@@ -16,6 +16,10 @@ usage:
         [--stop-after-messages N] stop gracefully once N messages are stored
         [--summary FILE|-]        write a JSON summary at exit (- = stdout)
   attic check [--config FILE]     validate the configuration, print the resolved streams
+  attic export [--config FILE] [SELECTION] [--format jsonl|csv|sqlite] [--output FILE]
+                                  stored rows in reception order (attic export --help)
+  attic replay [--config FILE] [SELECTION] --broker HOST[:PORT] [--speed X] ...
+                                  publish stored rows to a broker (attic replay --help)
   attic --help | --version
 
 exit codes: 0 clean stop, 78 bad configuration, 1 other start-up failure, 2 bad arguments
@@ -103,6 +107,11 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("export") => return attic::export::cli::main(&args[1..]),
+        Some("replay") => return attic::replay::cli::main(&args[1..]),
+        _ => {}
+    }
     let cmd = match parse_args(&args) {
         Ok(c) => c,
         Err(e) if e.usage => {
@@ -139,8 +148,14 @@ fn main() -> ExitCode {
             match attic::app::run_with(&config, &opts) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    log::error!("{e}");
-                    eprintln!("attic: {e}");
+                    // One line: the log line when logging is on (it goes to
+                    // stderr, or to the journal with its priority), else a
+                    // plain one.
+                    if log::log_enabled!(log::Level::Error) {
+                        log::error!("{e}");
+                    } else {
+                        eprintln!("attic: {e}");
+                    }
                     ExitCode::from(1)
                 }
             }

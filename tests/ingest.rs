@@ -462,7 +462,13 @@ fn an_uncreatable_data_folder_exits_1_with_one_clear_line() {
     let out = run_attic(&["run", "--config", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot create data folder"), "{err}");
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.contains("cannot create data folder"))
+            .count(),
+        1,
+        "{err}"
+    );
 }
 
 #[test]

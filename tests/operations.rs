@@ -168,6 +168,11 @@ fn the_json_report_carries_the_original_keys_with_the_right_values() {
     assert!(num(&m, "resident_memory_bytes") > 0.0);
     assert!(m.contains_key("cpu_percent") && m.contains_key("performance_details[0].current_file"));
     attic.stop_clean();
+    // The report connection subscribes to nothing: it has no session to
+    // resume and stores nothing, so its log must not say so.
+    let log = attic.log();
+    assert!(log.contains("[performance] connected to broker"), "{log}");
+    assert!(!log.contains("[performance] session resumed"), "{log}");
 }
 
 #[test]

@@ -154,6 +154,19 @@ fn age_size_and_a_streams_own_limits_delete_the_right_files_while_storing_goes_o
     }
     attic.wait_log_contains("[aged] retention deleted 2 file(s)", T);
     attic.wait_log_contains("[sized] retention deleted 2 file(s)", T);
+    // Those passes ran at start-up; the SIGHUP below must find each
+    // stream's file open, or it closes nothing and no pass follows it.
+    wait_for(T, "every stream storing its 50 messages", || {
+        let log = attic.log();
+        ["aged", "sized", "kept"]
+            .iter()
+            .all(|p| {
+                let tag = format!("[{p}] connected;");
+                log.lines()
+                    .any(|l| l.contains(&tag) && l.contains("total stored 50,"))
+            })
+            .then_some(())
+    });
     // An old `.part` (start-up recovery would have finished it, so it comes
     // now) and one more old finished file; a rotation (SIGHUP) runs a pass.
     let part = shared_day.join(format!("{}.sqlite.part", now - 3 * DAY_US - 1));

@@ -7,5 +7,6 @@ mod acks;
 pub mod backoff;
 pub mod framing;
 pub mod identity;
+pub mod outflight;
 pub mod session;
 pub mod topic;

@@ -26,6 +26,9 @@ use super::acks::Acks;
 use super::backoff::{Backoff, STABLE};
 use super::framing::{self, Ack, ConnectParams, Decoder, Incoming};
 use super::identity::{self, TakeoverWatch};
+use super::outflight::Outflight;
+
+mod publish;
 use bytes::{Bytes, BytesMut};
 use std::time::{Duration, Instant};
 
@@ -76,8 +79,7 @@ pub enum Event {
     /// Command: open a TCP connection to the broker now, then call
     /// [`Session::on_transport_up`] or [`Session::on_transport_down`].
     OpenTransport,
-    /// Command: close the TCP connection now; a reconnect is already
-    /// scheduled.
+    /// Command: close the TCP connection now; a reconnect is already scheduled.
     CloseTransport,
     /// Notice: the broker accepted us and the subscriptions are in place (or
     /// were kept by a persistent session).
@@ -155,6 +157,8 @@ pub struct Session {
     /// Notices a broker that keeps closing the connection right after
     /// accepting it (another client with the same id).
     takeover: TakeoverWatch,
+    /// Our own QoS 1/2 publishes awaiting their acks (replay).
+    outflight: Outflight,
 }
 
 impl Session {
@@ -174,6 +178,7 @@ impl Session {
             ping_outstanding: false,
             stats: SessionStats::default(),
             takeover: TakeoverWatch::new(),
+            outflight: Outflight::new(publish::WINDOW),
         }
     }
 
@@ -393,11 +398,15 @@ impl Session {
                     .map_err(|e| e.to_string())?;
                     self.last_sent = now;
                 } else {
-                    log::info!("[{}] session resumed; storing messages", self.cfg.name);
+                    if !self.cfg.filters.is_empty() {
+                        log::info!("[{}] session resumed; storing messages", self.cfg.name);
+                    }
                     self.stats.subscribed += 1;
                     self.stats.granted.clear();
                     events.push(Event::Connected);
                 }
+                // Our publishes still in flight go out again (DUP / PUBREL).
+                self.outflight.resend(&mut self.outbox)?;
                 log::info!(
                     "[{}] connected to broker as {:?} (session present: {session_present})",
                     self.cfg.name,
@@ -507,11 +516,14 @@ impl Session {
                 self.last_sent = now;
             }
             Incoming::PingResp => self.ping_outstanding = false,
-            // A subscriber never publishes at QoS > 0 nor unsubscribes, so
-            // these acknowledge packet ids we never used.
-            Incoming::PubAck(id) => return Err(format!("PUBACK for unknown packet id {id}")),
-            Incoming::PubRec(id) => return Err(format!("PUBREC for unknown packet id {id}")),
-            Incoming::PubComp(id) => return Err(format!("PUBCOMP for unknown packet id {id}")),
+            // Acks of our own QoS 1/2 publishes; ids we never used are
+            // protocol errors.
+            Incoming::PubAck(id) => self.outflight.on_puback(id)?,
+            Incoming::PubRec(id) => {
+                self.outflight.on_pubrec(id, &mut self.outbox)?;
+                self.last_sent = now;
+            }
+            Incoming::PubComp(id) => self.outflight.on_pubcomp(id)?,
             Incoming::UnsubAck(id) => return Err(format!("UNSUBACK for unknown packet id {id}")),
             Incoming::Unexpected(kind) => return Err(format!("{kind} packet from the broker")),
         }
@@ -529,23 +541,6 @@ impl Session {
     pub fn release_acks(&mut self, now: Instant) {
         if self.acks.release(&mut self.outbox) {
             self.last_sent = now;
-        }
-    }
-
-    /// Publishes at QoS 0 (the self-report). Dropped when not connected.
-    pub fn publish(&mut self, topic: &str, payload: &[u8], now: Instant) -> bool {
-        if !self.is_connected() {
-            return false;
-        }
-        match framing::encode_publish(topic, payload, 0, false, 0, &mut self.outbox) {
-            Ok(()) => {
-                self.last_sent = now;
-                true
-            }
-            Err(e) => {
-                log::warn!("[{}] {e}", self.cfg.name);
-                false
-            }
         }
     }
 
@@ -1001,5 +996,78 @@ mod tests {
         ev.clear();
         s.abort(t0, "again", &mut ev);
         assert!(ev.is_empty(), "nothing to abort: {ev:?}");
+    }
+
+    #[test]
+    fn our_qos_1_and_2_publishes_complete_with_their_acks_within_the_window() {
+        let (mut s, t0, mut ev) = connected(0);
+        s.outflight = Outflight::new(2);
+        assert_eq!(
+            s.publish_message("r/1", Bytes::from_static(b"a"), 1, false, t0),
+            Ok(true)
+        );
+        assert_eq!(
+            s.publish_message("r/2", Bytes::from_static(b"b"), 2, true, t0),
+            Ok(true)
+        );
+        assert_eq!(
+            s.publish_message("r/3", Bytes::new(), 1, false, t0),
+            Ok(false),
+            "the window is full"
+        );
+        assert_eq!(
+            s.publish_message("r/0", Bytes::new(), 0, false, t0),
+            Ok(true),
+            "QoS 0 needs no room"
+        );
+        let p = sent(&mut s);
+        assert!(
+            matches!(&p[..], [Packet::Publish(a), Packet::Publish(b), Packet::Publish(c)]
+            if a.pkid == 1 && b.pkid == 2 && b.retain && c.pkid == 0)
+        );
+        s.on_bytes(&wire(Incoming::PubAck(1)), t0, &mut ev);
+        s.on_bytes(&wire(Incoming::PubRec(2)), t0, &mut ev);
+        assert!(matches!(&sent(&mut s)[..], [Packet::PubRel(r)] if r.pkid == 2));
+        assert_eq!(s.in_flight(), 1);
+        s.on_bytes(&wire(Incoming::PubComp(2)), t0, &mut ev);
+        assert_eq!(s.in_flight(), 0);
+        assert!(s.is_connected() && ev.is_empty());
+    }
+
+    #[test]
+    fn publishes_in_flight_are_sent_again_after_a_reconnect() {
+        let (mut s, t0, mut ev) = connected(0);
+        assert_eq!(
+            s.publish_message("r/1", Bytes::from_static(b"a"), 1, false, t0),
+            Ok(true)
+        );
+        sent(&mut s);
+        s.on_transport_down(t0, "cut", &mut ev);
+        assert_eq!(
+            s.publish_message("r/2", Bytes::new(), 1, false, t0),
+            Ok(false),
+            "not connected"
+        );
+        let later = t0 + Duration::from_secs(60);
+        s.on_timer(later, &mut ev);
+        s.on_transport_up(later, &mut ev);
+        sent(&mut s);
+        s.on_bytes(
+            &wire(Incoming::ConnAck {
+                session_present: false,
+                code: 0,
+            }),
+            later,
+            &mut ev,
+        );
+        let p = sent(&mut s);
+        assert!(
+            p.iter().any(
+                |p| matches!(p, Packet::Publish(x) if x.pkid == 1 && x.dup && x.topic == "r/1")
+            ),
+            "{p:?}"
+        );
+        s.on_bytes(&wire(Incoming::PubAck(1)), later, &mut ev);
+        assert_eq!(s.in_flight(), 0);
     }
 }

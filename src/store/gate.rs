@@ -273,11 +273,19 @@ impl Gate {
     ) -> Actions {
         let actions = self.rotate(store, now, counters);
         if self.is_failing() {
-            log::error!(
-                "[{}] stopping with {} message(s) not stored (not acknowledged; the broker keeps them for a persistent session)",
-                self.name,
-                self.held.len()
-            );
+            if self.held.is_empty() {
+                // Every message is committed; only closing the file failed.
+                log::error!(
+                    "[{}] stopping with the current file not finished (storage fails): it stays .part with every committed row and is finished at the next start",
+                    self.name
+                );
+            } else {
+                log::error!(
+                    "[{}] stopping with {} message(s) not stored (not acknowledged; the broker keeps them for a persistent session)",
+                    self.name,
+                    self.held.len()
+                );
+            }
             store.abandon();
         }
         actions

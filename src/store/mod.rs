@@ -3,11 +3,14 @@
 //! [`gate`] is ack-after-commit as a sans-IO state machine; [`rotation`] is
 //! pure time arithmetic; [`writer`] owns the SQLite files; [`finaliser`]
 //! finishes closed files on a helper thread, off the loop; [`retention`]
-//! deletes the oldest finished ones. Nothing here sees an MQTT packet or
+//! deletes the oldest finished ones; [`reader`] reads them back and
+//! [`export_file`] writes an export. Nothing here sees an MQTT packet or
 //! imports `mqtt`, `net`, `config` or `stream`.
 
+pub mod export_file;
 pub mod finaliser;
 pub mod gate;
+pub mod reader;
 pub mod retention;
 pub mod rotation;
 pub mod writer;

@@ -113,6 +113,25 @@ pub fn encode_publish(
     Ok(())
 }
 
+/// Appends PUBLISH with the DUP flag set: a QoS 1/2 publish sent again
+/// after a reconnect.
+pub fn encode_publish_dup(
+    topic: &str,
+    payload: &[u8],
+    qos: u8,
+    retain: bool,
+    pkid: u16,
+    out: &mut BytesMut,
+) -> Result<(), EncodeError> {
+    let start = out.len();
+    encode_publish(topic, payload, qos, retain, pkid, out)?;
+    // DUP is bit 3 of the fixed header's first byte.
+    if let Some(first) = out.get_mut(start) {
+        *first |= 0x08;
+    }
+    Ok(())
+}
+
 /// A two-byte acknowledgement packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ack {

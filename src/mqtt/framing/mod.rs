@@ -29,7 +29,7 @@ mod encode;
 pub use decode::Decoder;
 pub use encode::{
     Ack, ConnectParams, EncodeError, encode_ack, encode_connect, encode_disconnect,
-    encode_incoming, encode_pingreq, encode_publish, encode_subscribe,
+    encode_incoming, encode_pingreq, encode_publish, encode_publish_dup, encode_subscribe,
 };
 
 use bytes::Bytes;

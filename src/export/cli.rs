@@ -1,0 +1,210 @@
+//! `attic export` arguments and exit codes: 0 done, 2 bad arguments (one
+//! line), 78 bad configuration, 1 I/O error. Parses, loads the config,
+//! calls [`super::export`]; holds no export logic itself.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::{ExportError, ExportOptions, Format, export};
+use crate::config::{self, DEFAULT_CONFIG_PATH};
+use crate::select::Selection;
+
+/// Usage text of `attic export`.
+pub const USAGE: &str = "\
+usage: attic export [--config FILE] [SELECTION] [--format jsonl|csv|sqlite] [--output FILE]
+  SELECTION: [--stream FOLDER]... [--from TIME] [--to TIME] [--topic FILTER]... [--include-open]
+  TIME: 2026-11-27T10:00:00Z (RFC 3339, offsets allowed), 2026-11-27 (UTC midnight),
+        1764237600.5 (unix seconds), -90s / -30m / -2h / -7d (relative to now)
+  --from is inclusive, --to exclusive; rows come in reception order across streams.
+  --format defaults to the --output extension (.jsonl/.ndjson, .csv, .sqlite/.db), else jsonl;
+  output goes to stdout unless --output (sqlite needs --output).
+exit codes: 0 done, 2 bad arguments, 78 bad configuration, 1 I/O error";
+
+/// Parsed `attic export` arguments.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Args {
+    /// `--help`.
+    Help,
+    /// An export to run.
+    Run {
+        /// The config file.
+        config: PathBuf,
+        /// What and where.
+        opts: ExportOptions,
+    },
+}
+
+/// Parses the arguments after `export`. `now_us` resolves relative times.
+pub fn parse(args: &[String], now_us: i64) -> Result<Args, String> {
+    let mut config = None;
+    let mut selection = Selection::default();
+    let mut format = None;
+    let mut output = None;
+    let mut it = args.iter().cloned();
+    while let Some(a) = it.next() {
+        if selection.take_arg(&a, &mut it, now_us)? {
+            continue;
+        }
+        let (name, inline) = match a.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_owned(), Some(v.to_owned())),
+            _ => (a.clone(), None),
+        };
+        let mut value = |what: &str| {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .ok_or_else(|| format!("{name} needs {what}"))
+        };
+        match name.as_str() {
+            "-h" | "--help" => return Ok(Args::Help),
+            "-c" | "--config" => config = Some(PathBuf::from(value("a file name")?)),
+            "-o" | "--output" => output = Some(PathBuf::from(value("a file name")?)),
+            "-f" | "--format" => {
+                let v = value("jsonl, csv or sqlite")?;
+                format = Some(Format::from_name(&v).ok_or_else(|| {
+                    format!("unknown format {v:?}: expected jsonl, csv or sqlite")
+                })?);
+            }
+            _ => return Err(format!("unexpected argument {a:?}")),
+        }
+    }
+    selection.validate()?;
+    let format = Format::choose(format, output.as_deref());
+    if format == Format::Sqlite
+        && output
+            .as_deref()
+            .is_none_or(|p| p == std::path::Path::new("-"))
+    {
+        return Err("--format sqlite needs --output FILE".to_owned());
+    }
+    Ok(Args::Run {
+        config: config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH)),
+        opts: ExportOptions {
+            selection,
+            format,
+            output,
+        },
+    })
+}
+
+/// `attic export ARGS`: runs it and returns the exit code.
+pub fn main(args: &[String]) -> ExitCode {
+    let (config_path, opts) = match parse(args, now_us()) {
+        Ok(Args::Help) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Args::Run { config, opts }) => (config, opts),
+        Err(e) => {
+            eprintln!("attic export: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match config::load(&config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            for line in e.to_string().lines() {
+                eprintln!("attic: {line}");
+            }
+            return ExitCode::from(78);
+        }
+    };
+    crate::logging::init(log::LevelFilter::Warn);
+    match export(&config, &opts) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(ExportError::Usage(e)) => {
+            eprintln!("attic export: {e}");
+            ExitCode::from(2)
+        }
+        // A closed pipe (`attic export | head`) is the reader's choice.
+        Err(ExportError::Write { source, .. })
+            if source.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("attic export: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The wall clock in unix microseconds (for relative TIME arguments).
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Args, String> {
+        parse(
+            &args.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            1_000_000_000,
+        )
+    }
+
+    fn opts(args: &[&str]) -> ExportOptions {
+        match p(args) {
+            Ok(Args::Run { opts, .. }) => opts,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_format_comes_from_the_flag_then_the_extension_then_jsonl() {
+        assert_eq!(opts(&[]).format, Format::Jsonl);
+        assert_eq!(opts(&["-o", "x.csv"]).format, Format::Csv);
+        assert_eq!(opts(&["-o", "x.ndjson"]).format, Format::Jsonl);
+        assert_eq!(opts(&["-o", "x.DB"]).format, Format::Sqlite);
+        assert_eq!(opts(&["-o", "x.sqlite"]).format, Format::Sqlite);
+        assert_eq!(opts(&["-o", "x.txt"]).format, Format::Jsonl);
+        assert_eq!(
+            opts(&["-o", "x.csv", "--format", "jsonl"]).format,
+            Format::Jsonl
+        );
+        assert_eq!(opts(&["--format=csv"]).format, Format::Csv);
+    }
+
+    #[test]
+    fn the_selection_options_are_collected() {
+        let o = opts(&[
+            "--stream",
+            "a",
+            "--stream=b",
+            "--from",
+            "-1s",
+            "--to",
+            "1000",
+            "--topic",
+            "x/#",
+            "--include-open",
+        ]);
+        assert_eq!(o.selection.streams, ["a", "b"]);
+        assert_eq!(o.selection.from_us, Some(999_000_000));
+        assert_eq!(o.selection.to_us, Some(1_000_000_000));
+        assert_eq!(o.selection.topics, ["x/#"]);
+        assert!(o.selection.include_open);
+    }
+
+    #[test]
+    fn bad_arguments_are_one_line_errors() {
+        for (args, needle) in [
+            (&["--from", "noon"][..], "invalid time \"noon\""),
+            (&["--topic", "a/#/b"], "invalid topic filter"),
+            (&["--topic", "$share/g/a"], "shared subscription"),
+            (&["--format", "xml"], "unknown format"),
+            (&["--format", "sqlite"], "needs --output"),
+            (&["--from", "2000", "--to", "1000"], "empty time window"),
+            (&["--to"], "--to needs a time"),
+            (&["--frobnicate"], "unexpected argument"),
+        ] {
+            let e = p(args).expect_err(needle);
+            assert!(e.contains(needle), "{args:?}: {e}");
+            assert!(!e.contains('\n'), "{args:?}: {e}");
+        }
+    }
+}

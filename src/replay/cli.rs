@@ -1,0 +1,294 @@
+//! `attic replay` arguments and exit codes: 0 done (or stopped by a
+//! signal), 2 bad arguments (one line), 78 bad configuration, 1 I/O or
+//! broker failure. Parses, loads the config, calls [`super::replay`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::{ReplayError, ReplayOptions, replay};
+use crate::config::{self, DEFAULT_CONFIG_PATH};
+use crate::select::{SelectError, Selection};
+
+/// Usage text of `attic replay`.
+pub const USAGE: &str = "\
+usage: attic replay [--config FILE] [SELECTION] --broker HOST[:PORT] [--speed X]
+                    [--qos 0|1|2] [--retain-as-stored] [--topic-prefix P]
+                    [--client-id ID] [--user U] [--password-file F]
+  SELECTION: [--stream FOLDER]... [--from TIME] [--to TIME] [--topic FILTER]... [--include-open]
+  publishes the selected rows in stored order, keeping the recorded gaps divided by --speed
+  (default 1; 0 = as fast as the broker takes them); QoS as stored unless --qos; retain off
+  unless --retain-as-stored; --topic-prefix is prepended to every topic.
+exit codes: 0 done, 2 bad arguments, 78 bad configuration, 1 I/O or broker failure";
+
+/// Parsed `attic replay` arguments.
+#[derive(Debug, PartialEq)]
+pub enum Args {
+    /// `--help`.
+    Help,
+    /// A replay to run.
+    Run {
+        /// The config file.
+        config: PathBuf,
+        /// What and where.
+        opts: Box<ReplayOptions>,
+    },
+}
+
+/// Parses the arguments after `replay`. `now_us` resolves relative times;
+/// `read_file` reads `--password-file` (a parameter so tests need no file).
+pub fn parse(
+    args: &[String],
+    now_us: i64,
+    read_file: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<Args, String> {
+    let mut config = None;
+    let mut selection = Selection::default();
+    let mut broker: Option<(String, u16)> = None;
+    let mut opts = ReplayOptions {
+        selection: Selection::default(),
+        host: String::new(),
+        port: 1883,
+        speed: 1.0,
+        qos: None,
+        retain_as_stored: false,
+        topic_prefix: String::new(),
+        client_id: format!(
+            "attic-replay-{}-{}",
+            config::host_name(),
+            std::process::id()
+        ),
+        user: None,
+        password: None,
+    };
+    let mut it = args.iter().cloned();
+    while let Some(a) = it.next() {
+        if selection.take_arg(&a, &mut it, now_us)? {
+            continue;
+        }
+        let (name, inline) = match a.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_owned(), Some(v.to_owned())),
+            _ => (a.clone(), None),
+        };
+        let mut value = |what: &str| {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .ok_or_else(|| format!("{name} needs {what}"))
+        };
+        match name.as_str() {
+            "-h" | "--help" => return Ok(Args::Help),
+            "-c" | "--config" => config = Some(PathBuf::from(value("a file name")?)),
+            "--broker" => broker = Some(parse_broker(&value("HOST[:PORT]")?)?),
+            "--speed" => {
+                let v = value("a number")?;
+                opts.speed = match v.parse::<f64>() {
+                    Ok(x) if x.is_finite() && x >= 0.0 => x,
+                    _ => {
+                        return Err(format!(
+                            "invalid speed {v:?}: expected a number >= 0 (0 = no waiting)"
+                        ));
+                    }
+                };
+            }
+            "--qos" => {
+                let v = value("0, 1 or 2")?;
+                opts.qos = Some(match v.as_str() {
+                    "0" => 0,
+                    "1" => 1,
+                    "2" => 2,
+                    _ => return Err(format!("invalid QoS {v:?}: expected 0, 1 or 2")),
+                });
+            }
+            "--retain-as-stored" if inline.is_none() => opts.retain_as_stored = true,
+            "--topic-prefix" => opts.topic_prefix = value("a topic prefix")?,
+            "--client-id" => opts.client_id = value("a client id")?,
+            "--user" => opts.user = Some(value("a user name")?),
+            "--password-file" => {
+                let f = value("a file name")?;
+                let text = read_file(&f)?;
+                opts.password = Some(text.trim_end_matches(['\n', '\r']).to_owned());
+            }
+            "--tls-ca-file" => {
+                return Err("--tls-ca-file: attic replay does not speak TLS yet (streams do, see tls: in the config)".to_owned());
+            }
+            _ => return Err(format!("unexpected argument {a:?}")),
+        }
+    }
+    selection.validate()?;
+    let Some((host, port)) = broker else {
+        return Err("--broker HOST[:PORT] is required".to_owned());
+    };
+    if opts.topic_prefix.contains(['+', '#']) {
+        return Err(format!(
+            "invalid topic prefix {:?}: a topic cannot contain + or #",
+            opts.topic_prefix
+        ));
+    }
+    opts.host = host;
+    opts.port = port;
+    opts.selection = selection;
+    Ok(Args::Run {
+        config: config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH)),
+        opts: Box::new(opts),
+    })
+}
+
+/// `HOST`, `HOST:PORT` or `[IPv6]:PORT`.
+fn parse_broker(s: &str) -> Result<(String, u16), String> {
+    let bad = || format!("invalid broker {s:?}: expected HOST or HOST:PORT");
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (h, p) = rest.split_once(']').ok_or_else(bad)?;
+        (h, p.strip_prefix(':'))
+    } else if s.matches(':').count() == 1 {
+        let (h, p) = s.split_once(':').ok_or_else(bad)?;
+        (h, Some(p))
+    } else {
+        (s, None)
+    };
+    if host.is_empty() {
+        return Err(bad());
+    }
+    let port = match port {
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad)?,
+        None => 1883,
+    };
+    Ok((host.to_owned(), port))
+}
+
+/// `attic replay ARGS`: runs it and returns the exit code.
+pub fn main(args: &[String]) -> ExitCode {
+    let read =
+        |f: &str| std::fs::read_to_string(f).map_err(|e| format!("--password-file {f}: {e}"));
+    let now = crate::clock::now_us();
+    let (config_path, opts) = match parse(args, now, &read) {
+        Ok(Args::Help) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Args::Run { config, opts }) => (config, opts),
+        Err(e) => {
+            eprintln!("attic replay: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match config::load(&config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            for line in e.to_string().lines() {
+                eprintln!("attic: {line}");
+            }
+            return ExitCode::from(78);
+        }
+    };
+    crate::logging::init(log::LevelFilter::Warn);
+    match replay(&config, &opts) {
+        Ok(s) => {
+            if s.interrupted {
+                eprintln!("attic replay: stopped after {} rows", s.published);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(ReplayError::Select(SelectError::Usage(e))) => {
+            eprintln!("attic replay: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("attic replay: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Args, String> {
+        let read = |f: &str| {
+            if f == "pw" {
+                Ok("secret\n".to_owned())
+            } else {
+                Err(format!("--password-file {f}: missing"))
+            }
+        };
+        parse(
+            &args.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            0,
+            &read,
+        )
+    }
+
+    fn opts(args: &[&str]) -> ReplayOptions {
+        match p(args) {
+            Ok(Args::Run { opts, .. }) => *opts,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_broker_takes_a_host_and_an_optional_port() {
+        let o = opts(&["--broker", "localhost"]);
+        assert_eq!((o.host.as_str(), o.port), ("localhost", 1883));
+        let o = opts(&["--broker=10.0.0.1:1884"]);
+        assert_eq!((o.host.as_str(), o.port), ("10.0.0.1", 1884));
+        let o = opts(&["--broker", "[::1]:2000"]);
+        assert_eq!((o.host.as_str(), o.port), ("::1", 2000));
+    }
+
+    #[test]
+    fn defaults_are_speed_1_stored_qos_and_retain_off() {
+        let o = opts(&["--broker", "h"]);
+        assert_eq!(o.speed, 1.0);
+        assert_eq!(o.qos, None);
+        assert!(!o.retain_as_stored);
+        assert!(o.topic_prefix.is_empty());
+        let o = opts(&[
+            "--broker",
+            "h",
+            "--speed",
+            "0",
+            "--qos",
+            "2",
+            "--retain-as-stored",
+            "--topic-prefix",
+            "replayed/",
+            "--user",
+            "u",
+            "--password-file",
+            "pw",
+            "--stream",
+            "s",
+        ]);
+        assert_eq!((o.speed, o.qos, o.retain_as_stored), (0.0, Some(2), true));
+        assert_eq!(o.topic_prefix, "replayed/");
+        assert_eq!(o.password.as_deref(), Some("secret"));
+        assert_eq!(o.selection.streams, ["s"]);
+    }
+
+    #[test]
+    fn bad_arguments_are_one_line_errors() {
+        for (args, needle) in [
+            (&["--speed", "1"][..], "--broker HOST[:PORT] is required"),
+            (&["--broker", "h:0"], "invalid broker"),
+            (&["--broker", "h:x"], "invalid broker"),
+            (&["--broker", "h", "--speed", "-1"], "invalid speed"),
+            (&["--broker", "h", "--speed", "fast"], "invalid speed"),
+            (&["--broker", "h", "--qos", "3"], "invalid QoS"),
+            (&["--broker", "h", "--from", "noon"], "invalid time"),
+            (&["--broker", "h", "--topic", "#/a"], "invalid topic filter"),
+            (
+                &["--broker", "h", "--topic-prefix", "a/#"],
+                "invalid topic prefix",
+            ),
+            (&["--broker", "h", "--password-file", "nope"], "missing"),
+            (
+                &["--broker", "h", "--tls-ca-file", "ca.pem"],
+                "does not speak TLS yet",
+            ),
+        ] {
+            let e = p(args).expect_err(needle);
+            assert!(e.contains(needle), "{args:?}: {e}");
+            assert!(!e.contains('\n'));
+        }
+    }
+}

@@ -1,11 +1,13 @@
 //! `attic replay` from a real recording into a second mosquitto: every row
 //! in stored order with exact bytes, the topic prefix and retain off (or as
 //! stored); at a finite speed the run lasts the recorded span divided by
-//! the speed.
+//! the speed; over TLS with `--tls-ca-file`, and with a wrong CA it
+//! retries as it does for an unreachable broker.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
+use common::broker::free_port;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -332,5 +334,176 @@ fn a_broker_restart_during_a_replay_loses_no_qos_1_row() {
     assert!(
         err.contains("connection closed"),
         "the replay saw the restart: {err}"
+    );
+}
+
+/// A mosquitto with a TLS listener whose certificate `pki.ca` signed.
+fn tls_broker(pki: &TestPki) -> Mosquitto {
+    Mosquitto::builder()
+        .tls_listener(TlsListener {
+            cafile: pki.ca.clone(),
+            certfile: pki.server_cert.clone(),
+            keyfile: pki.server_key.clone(),
+            require_certificate: false,
+        })
+        .start()
+}
+
+#[test]
+fn replay_with_a_tls_ca_file_publishes_every_row_over_tls_with_exact_bytes() {
+    let dir = TempDir::new("replay-tls");
+    let (cfg, rows) = record(&dir, 5, Duration::from_millis(5));
+    let pki = TestPki::new(dir.path());
+    let target = tls_broker(&pki);
+    let mut sub = TestClient::connect(target.port(), "sub");
+    sub.subscribe("#", 1);
+
+    // A host name, as a certificate names it: looked up, then checked
+    // against the broker's certificate (`localhost`).
+    let broker = format!("localhost:{}", target.tls_port());
+    let ca = pki.ca.to_str().unwrap();
+    let out = run_attic_in(
+        &dir,
+        &[
+            "replay",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--broker",
+            &broker,
+            "--speed",
+            "0",
+            "--qos",
+            "1",
+            "--tls-ca-file",
+            ca,
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = sub.recv_n(rows.len(), T);
+    for (i, (g, w)) in got.iter().zip(&rows).enumerate() {
+        assert_eq!(g.topic, w.topic, "row {i}");
+        assert_eq!(g.payload.as_ref(), &w.payload[..], "row {i}");
+    }
+}
+
+#[test]
+fn a_bad_tls_ca_file_exits_2_with_one_line_before_connecting() {
+    let dir = TempDir::new("replay-tls-bad-ca");
+    let not_pem = dir.join("not-a-ca.pem");
+    std::fs::write(&not_pem, "not a certificate\n").unwrap();
+    let missing = dir.join("missing.pem");
+    // Nothing listens there: the check comes before any connect (and
+    // before the config is read: none exists).
+    let broker = format!("127.0.0.1:{}", free_port());
+    for (ca, needle) in [
+        (&not_pem, "holds no certificate"),
+        (&missing, "cannot read"),
+    ] {
+        let out = run_attic_in(
+            &dir,
+            &[
+                "replay",
+                "--broker",
+                &broker,
+                "--tls-ca-file",
+                ca.to_str().unwrap(),
+            ],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with("attic replay: --tls-ca-file: ") && err.contains(needle),
+            "{err}"
+        );
+    }
+}
+
+/// Waits until `log` holds `text` at least twice (a retry), while the
+/// replay keeps running.
+fn wait_for_two(child: &mut std::process::Child, log: &Path, text: &str) -> String {
+    wait_for(
+        T,
+        format_args!("{text:?} twice in {}", log.display()),
+        || {
+            let now = std::fs::read_to_string(log).unwrap_or_default();
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("replay exited ({status}) while retrying:\n{now}");
+            }
+            (now.matches(text).count() >= 2).then_some(now)
+        },
+    )
+}
+
+/// Stops a retrying replay with SIGINT; returns its exit code and log.
+fn interrupt(mut child: std::process::Child, log: &Path) -> (Option<i32>, String) {
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: `pid` is our own child, not yet reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let status = wait_for(T, "the replay to stop after SIGINT", || {
+        child.try_wait().unwrap()
+    });
+    (status.code(), std::fs::read_to_string(log).unwrap())
+}
+
+#[test]
+fn a_wrong_ca_says_unknown_issuer_and_retries_as_for_an_unreachable_broker() {
+    let dir = TempDir::new("replay-tls-wrong-ca");
+    let (cfg, rows) = record(&dir, 1, Duration::from_millis(1));
+    let pki = TestPki::new(dir.path());
+    let target = tls_broker(&pki);
+    let mut sub = TestClient::connect(target.port(), "sub");
+    sub.subscribe("#", 1);
+    let cfg = cfg.to_str().unwrap();
+
+    // The behaviour to match: nothing listens, the replay keeps retrying
+    // with backoff until stopped.
+    let nobody = format!("127.0.0.1:{}", free_port());
+    let (mut child, log) = spawn_attic_in(
+        &dir,
+        &[
+            "replay", "--config", cfg, "--broker", &nobody, "--speed", "0",
+        ],
+    );
+    wait_for_two(&mut child, &log, "cannot connect");
+    let (code, unreachable_log) = interrupt(child, &log);
+    assert_eq!(code, Some(0), "{unreachable_log}");
+    assert!(
+        unreachable_log.contains("stopped after 0 rows"),
+        "{unreachable_log}"
+    );
+
+    // A CA that did not sign the broker's certificate: one clear line per
+    // attempt, retried the same way, nothing published.
+    let broker = format!("127.0.0.1:{}", target.tls_port());
+    let (mut child, log) = spawn_attic_in(
+        &dir,
+        &[
+            "replay",
+            "--config",
+            cfg,
+            "--broker",
+            &broker,
+            "--speed",
+            "0",
+            "--tls-ca-file",
+            pki.other_ca.to_str().unwrap(),
+        ],
+    );
+    let text = wait_for_two(&mut child, &log, "unknown issuer");
+    let line = text.lines().find(|l| l.contains("unknown issuer")).unwrap();
+    assert!(line.contains("certificate"), "{line}");
+    let (code, tls_log) = interrupt(child, &log);
+    assert_eq!(code, Some(0), "{tls_log}");
+    assert!(tls_log.contains("stopped after 0 rows"), "{tls_log}");
+    assert!(
+        sub.recv_timeout(Duration::from_millis(200)).is_none(),
+        "nothing of the {} rows reached the broker",
+        rows.len()
     );
 }

@@ -1,6 +1,7 @@
 //! `attic replay` arguments and exit codes: 0 done (or stopped by a
 //! signal), 2 bad arguments (one line), 78 bad configuration, 1 I/O or
-//! broker failure. Parses, loads the config, calls [`super::replay`].
+//! broker failure. Parses, loads the config, checks the TLS files (so a bad
+//! `--tls-ca-file` is exit 2 before any connect), calls [`super::replay`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,16 +9,21 @@ use std::process::ExitCode;
 use super::{ReplayError, ReplayOptions, replay};
 use crate::config::{self, DEFAULT_CONFIG_PATH};
 use crate::select::{SelectError, Selection};
+use crate::tls::{self, SetupError, TlsSettings};
 
 /// Usage text of `attic replay`.
 pub const USAGE: &str = "\
 usage: attic replay [--config FILE] [SELECTION] --broker HOST[:PORT] [--speed X]
                     [--qos 0|1|2] [--retain-as-stored] [--topic-prefix P]
                     [--client-id ID] [--user U] [--password-file F]
+                    [--tls-ca-file F | --tls]
   SELECTION: [--stream FOLDER]... [--from TIME] [--to TIME] [--topic FILTER]... [--include-open]
   publishes the selected rows in stored order, keeping the recorded gaps divided by --speed
   (default 1; 0 = as fast as the broker takes them); QoS as stored unless --qos; retain off
   unless --retain-as-stored; --topic-prefix is prepended to every topic.
+  --tls-ca-file F: TLS, trusting the CA certificates in F; --tls: TLS with the
+  system's root certificates. The broker's certificate must name the --broker
+  host; the port defaults to 8883 with TLS.
 exit codes: 0 done, 2 bad arguments, 78 bad configuration, 1 I/O or broker failure";
 
 /// Parsed `attic replay` arguments.
@@ -43,7 +49,9 @@ pub fn parse(
 ) -> Result<Args, String> {
     let mut config = None;
     let mut selection = Selection::default();
-    let mut broker: Option<(String, u16)> = None;
+    let mut broker: Option<(String, Option<u16>)> = None;
+    let mut tls_ca_file: Option<PathBuf> = None;
+    let mut tls_system = false;
     let mut opts = ReplayOptions {
         selection: Selection::default(),
         host: String::new(),
@@ -59,6 +67,7 @@ pub fn parse(
         ),
         user: None,
         password: None,
+        tls: None,
     };
     let mut it = args.iter().cloned();
     while let Some(a) = it.next() {
@@ -108,9 +117,8 @@ pub fn parse(
                 let text = read_file(&f)?;
                 opts.password = Some(text.trim_end_matches(['\n', '\r']).to_owned());
             }
-            "--tls-ca-file" => {
-                return Err("--tls-ca-file: attic replay does not speak TLS yet (streams do, see tls: in the config)".to_owned());
-            }
+            "--tls-ca-file" => tls_ca_file = Some(PathBuf::from(value("a file name")?)),
+            "--tls" if inline.is_none() => tls_system = true,
             _ => return Err(format!("unexpected argument {a:?}")),
         }
     }
@@ -124,8 +132,19 @@ pub fn parse(
             opts.topic_prefix
         ));
     }
+    if tls_system && tls_ca_file.is_some() {
+        return Err("--tls and --tls-ca-file exclude each other: --tls trusts the system's root certificates, --tls-ca-file the file's".to_owned());
+    }
+    if tls_system || tls_ca_file.is_some() {
+        opts.tls = Some(TlsSettings {
+            ca_file: tls_ca_file,
+            cert_file: None,
+            key_file: None,
+            server_name: host.clone(),
+        });
+    }
+    opts.port = port.unwrap_or(if opts.tls.is_some() { 8883 } else { 1883 });
     opts.host = host;
-    opts.port = port;
     opts.selection = selection;
     Ok(Args::Run {
         config: config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH)),
@@ -133,8 +152,9 @@ pub fn parse(
     })
 }
 
-/// `HOST`, `HOST:PORT` or `[IPv6]:PORT`.
-fn parse_broker(s: &str) -> Result<(String, u16), String> {
+/// `HOST`, `HOST:PORT` or `[IPv6]:PORT`; no port = the default (1883,
+/// or 8883 with TLS).
+fn parse_broker(s: &str) -> Result<(String, Option<u16>), String> {
     let bad = || format!("invalid broker {s:?}: expected HOST or HOST:PORT");
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
         let (h, p) = rest.split_once(']').ok_or_else(bad)?;
@@ -149,10 +169,26 @@ fn parse_broker(s: &str) -> Result<(String, u16), String> {
         return Err(bad());
     }
     let port = match port {
-        Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad)?,
-        None => 1883,
+        Some(p) => Some(p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad)?),
+        None => None,
     };
     Ok((host.to_owned(), port))
+}
+
+/// Reads and checks the TLS files and the server name once, before any
+/// connect, with the tls module's own loaders (as `attic check` does for
+/// `tls:`). `Err` is one line naming the option at fault.
+pub fn check_tls(settings: &TlsSettings) -> Result<(), String> {
+    let named = |e: SetupError| {
+        let option = match e {
+            SetupError::CaFile(_) => "--tls-ca-file",
+            SetupError::ServerName(_) => "--broker",
+            _ => "--tls",
+        };
+        format!("{option}: {}", e.message())
+    };
+    tls::server_name(&settings.server_name).map_err(named)?;
+    tls::client_config(settings).map(|_| ()).map_err(named)
 }
 
 /// `attic replay ARGS`: runs it and returns the exit code.
@@ -171,6 +207,10 @@ pub fn main(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Err(e)) = opts.tls.as_ref().map(check_tls) {
+        eprintln!("attic replay: {e}");
+        return ExitCode::from(2);
+    }
     let config = match config::load(&config_path) {
         Ok(c) => c,
         Err(e) => {
@@ -282,13 +322,59 @@ mod tests {
             ),
             (&["--broker", "h", "--password-file", "nope"], "missing"),
             (
-                &["--broker", "h", "--tls-ca-file", "ca.pem"],
-                "does not speak TLS yet",
+                &["--broker", "h", "--tls", "--tls-ca-file", "ca.pem"],
+                "exclude each other",
             ),
+            (&["--broker", "h", "--tls-ca-file"], "--tls-ca-file needs"),
         ] {
             let e = p(args).expect_err(needle);
             assert!(e.contains(needle), "{args:?}: {e}");
             assert!(!e.contains('\n'));
         }
+    }
+
+    #[test]
+    fn a_tls_ca_file_turns_tls_on_named_after_the_broker_host_on_port_8883() {
+        let o = opts(&["--broker", "broker.example", "--tls-ca-file", "ca.pem"]);
+        assert_eq!(o.port, 8883);
+        let t = o.tls.expect("TLS on");
+        assert_eq!(t.ca_file, Some(PathBuf::from("ca.pem")));
+        assert_eq!(t.server_name, "broker.example");
+        assert_eq!((t.cert_file, t.key_file), (None, None));
+        let o = opts(&["--broker=10.0.0.1:9000", "--tls-ca-file=ca.pem"]);
+        assert_eq!(o.port, 9000);
+        assert_eq!(o.tls.expect("TLS on").server_name, "10.0.0.1");
+    }
+
+    #[test]
+    fn tls_alone_trusts_the_system_roots_and_plain_tcp_stays_on_1883() {
+        let o = opts(&["--broker", "h", "--tls"]);
+        assert_eq!(o.port, 8883);
+        assert_eq!(o.tls.expect("TLS on").ca_file, None);
+        let o = opts(&["--broker", "h"]);
+        assert_eq!((o.port, o.tls), (1883, None));
+    }
+
+    #[test]
+    fn an_unreadable_or_certificate_free_ca_file_is_one_line_naming_the_option() {
+        let dir = std::env::temp_dir().join(format!("attic-replay-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let not_pem = dir.join("not-a-ca.pem");
+        std::fs::write(&not_pem, "hello\n").expect("write");
+        let settings = |ca: PathBuf| TlsSettings {
+            ca_file: Some(ca),
+            cert_file: None,
+            key_file: None,
+            server_name: "localhost".into(),
+        };
+        let e = check_tls(&settings(dir.join("missing.pem"))).expect_err("missing file");
+        assert!(e.starts_with("--tls-ca-file: cannot read"), "{e}");
+        let e = check_tls(&settings(not_pem)).expect_err("no certificate");
+        assert!(
+            e.starts_with("--tls-ca-file: ") && e.contains("holds no certificate"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -13,6 +13,10 @@
 //!                                               ^-- acks free the window --+
 //! ```
 //!
+//! With `--tls-ca-file` (or `--tls`) the link speaks TLS (`crate::tls`),
+//! as a stream with `tls:` does; a host name in `--broker` is looked up
+//! off the loop (`crate::resolve`).
+//!
 //! [`cli`] parses the arguments; [`pace`] is the schedule. Must not write
 //! to the data folder.
 
@@ -20,20 +24,24 @@ pub mod cli;
 pub mod pace;
 
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mio::{Events, Poll, Token};
+use mio::{Events, Poll, Token, Waker};
 
 use crate::config::Config;
 use crate::connection::Connection;
 use crate::mqtt::session::{Event, Session, SessionConfig};
 use crate::net::Link;
+use crate::resolve::{self, Resolver};
 use crate::select::{Plan, Row, SelectError, Selection, time};
 use crate::signals::{Signal, Signals};
 
 const BROKER: Token = Token(0);
 const SIGNALS: Token = Token(1);
+/// Host name lookups finished.
+const RESOLVER: Token = Token(2);
 
 /// Longest wait for the acks of what is in flight after the last row.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -68,6 +76,8 @@ pub struct ReplayOptions {
     pub user: Option<String>,
     /// From `--password-file`.
     pub password: Option<String>,
+    /// `--tls-ca-file` / `--tls`: TLS to the broker; `None` = plain TCP.
+    pub tls: Option<crate::tls::TlsSettings>,
 }
 
 /// What a replay did.
@@ -132,7 +142,12 @@ pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, Re
         u64::from(std::process::id()),
         start,
     );
-    let mut conn = Connection::new(session, Link::new(&opts.host, opts.port, BROKER));
+    let link = Link::new(&opts.host, opts.port, BROKER).with_tls(opts.tls.clone());
+    let mut conn = Connection::new(session, link);
+    let waker = Waker::new(poll.registry(), RESOLVER).map_err(|e| io("waker", e))?;
+    let mut resolver = Resolver::new(Arc::new(waker), resolve::from_env());
+    conn.set_resolver(resolver.handle());
+    let mut answers = Vec::new();
     let mut events = Events::with_capacity(64);
     let mut scratch: Vec<Event> = Vec::new();
     let mut sigs: Vec<Signal> = Vec::new();
@@ -251,6 +266,12 @@ pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, Re
                         {}
                     }
                     conn.flush(poll.registry(), now);
+                }
+                RESOLVER => {
+                    resolver.drain(&mut answers);
+                    for answer in answers.drain(..) {
+                        conn.on_resolved(poll.registry(), answer, now);
+                    }
                 }
                 _ => {}
             }

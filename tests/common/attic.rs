@@ -304,6 +304,22 @@ impl Drop for Attic {
     }
 }
 
+/// Spawns `attic ARGS` (a one-shot command the test watches and stops,
+/// such as a replay that keeps retrying) with `dir` as working directory
+/// and stdout+stderr in the returned log file. The caller reaps it.
+pub fn spawn_attic_in(dir: &TempDir, args: &[&str]) -> (Child, PathBuf) {
+    let log_path = fresh_path(dir.path(), "attic-spawn", "log");
+    let log = File::create(&log_path).expect("create log file");
+    let child = base_command()
+        .args(args)
+        .current_dir(dir.path())
+        .stdout(Stdio::from(log.try_clone().expect("clone log handle")))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot spawn {ATTIC_EXE}: {e}"));
+    (child, log_path)
+}
+
 /// Runs `attic ARGS` to completion (`check`, `--help`, bad configs) in the
 /// current directory; panics if it runs longer than 20 s.
 pub fn run_attic(args: &[&str]) -> Output {

@@ -25,7 +25,7 @@ pub mod files;
 pub mod mqtt_client;
 pub mod tempdir;
 
-pub use attic::{Attic, run_attic, run_attic_in};
+pub use attic::{Attic, run_attic, run_attic_in, spawn_attic_in};
 pub use broker::{Mosquitto, MosquittoBuilder, TlsListener};
 pub use certs::TestPki;
 pub use fake_broker::{FakeBroker, FakeConn};

@@ -12,9 +12,20 @@
 //! `INGEST_PAYLOAD` [64] bytes, `INGEST_PACED_RATE` [500] msg/s for
 //! `INGEST_PACED_SECONDS` [10], `INGEST_QOS1_N` [50000] messages at QoS 1,
 //! `INGEST_ROTATION_RATE` [20000] msg/s for `INGEST_ROTATION_SECONDS` [5]
-//! with 1-second rotation, `INGEST_TLS_N` [100000] messages for the TLS
-//! comparison, `INGEST_ONLY` (comma list of `saturate`, `paced`, `qos1`,
-//! `rotation`, `tls`, `mqtt5`) to run a subset.
+//! with 1-second rotation, `INGEST_WEAR_RATE` [1000] msg/s for
+//! `INGEST_WEAR_SECONDS` [90] with `INGEST_WEAR_ROTATION` [60] s rotation
+//! (storage writes), `INGEST_STREAMS` [100] streams in one process receiving
+//! `INGEST_STREAM_MSGS` [16000] messages of `INGEST_STREAM_PAYLOAD` [80]
+//! bytes each, then idle for `INGEST_IDLE_SECONDS` [5], `INGEST_TLS_N`
+//! [100000] messages for the TLS comparison, `INGEST_ONLY` (comma list of
+//! `saturate`, `paced`, `qos1`, `rotation`, `wear`, `streams`, `tls`,
+//! `mqtt5`) to run a subset.
+//!
+//! Storage writes are read from `/proc/<pid>/io` after Attic has exited and
+//! before it is reaped, so they include finalisation at stop: `device` =
+//! `write_bytes - cancelled_write_bytes` (what the disk sees), `logical` =
+//! `wchar` (what Attic asked to write, sockets and log included). The temp
+//! folder (`$TMPDIR`) must be on a real disk, not tmpfs.
 //!
 //! `tls`: the full-speed QoS 0 load four times in one run: Attic and
 //! `mosquitto_sub` over plain TCP, then both over TLS (a second mosquitto
@@ -74,6 +85,13 @@ struct Settings {
     qos1_n: u64,
     rotation_rate: u64,
     rotation_seconds: u64,
+    wear_rate: u64,
+    wear_seconds: u64,
+    wear_rotation: u64,
+    streams: u64,
+    stream_msgs: u64,
+    stream_payload: usize,
+    idle_seconds: u64,
     tls_n: u64,
     only: Option<Vec<String>>,
 }
@@ -89,6 +107,13 @@ impl Settings {
             qos1_n: env_num("INGEST_QOS1_N", 50_000),
             rotation_rate: env_num("INGEST_ROTATION_RATE", 20_000).max(1),
             rotation_seconds: env_num("INGEST_ROTATION_SECONDS", 5).max(1),
+            wear_rate: env_num("INGEST_WEAR_RATE", 1000).max(1),
+            wear_seconds: env_num("INGEST_WEAR_SECONDS", 90).max(1),
+            wear_rotation: env_num("INGEST_WEAR_ROTATION", 60).max(1),
+            streams: env_num("INGEST_STREAMS", 100).max(1),
+            stream_msgs: env_num("INGEST_STREAM_MSGS", 16_000),
+            stream_payload: env_num("INGEST_STREAM_PAYLOAD", 80) as usize,
+            idle_seconds: env_num("INGEST_IDLE_SECONDS", 5).max(1),
             tls_n: env_num("INGEST_TLS_N", 100_000),
             only: std::env::var("INGEST_ONLY")
                 .ok()
@@ -138,6 +163,43 @@ struct Exit {
     code: i32,
     cpu_s: f64,
     maxrss_kib: i64,
+    /// `/proc/<pid>/io` read after the exit and before the reaping, so that
+    /// it covers the whole run (finalisation at stop included).
+    io: Option<ProcIo>,
+}
+
+/// The storage counters of `/proc/<pid>/io`, in bytes.
+#[derive(Clone, Copy, Default)]
+struct ProcIo {
+    /// Bytes passed to write(2) and friends (files, sockets, the log).
+    wchar: u64,
+    /// Bytes the process dirtied in the page cache (what the device will see).
+    write_bytes: u64,
+    /// Dirty bytes truncated away before the kernel wrote them back.
+    cancelled_write_bytes: u64,
+}
+
+impl ProcIo {
+    fn read(pid: i32) -> Option<ProcIo> {
+        let text = fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+        let get = |key: &str| -> Option<u64> {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key))?
+                .trim()
+                .parse()
+                .ok()
+        };
+        Some(ProcIo {
+            wchar: get("wchar:")?,
+            write_bytes: get("write_bytes:")?,
+            cancelled_write_bytes: get("cancelled_write_bytes:")?,
+        })
+    }
+
+    /// What reached (or will reach) the device: dirtied minus cancelled.
+    fn device(&self) -> u64 {
+        self.write_bytes.saturating_sub(self.cancelled_write_bytes)
+    }
 }
 
 impl Proc {
@@ -187,7 +249,11 @@ impl Proc {
     fn wait4(&mut self, deadline: Duration) -> Exit {
         let t0 = Instant::now();
         let mut killed = false;
+        let mut io = None;
         loop {
+            if io.is_none() && self.exited_unreaped() {
+                io = ProcIo::read(self.pid());
+            }
             let mut status = 0i32;
             // SAFETY: an all-zero rusage is a valid value to be overwritten.
             let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -206,6 +272,7 @@ impl Proc {
                     code,
                     cpu_s: tv(ru.ru_utime) + tv(ru.ru_stime),
                     maxrss_kib: ru.ru_maxrss,
+                    io,
                 };
             }
             assert!(r >= 0, "wait4 failed: {}", std::io::Error::last_os_error());
@@ -219,6 +286,24 @@ impl Proc {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// The child has exited and is not reaped yet (a zombie whose
+    /// `/proc/<pid>/io` still holds its totals): `waitid` with `WNOWAIT`.
+    fn exited_unreaped(&self) -> bool {
+        // SAFETY: an all-zero siginfo is a valid value to be overwritten.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: valid pointer to a local; the pid is our unreaped child.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                self.pid() as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        // SAFETY: si_pid is valid to read for a WEXITED waitid result.
+        r == 0 && unsafe { info.si_pid() } == self.pid()
     }
 }
 
@@ -579,6 +664,13 @@ struct Stored {
     rows: u64,
     bytes_on_disk: u64,
     files: u64,
+    /// Size of the finished `.sqlite` files.
+    file_bytes: u64,
+    /// The raw rows: topic + payload + 8 bytes each (SPEC 10), of the
+    /// finished files.
+    raw_bytes: u64,
+    /// Complete `.part` files left for the next start to finish.
+    parts_left: u64,
 }
 
 fn stored(sub: &Sub) -> Stored {
@@ -593,6 +685,9 @@ fn stored(sub: &Sub) -> Stored {
                 rows: text.iter().filter(|&&b| b == b'\n').count() as u64,
                 bytes_on_disk: text.len() as u64,
                 files: 1,
+                file_bytes: text.len() as u64,
+                raw_bytes: 0,
+                parts_left: 0,
             }
         }
         Kind::Attic | Kind::Attic5 => {
@@ -600,6 +695,9 @@ fn stored(sub: &Sub) -> Stored {
                 rows: 0,
                 bytes_on_disk: 0,
                 files: 0,
+                file_bytes: 0,
+                raw_bytes: 0,
+                parts_left: 0,
             };
             let mut stack = vec![sub.data.clone()];
             while let Some(d) = stack.pop() {
@@ -616,12 +714,35 @@ fn stored(sub: &Sub) -> Stored {
                             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
                         )
                         .unwrap();
+                        let (n, raw): (i64, i64) = c
+                            .query_row(
+                                "SELECT count(*), coalesce(sum(length(CAST(topic AS BLOB)) \
+                                 + length(payload) + 8), 0) FROM data",
+                                [],
+                                |r| Ok((r.get(0)?, r.get(1)?)),
+                            )
+                            .unwrap();
+                        s.rows += n as u64;
+                        s.raw_bytes += raw as u64;
+                        s.file_bytes += e.metadata().map_or(0, |m| m.len());
+                        s.files += 1;
+                    } else if p.to_string_lossy().ends_with(".sqlite.part") {
+                        // Left unfinished at stop (the stop waits at most
+                        // 1.5 s for finishing): complete, and finished by
+                        // the next start. Its rows count as stored.
+                        let c = rusqlite::Connection::open_with_flags(
+                            &p,
+                            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+                        )
+                        .unwrap();
                         let n: i64 = c
                             .query_row("SELECT count(*) FROM data", [], |r| r.get(0))
                             .unwrap();
                         s.rows += n as u64;
-                        s.files += 1;
-                    } else {
+                        s.parts_left += 1;
+                    } else if !p.to_string_lossy().ends_with(".sqlite.part-wal")
+                        && !p.to_string_lossy().ends_with(".sqlite.part-shm")
+                    {
                         eprintln!("ingest: unexpected file left: {}", p.display());
                     }
                 }
@@ -793,6 +914,9 @@ fn report(bench: &str, kind: Kind, r: &Run, extra: &[(&str, String)]) {
     if let Some(ms) = r.longest_turn_ms {
         fields.push(("longest_loop_turn_ms", f(ms, 1)));
     }
+    if kind == Kind::Attic {
+        fields.extend(wear_fields(r));
+    }
     if let Some((stored, cpu_s, peak_mb)) = r.summary {
         fields.push(("summary_stored", stored.to_string()));
         fields.push(("summary_cpu_s", f(cpu_s, 3)));
@@ -800,6 +924,194 @@ fn report(bench: &str, kind: Kind, r: &Run, extra: &[(&str, String)]) {
     }
     fields.extend(extra.iter().cloned());
     emit(&fields);
+}
+
+/// Storage writes over the whole run (finalisation at stop included) and
+/// file sizes: the figures of SPEC 10's wear targets.
+fn wear_fields(r: &Run) -> Vec<(&'static str, String)> {
+    let io = r.exit.io.unwrap_or_default();
+    let rows = r.stored.rows.max(1) as f64;
+    let file = r.stored.file_bytes.max(1) as f64;
+    vec![
+        ("device_write_bytes", io.device().to_string()),
+        ("logical_write_bytes", io.wchar.to_string()),
+        ("file_bytes", r.stored.file_bytes.to_string()),
+        ("raw_bytes", r.stored.raw_bytes.to_string()),
+        ("parts_left", r.stored.parts_left.to_string()),
+        ("device_writes_per_msg", f(io.device() as f64 / rows, 1)),
+        ("logical_writes_per_msg", f(io.wchar as f64 / rows, 1)),
+        (
+            "device_writes_per_file_byte",
+            f(io.device() as f64 / file, 3),
+        ),
+        ("logical_writes_per_file_byte", f(io.wchar as f64 / file, 3)),
+        (
+            "file_bytes_per_raw_byte",
+            f(file / r.stored.raw_bytes.max(1) as f64, 3),
+        ),
+    ]
+}
+
+// ------------------------------------------------------------ many streams
+
+/// A minimal MQTT 3.1.1 QoS 0 publisher on a raw socket: one connection
+/// publishing to many topics (`mosquitto_pub` takes one topic per process).
+struct RawPub(TcpStream);
+
+impl RawPub {
+    fn connect(port: u16, id: &str) -> RawPub {
+        let mut sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60];
+        body.extend_from_slice(&(id.len() as u16).to_be_bytes());
+        body.extend_from_slice(id.as_bytes());
+        let mut pkt = vec![0x10];
+        remaining_length(body.len(), &mut pkt);
+        pkt.extend_from_slice(&body);
+        sock.write_all(&pkt).unwrap();
+        let mut connack = [0u8; 4];
+        sock.read_exact(&mut connack).unwrap();
+        assert_eq!(connack, [0x20, 2, 0, 0], "CONNACK refused");
+        RawPub(sock)
+    }
+
+    fn publish(topic: &str, payload: &[u8], out: &mut Vec<u8>) {
+        out.push(0x30);
+        remaining_length(2 + topic.len() + payload.len(), out);
+        out.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+        out.extend_from_slice(topic.as_bytes());
+        out.extend_from_slice(payload);
+    }
+
+    fn finish(mut self) {
+        self.0.write_all(&[0xE0, 0]).unwrap();
+    }
+}
+
+fn remaining_length(mut n: usize, out: &mut Vec<u8>) {
+    loop {
+        let mut b = (n % 128) as u8;
+        n /= 128;
+        if n > 0 {
+            b |= 0x80;
+        }
+        out.push(b);
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+/// `streams` streams in one Attic process, each subscribed to its own
+/// `bench/s/<i>/#`, receive `msgs` messages each (round robin, from one raw
+/// publisher, 10 topics per stream so that the `topics` index grows too);
+/// then Attic idles for `idle_s`. Returns the run, the CPU seconds spent
+/// while idle and the idle span.
+fn measure_streams(attic: &Path, set: &Settings) -> (Run, f64, f64) {
+    let dir = TempDir::new("streams");
+    let broker = Broker::start_with_tls(&dir.0, None);
+    let data = dir.0.join("data");
+    fs::create_dir_all(&data).unwrap();
+    let mut cfg = format!(
+        "data-folder: \"{}\"\nconsole-feedback-period-seconds: 3600\nstreams:\n",
+        data.display()
+    );
+    for i in 0..set.streams {
+        cfg.push_str(&format!(
+            "  - mqtt-broker-address: \"127.0.0.1\"\n    mqtt-broker-port: {}\n    \
+             topic: \"bench/s/{i}/#\"\n    prefix: \"s{i}\"\n    \
+             file-rotation-time-seconds: 3600\n    qos: 0\n",
+            broker.port
+        ));
+    }
+    let cfg_path = dir.0.join("attic.yaml");
+    fs::write(&cfg_path, cfg).unwrap();
+    let log = dir.0.join("sub.log");
+    let summary = dir.0.join("summary.json");
+    let mut proc = Proc::spawn(
+        Command::new(attic)
+            .arg("run")
+            .arg("--config")
+            .arg(&cfg_path)
+            .arg("--summary")
+            .arg(&summary)
+            .env("ATTIC_LOG_LEVEL", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).unwrap()),
+        "attic",
+    );
+    let t0 = Instant::now();
+    loop {
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        if text.matches("subscribed").count() as u64 >= set.streams {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "attic did not subscribe {} streams within 60 s; its log:\n{text}",
+            set.streams
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let cpu0 = proc.cpu_s().unwrap_or(0.0);
+    let t0 = Instant::now();
+    let mut publ = RawPub::connect(broker.port, "attic-bench-streams");
+    let mut buf = Vec::new();
+    let mut payload = Vec::new();
+    let mut sent = 0u64;
+    for seq in 0..set.stream_msgs {
+        buf.clear();
+        for i in 0..set.streams {
+            payload.clear();
+            line(i, seq, set.stream_payload, &mut payload);
+            payload.pop(); // the newline is for mosquitto_pub -l only
+            let topic = format!("bench/s/{i}/sensor/{}", seq % 10);
+            RawPub::publish(&topic, &payload, &mut buf);
+            sent += 1;
+        }
+        publ.0.write_all(&buf).unwrap();
+    }
+    publ.finish();
+    let (last_busy, cpu_end) = wait_idle(&proc, t0);
+    // Idle: no traffic; only keep-alives (30 s) and timers may cost CPU.
+    let idle0 = proc.cpu_s().unwrap_or(cpu_end);
+    let i0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(set.idle_seconds));
+    let idle_cpu = proc.cpu_s().unwrap_or(idle0) - idle0;
+    let idle_span = i0.elapsed().as_secs_f64();
+    let hwm_kib = proc.vm_hwm_kib().unwrap_or(0);
+    proc.signal(libc::SIGTERM);
+    let exit = proc.wait4(STOP_DEADLINE * 3);
+    drop(broker);
+    let sub = Sub {
+        kind: Kind::Attic,
+        proc,
+        data,
+        out: dir.0.join("none"),
+        log: log.clone(),
+        summary,
+    };
+    let stored = stored(&sub);
+    let summary = attic_summary(&sub);
+    if exit.code != 0 {
+        eprintln!(
+            "ingest: attic exited with {}; its log:\n{}",
+            exit.code,
+            fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+    let run = Run {
+        sent,
+        stored,
+        exit,
+        cpu_during_load_s: cpu_end - cpu0,
+        busy_s: last_busy.duration_since(t0).as_secs_f64(),
+        longest_turn_ms: longest_turn_ms(&log),
+        hwm_kib,
+        summary,
+    };
+    (run, idle_cpu, idle_span)
 }
 
 fn locate_attic() -> PathBuf {
@@ -838,6 +1150,7 @@ fn main() {
             f(at.exit.cpu_s / floor.exit.cpu_s.max(1e-9), 3),
         ));
         summary.push(("attic_cpu_us_per_msg", f(at.us_per_msg(), 2)));
+        summary.push(("mosquitto_sub_cpu_us_per_msg", f(floor.us_per_msg(), 2)));
         summary.push(("attic_peak_rss_mb", f(at.hwm_kib as f64 / 1024.0, 1)));
         summary.push(("attic_lost", at.lost().to_string()));
         summary.push((
@@ -847,6 +1160,21 @@ fn main() {
                 1,
             ),
         ));
+        let w = wear_fields(&at);
+        for (k, name) in [
+            (
+                "device_writes_per_file_byte",
+                "attic_device_writes_per_file_byte",
+            ),
+            (
+                "logical_writes_per_file_byte",
+                "attic_logical_writes_per_file_byte",
+            ),
+            ("file_bytes_per_raw_byte", "attic_file_bytes_per_raw_byte"),
+        ] {
+            let v = w.iter().find(|(n, _)| *n == k).unwrap().1.clone();
+            summary.push((name, v));
+        }
     }
     if set.wants("paced") {
         let load = Load::Paced {
@@ -870,6 +1198,7 @@ fn main() {
         );
         summary.push(("paced_rate", set.paced_rate.to_string()));
         summary.push(("attic_paced_cpu_pct_of_core", f(pct(&at), 3)));
+        summary.push(("mosquitto_sub_paced_cpu_pct_of_core", f(pct(&floor), 3)));
         summary.push(("attic_paced_lost", at.lost().to_string()));
     }
     if set.wants("qos1") {
@@ -886,6 +1215,11 @@ fn main() {
             f(at.rate() / floor.rate().max(1e-9), 3),
         ));
         summary.push(("attic_qos1_msgs_per_s", f(at.rate(), 0)));
+        summary.push((
+            "qos1_cpu_vs_mosquitto_sub",
+            f(at.exit.cpu_s / floor.exit.cpu_s.max(1e-9), 3),
+        ));
+        summary.push(("attic_qos1_cpu_us_per_msg", f(at.us_per_msg(), 2)));
         summary.push(("attic_qos1_lost", at.lost().to_string()));
     }
     if set.wants("rotation") {
@@ -901,6 +1235,49 @@ fn main() {
         ));
         summary.push(("rotation_lost", at.lost().to_string()));
         summary.push(("rotation_files", at.stored.files.to_string()));
+    }
+    if set.wants("wear") {
+        let load = Load::Paced {
+            rate: set.wear_rate,
+            seconds: set.wear_seconds,
+        };
+        let at = measure(&attic, &set, Kind::Attic, &load, set.wear_rotation);
+        report("wear", Kind::Attic, &at, &[]);
+        let w = wear_fields(&at);
+        let get = |k: &str| w.iter().find(|(n, _)| *n == k).unwrap().1.clone();
+        summary.push((
+            "wear_device_writes_per_file_byte",
+            get("device_writes_per_file_byte"),
+        ));
+        summary.push((
+            "wear_logical_writes_per_file_byte",
+            get("logical_writes_per_file_byte"),
+        ));
+        summary.push(("wear_device_writes_per_msg", get("device_writes_per_msg")));
+        summary.push((
+            "wear_file_bytes_per_raw_byte",
+            get("file_bytes_per_raw_byte"),
+        ));
+        summary.push(("wear_lost", at.lost().to_string()));
+    }
+    if set.wants("streams") {
+        let (at, idle_cpu, idle_span) = measure_streams(&attic, &set);
+        let idle_pct = 100.0 * idle_cpu / idle_span.max(1e-9);
+        report(
+            "streams",
+            Kind::Attic,
+            &at,
+            &[
+                ("streams", set.streams.to_string()),
+                ("idle_s", f(idle_span, 1)),
+                ("idle_cpu_s", f(idle_cpu, 3)),
+                ("idle_cpu_pct_of_core", f(idle_pct, 3)),
+            ],
+        );
+        summary.push(("streams", set.streams.to_string()));
+        summary.push(("streams_peak_rss_mb", f(at.hwm_kib as f64 / 1024.0, 1)));
+        summary.push(("streams_idle_cpu_pct_of_core", f(idle_pct, 3)));
+        summary.push(("streams_lost", at.lost().to_string()));
     }
     if set.wants("tls") {
         let load = Load::Full {

@@ -1,7 +1,8 @@
 //! One stream's SQLite writer: opens a `<created>.sqlite.part` file when the
 //! first message of a period arrives, inserts rows in batched transactions,
-//! and finalises the file (checkpoint, `journal_mode=DELETE`, meta, close,
-//! rename to `.sqlite`, fsync the folder) at rotation. Also finalises the
+//! and finalises the file (meta, checkpoint, `journal_mode=DELETE`, the
+//! `topics` index, close, rename to `.sqlite`, fsync the folder) at
+//! rotation. Also finalises the
 //! `.part` files a crash left behind ([`recover_parts`]).
 //!
 //! It must not decide *when* to commit or rotate (the app's deadlines do),
@@ -26,6 +27,7 @@ mod finalise;
 mod mqtt5;
 mod open;
 mod recovery;
+mod tuning;
 
 pub use finalise::{finalise_closed, finalise_with, is_busy};
 pub use recovery::recover_parts;
@@ -39,29 +41,20 @@ pub const APPLICATION_ID: i32 = 0x4154_5443;
 /// The `format_version` meta value of the files this writer produces.
 pub const FORMAT_VERSION: &str = "1";
 
-/// The original's table, its index, and the key/value meta table.
+/// The original's table and the key/value meta table. The `topics` index
+/// is built at finalisation ([`tuning::INDEX_SQL`]).
 const SCHEMA: &str = "\
 CREATE TABLE IF NOT EXISTS data (reception_timestamp INTEGER NOT NULL, topic TEXT NOT NULL, \
 payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS topics ON data (topic);
 CREATE TABLE IF NOT EXISTS attic_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);";
 
 const INSERT_SQL: &str = "INSERT INTO data (reception_timestamp, topic, payload, qos, retain) \
 VALUES (?1, ?2, ?3, ?4, ?5)";
 const META_SQL: &str = "INSERT OR REPLACE INTO attic_meta (key, value) VALUES (?1, ?2)";
 
-/// WAL pages after which a commit also runs a PASSIVE checkpoint.
-///
-/// The checkpoint runs inside the commit, i.e. on the loop's hot path, but
-/// it only copies each *distinct* page once (successive commits rewrite the
-/// same few tail pages), so 1000 frames (~4 MiB of WAL) cost a few ms at
-/// most. It also bounds the WAL on disk for long periods, and with it the
-/// work left for the `TRUNCATE` checkpoint at rotation (which must not stall
-/// the loop for long).
-const WAL_AUTOCHECKPOINT_PAGES: u32 = 1000;
-
-/// SQLite page cache per connection, in KiB. The whole process must stay
-/// under 8 MB RSS.
+/// SQLite page cache of one connection at most, in KiB (with several
+/// streams each gets a share of a process-wide budget: see
+/// [`tuning::cache_kib`]). The whole process must stay under 8 MB RSS.
 ///
 /// At QoS 0 a transaction holds a whole `commit-interval-ms` of messages
 /// (50,000 rows at full speed), far more than the cache: SQLite then spills
@@ -106,6 +99,8 @@ pub struct Writer {
     meta: FileMeta,
     /// The file being written, if a message arrived in this period.
     open: Option<OpenFile>,
+    /// This stream's claim on the process-wide page-cache budget.
+    _cache: tuning::CacheShare,
     /// Closed files are left to a finaliser thread instead of being
     /// finished in the calling thread (see [`defer_finalising`](Self::defer_finalising)).
     defer: bool,
@@ -131,6 +126,7 @@ impl Writer {
             durability,
             meta,
             open: None,
+            _cache: tuning::CacheShare::join(),
             defer: false,
             closed: Vec::new(),
         }
@@ -394,8 +390,9 @@ mod tests {
             [
                 "CREATE TABLE data (reception_timestamp INTEGER NOT NULL, topic TEXT NOT NULL, \
                  payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL)",
-                "CREATE INDEX topics ON data (topic)",
                 "CREATE TABLE attic_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+                // Built at finalisation, hence last.
+                "CREATE INDEX topics ON data (topic)",
             ]
         );
         let id: i32 = conn

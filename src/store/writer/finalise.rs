@@ -6,6 +6,7 @@
 //!                  |  X.sqlite.part + -wal, closed
 //!                  v
 //!  helper:  finalise_closed    checkpoint(TRUNCATE), journal_mode=DELETE,
+//!                              the `topics` index (`tuning::build_index`),
 //!                              close, fsync X.sqlite.part, rename to X.sqlite,
 //!                              fsync the folder (power-safe)
 //! ```
@@ -160,7 +161,7 @@ pub(super) fn checkpoint_and_leave_wal(conn: &Connection, path: &Path) -> Result
         );
         return Err(sqlite_err("leave WAL mode", path, e));
     }
-    Ok(())
+    super::tuning::build_index(conn).map_err(|e| sqlite_err("build index", path, e))
 }
 
 /// fsync the closed `X.sqlite.part` (after its last write, before the

@@ -7,9 +7,7 @@
 
 use super::mqtt5::{ADD_PROPERTIES_COLUMN, INSERT_SQL_V5, mqtt_version};
 use super::{APPLICATION_ID, FORMAT_VERSION, failure, io_err, sidecar, sqlite_err, sync_dir};
-use super::{
-    CACHE_KIB, FileMeta, INSERT_SQL, META_SQL, SCHEMA, STATEMENT_CACHE, WAL_AUTOCHECKPOINT_PAGES,
-};
+use super::{FileMeta, INSERT_SQL, META_SQL, SCHEMA, STATEMENT_CACHE, tuning};
 use crate::store::{Durability, Message, StoreError, rotation};
 use rusqlite::{Connection, OpenFlags, Statement, ffi};
 use std::fs;
@@ -209,18 +207,8 @@ pub(super) fn init_file(
     meta: &FileMeta,
     created_us: i64,
 ) -> rusqlite::Result<()> {
-    let synchronous = match durability {
-        Durability::Normal => "NORMAL",
-        Durability::PowerSafe => "FULL",
-    };
     // page_size must be set before the first table exists (and before WAL).
-    conn.execute_batch(&format!(
-        "PRAGMA page_size = 4096;
-         PRAGMA application_id = {APPLICATION_ID};
-         PRAGMA synchronous = {synchronous};
-         PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES};
-         PRAGMA cache_size = -{CACHE_KIB};"
-    ))?;
+    conn.execute_batch(&tuning::open_pragmas(durability, APPLICATION_ID))?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(failure(

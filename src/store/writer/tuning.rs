@@ -171,6 +171,7 @@ mod tests {
                 topics: vec!["#".into()],
                 broker: "b:1883".into(),
                 host: "h".into(),
+                mqtt5: false,
             },
         )
     }
@@ -182,6 +183,7 @@ mod tests {
             payload: bytes::Bytes::from(vec![7u8; 64]),
             qos: 0,
             retain: false,
+            properties: None,
         }
     }
 

@@ -464,6 +464,11 @@ fn stored_numbers_any(dir: &Path) -> BTreeSet<usize> {
 
 #[test]
 fn deleting_100000_old_files_never_stalls_the_loop_for_20_ms() {
+    if std::env::var_os("ATTIC_TEST_RUNNER").is_some() {
+        // Under qemu-user a loop turn's length measures the emulator.
+        eprintln!("skipping under emulation: the 20 ms loop-turn bound is checked natively");
+        return;
+    }
     let dir = TempDir::new("ret-100k");
     // In memory when possible (root): the figure is then the loop's, not
     // the disk's journal's under other processes' writes.

@@ -499,7 +499,9 @@ fn a_finished_file_is_fsynced_after_its_last_write_and_before_its_rename() {
     };
     let rename = lines
         .iter()
-        .position(|l| l.contains("rename") && l.contains(&format!("\"{part}\"")))
+        // The `.part` as the source (a new file is made as `.init` and
+        // renamed to `.part` first).
+        .position(|l| l.contains("rename") && l.contains(&format!("\"{part}\",")))
         .unwrap_or_else(|| panic!("no rename of {part} in the trace:\n{text}"));
     let last_write = lines[..rename]
         .iter()

@@ -249,7 +249,7 @@ fn replay_at_a_finite_speed_lasts_the_recorded_span_divided_by_the_speed() {
     assert_eq!(topics, want);
 
     // SIGINT stops a slow replay cleanly: what was sent arrived, exit 0.
-    let mut child = std::process::Command::new(common::attic::ATTIC_EXE)
+    let mut child = common::attic::base_command()
         .args([
             "replay",
             "--config",
@@ -292,7 +292,7 @@ fn a_broker_restart_during_a_replay_loses_no_qos_1_row() {
     let mut target = Mosquitto::builder().persistence(true).start();
     let mut sub = TestClient::connect_with(target.port(), "sub-persist", false);
     sub.subscribe("#", 1);
-    let mut child = std::process::Command::new(common::attic::ATTIC_EXE)
+    let mut child = common::attic::base_command()
         .args(["replay", "--config", cfg.to_str().unwrap(), "--qos", "1"])
         .arg("--broker")
         .arg(format!("127.0.0.1:{}", target.port()))

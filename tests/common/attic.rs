@@ -39,7 +39,7 @@ pub struct Attic {
 /// `.cargo/config.toml`), `ATTIC_TEST_RUNNER` holds the emulator command
 /// (such as `qemu-arm -L /usr/arm-linux-gnueabihf`): the binary is started
 /// through it, because the kernel cannot execute it directly.
-fn base_command() -> Command {
+pub fn base_command() -> Command {
     let runner = std::env::var("ATTIC_TEST_RUNNER").unwrap_or_default();
     let mut words = runner.split_whitespace();
     let mut cmd = match words.next() {

@@ -164,29 +164,37 @@ pub(super) fn open_file(
         created = created.saturating_add(1);
     }
     let path = day.join(rotation::part_name(created));
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn =
-        Connection::open_with_flags(&path, flags).map_err(|e| sqlite_err("create", &path, e))?;
-    // Never wait for a reader (rusqlite's default is 5 s): a busy file is
-    // an error at once, and the loop goes on.
-    conn.busy_timeout(std::time::Duration::ZERO)
-        .map_err(|e| sqlite_err("create", &path, e))?;
-    match init_file(&conn, durability, meta, created) {
-        Ok(()) => {}
-        Err(e) => {
-            // Best effort: a half-made file holds no rows; free its space.
-            drop(conn);
-            for p in [path.clone(), sidecar(&path, "-wal"), sidecar(&path, "-shm")] {
-                let _ = fs::remove_file(p);
-            }
-            return Err(sqlite_err("initialise", &path, e));
-        }
+    // The file is made under a private name (`X.sqlite.init`), switched to
+    // WAL and given its schema there, and only then renamed to `.part`.
+    // Switching to WAL needs the file to itself: a reader (`sqlite3`,
+    // `attic export --include-open`, a dashboard polling `*.part`) that
+    // opened a fresh `.part` at that moment made its creation fail.
+    // Once a file is in WAL mode, readers never block the writer's commits.
+    let init = path.with_extension("init");
+    for p in [init.clone(), sidecar(&init, "-wal"), sidecar(&init, "-shm")] {
+        let _ = fs::remove_file(p); // a leftover holds no rows
     }
+    let made = open_rw(&init)
+        .and_then(|conn| init_file(&conn, durability, meta, created).map(|()| conn))
+        .and_then(|conn| conn.close().map_err(|(_, e)| e));
+    if let Err(e) = made {
+        // Best effort: a half-made file holds no rows; free its space.
+        for p in [init.clone(), sidecar(&init, "-wal"), sidecar(&init, "-shm")] {
+            let _ = fs::remove_file(p);
+        }
+        return Err(sqlite_err("initialise", &path, e));
+    }
+    fs::rename(&init, &path).map_err(|e| io_err("rename", &init, e))?;
     if durability == Durability::PowerSafe {
         sync_dir(&day)?;
     }
+    let conn = open_rw(&path)
+        .and_then(|conn| {
+            // Per-connection settings (the file's own ones persist).
+            conn.execute_batch(&tuning::connection_pragmas(durability))?;
+            Ok(conn)
+        })
+        .map_err(|e| sqlite_err("open", &path, e))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(OpenFile {
         insert: None,
@@ -198,6 +206,18 @@ pub(super) fn open_file(
         committed: 0,
         mqtt5: meta.mqtt5,
     })
+}
+
+/// Opens (or creates) a file for writing. Never waits for a reader
+/// (rusqlite's default is 5 s): a busy file is an error at once, and the
+/// loop goes on.
+fn open_rw(path: &Path) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(std::time::Duration::ZERO)?;
+    Ok(conn)
 }
 
 /// Pragmas, schema and meta of a new file, in one transaction.

@@ -42,8 +42,15 @@ pub fn recover_parts(stream_dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
             }
         };
         for file in files.flatten() {
-            if file.file_name().to_string_lossy().ends_with(".sqlite.part") {
+            let name = file.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".sqlite.part") {
                 parts.push(file.path());
+            } else if is_init_leftover(&name) {
+                // A crash while a new file was being made: it holds no rows.
+                match fs::remove_file(file.path()) {
+                    Ok(()) => log::info!("recovery: removed {}", file.path().display()),
+                    Err(e) => log::warn!("recovery: cannot remove {}: {e}", file.path().display()),
+                }
             }
         }
     }
@@ -68,6 +75,15 @@ pub fn recover_parts(stream_dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
         }
     }
     Ok(done)
+}
+
+/// `<16 digits>.sqlite.init` (and its `-wal`/`-shm`): a new file that was
+/// still being made (see `open`), which never held a row.
+fn is_init_leftover(name: &str) -> bool {
+    let stem = ["", "-wal", "-shm"]
+        .iter()
+        .find_map(|s| name.strip_suffix(&format!(".sqlite.init{s}")));
+    stem.is_some_and(|d| d.len() == 16 && d.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Finalises one `.part`; `Ok(None)` if it was empty and removed.
@@ -123,4 +139,19 @@ fn is_corrupt(e: &StoreError) -> bool {
             ..
         } if matches!(f.code, ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_init_leftover;
+
+    #[test]
+    fn only_attic_named_init_files_are_leftovers() {
+        assert!(is_init_leftover("1795840552897613.sqlite.init"));
+        assert!(is_init_leftover("1795840552897613.sqlite.init-wal"));
+        assert!(is_init_leftover("1795840552897613.sqlite.init-shm"));
+        assert!(!is_init_leftover("1795840552897613.sqlite.part"));
+        assert!(!is_init_leftover("notes.sqlite.init"));
+        assert!(!is_init_leftover("179584055289761.sqlite.init"));
+    }
 }

@@ -100,14 +100,23 @@ pub(super) fn cache_kib() -> u32 {
 /// the open `.part` (it was never promised); a finished file is fsynced
 /// before its rename. `power-safe` keeps `FULL`.
 pub(super) fn open_pragmas(durability: Durability, app_id: i32) -> String {
+    format!(
+        "PRAGMA page_size = 4096;
+         PRAGMA application_id = {app_id};
+         {}",
+        connection_pragmas(durability)
+    )
+}
+
+/// The settings of [`open_pragmas`] that belong to a connection, not to
+/// the file: set again on every connection that writes the file.
+pub(super) fn connection_pragmas(durability: Durability) -> String {
     let synchronous = match durability {
         Durability::Normal => "OFF",
         Durability::PowerSafe => "FULL",
     };
     format!(
-        "PRAGMA page_size = 4096;
-         PRAGMA application_id = {app_id};
-         PRAGMA synchronous = {synchronous};
+        "PRAGMA synchronous = {synchronous};
          PRAGMA journal_size_limit = {WAL_LIMIT_BYTES};
          PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES};
          PRAGMA cache_size = -{};",

@@ -14,17 +14,24 @@
 //!   refused as `InsufficientBytes`, which reads like "need more bytes";
 //! - property blocks are not bounded by their declared length (see
 //!   [`properties`](super::properties)), duplicates and zero values pass;
+//! - a PUBLISH's subscription identifiers are miscounted (one byte too
+//!   many each), so with several of them the property block ends early and
+//!   its last bytes become payload (or the payload's first bytes are read
+//!   as properties): a PUBLISH is therefore decoded entirely here, its
+//!   property block read by this module's own walker;
 //! - the 3.1.1 CONNACK that a broker without MQTT 5 answers with is an
 //!   `InsufficientBytes` / `InvalidConnectReturnCode` error instead of the
 //!   refusal it is;
 //! - reserved CONNACK flag bits and bytes after a property block pass.
 //!
-//! So DISCONNECT, PINGRESP and the short CONNACK are decoded here, and
-//! every other frame is handed to mqttbytes only once it is complete and
-//! its property block has passed [`check_block`]. It knows nothing about
+//! So PUBLISH, DISCONNECT, PINGRESP and the short CONNACK are decoded here,
+//! and every other frame is handed to mqttbytes only once it is complete
+//! and its property block has passed [`check_block`] (their properties hold
+//! no variable byte integer, which is what mqttbytes miscounts); a SUBACK's
+//! reason codes are checked against the block's end as counted here. It knows nothing about
 //! sessions, sockets or clocks.
 
-use super::properties::{Block, PublishProps, check_block, varint};
+use super::properties::{Block, PublishProps, check_block, read_publish_block, varint};
 use super::reason;
 use crate::mqtt::framing::{Incoming, MAX_CONTROL_PACKET, ProtocolError};
 use bytes::{Buf, Bytes, BytesMut};
@@ -258,7 +265,15 @@ impl Decoder5 {
         if self.buf.len() < frame_len {
             return Ok(None);
         }
+        if kind == 3 {
+            // Decoded here, not by mqttbytes: see [`publish`].
+            let frame = self.buf.split_to(frame_len).freeze();
+            return publish(byte1, frame.slice(header_len..)).map(|p| Some(Packet5::Publish(p)));
+        }
         let var = &self.buf[header_len..frame_len];
+        // SUBACK/UNSUBACK: the number of reason codes after the property
+        // block as counted here.
+        let mut reason_codes = None;
         let own = match kind {
             2 if remaining == 2 && (1..=5).contains(&var[1]) => Some(Packet5::ConnAck(ConnAck5 {
                 session_present: false,
@@ -270,16 +285,12 @@ impl Decoder5 {
                 check_connack(byte1, var)?;
                 None
             }
-            3 => {
-                check_publish(byte1, var)?;
-                None
-            }
             4..=7 => {
                 check_ack(byte1, var)?;
                 None
             }
             9 | 11 => {
-                check_suback(byte1, var)?;
+                reason_codes = Some(check_suback(byte1, var)?);
                 None
             }
             13 if remaining == 0 => Some(Packet5::Common(Incoming::PingResp)),
@@ -294,7 +305,19 @@ impl Decoder5 {
         }
         let packet =
             v5::read(&mut self.buf, MAX_REMAINING_LENGTH).map_err(|e| codec_error(byte1, e))?;
-        convert(byte1, packet).map(Some)
+        let packet = convert(byte1, packet)?;
+        if let (Packet5::SubAck { reasons, .. }, Some(n)) = (&packet, reason_codes)
+            && reasons.len() != n
+        {
+            return Err(malformed(
+                byte1,
+                format!(
+                    "{} reason codes read where {n} follow the properties",
+                    reasons.len()
+                ),
+            ));
+        }
+        Ok(Some(packet))
     }
 
     /// For a PUBLISH announcing more than `max_payload` bytes: if its
@@ -397,19 +420,48 @@ fn check_connack(byte1: u8, var: &[u8]) -> Result<(), ProtocolError> {
     check_last_block(byte1, Block::ConnAck, &var[2..])
 }
 
-fn check_publish(byte1: u8, var: &[u8]) -> Result<(), ProtocolError> {
+/// A complete PUBLISH, decoded from its variable header and payload
+/// (`var`, a zero-copy slice of the read buffer). The property block is
+/// read by [`read_publish_block`], which counts every length itself, so the
+/// payload is exactly the bytes after the declared block. (mqttbytes 0.6
+/// counts one byte too many per subscription identifier and would move
+/// property bytes into the payload or payload bytes into the properties.)
+fn publish(byte1: u8, var: Bytes) -> Result<Publish5, ProtocolError> {
+    let qos = (byte1 >> 1) & 0b11;
+    if qos == 3 {
+        return Err(malformed(byte1, "QoS 3"));
+    }
     if var.len() < 2 {
         return Err(malformed(byte1, "no topic"));
     }
-    let qos = (byte1 >> 1) & 0b11;
     let topic_len = usize::from(u16::from_be_bytes([var[0], var[1]]));
     let props_at = 2 + topic_len + if qos > 0 { 2 } else { 0 };
     if props_at >= var.len() {
         return Err(malformed(byte1, "topic runs past the end of the packet"));
     }
-    check_block(Block::Publish, &var[props_at..])
-        .map(drop)
-        .map_err(|e| malformed(byte1, e))
+    let topic = std::str::from_utf8(&var[2..2 + topic_len])
+        .map_err(|_| malformed(byte1, "topic is not UTF-8"))?
+        .to_owned();
+    let pkid = if qos > 0 {
+        u16::from_be_bytes([var[2 + topic_len], var[3 + topic_len]])
+    } else {
+        0
+    };
+    if qos > 0 && pkid == 0 {
+        return Err(malformed(byte1, "packet id 0"));
+    }
+    let (info, properties) =
+        read_publish_block(&var[props_at..]).map_err(|e| malformed(byte1, e))?;
+    Ok(Publish5 {
+        topic,
+        payload: var.slice(props_at + info.size..),
+        qos,
+        retain: byte1 & 0b0001 != 0,
+        dup: byte1 & 0b1000 != 0,
+        pkid,
+        topic_alias: info.topic_alias,
+        properties,
+    })
 }
 
 /// PUBACK, PUBREC, PUBREL, PUBCOMP: packet id, then optionally a reason
@@ -425,7 +477,8 @@ fn check_ack(byte1: u8, var: &[u8]) -> Result<(), ProtocolError> {
 }
 
 /// SUBACK and UNSUBACK: packet id, properties, one reason code per filter.
-fn check_suback(byte1: u8, var: &[u8]) -> Result<(), ProtocolError> {
+/// Returns the number of reason codes.
+fn check_suback(byte1: u8, var: &[u8]) -> Result<usize, ProtocolError> {
     if var.len() < 3 {
         return Err(malformed(byte1, "no properties"));
     }
@@ -433,7 +486,7 @@ fn check_suback(byte1: u8, var: &[u8]) -> Result<(), ProtocolError> {
     if 2 + info.size >= var.len() {
         return Err(malformed(byte1, "no reason codes"));
     }
-    Ok(())
+    Ok(var.len() - 2 - info.size)
 }
 
 fn disconnect(byte1: u8, var: &[u8]) -> Result<Disconnect5, ProtocolError> {
@@ -509,32 +562,6 @@ fn convert(byte1: u8, packet: Packet) -> Result<Packet5, ProtocolError> {
                 out.server_reference = p.server_reference;
             }
             Packet5::ConnAck(out)
-        }
-        Packet::Publish(p) => {
-            let mut props = PublishProps::default();
-            let mut topic_alias = None;
-            if let Some(q) = p.properties {
-                topic_alias = q.topic_alias;
-                props = PublishProps {
-                    payload_format_indicator: q.payload_format_indicator,
-                    message_expiry_interval: q.message_expiry_interval,
-                    content_type: q.content_type,
-                    response_topic: q.response_topic,
-                    correlation_data: q.correlation_data,
-                    user_properties: q.user_properties,
-                    subscription_identifiers: q.subscription_identifiers,
-                };
-            }
-            Packet5::Publish(Publish5 {
-                topic: p.topic,
-                payload: p.payload,
-                qos: p.qos as u8,
-                retain: p.retain,
-                dup: p.dup,
-                pkid: p.pkid,
-                topic_alias,
-                properties: props,
-            })
         }
         Packet::SubAck(s) => Packet5::SubAck {
             pkid: s.pkid,

@@ -395,3 +395,184 @@ fn a_topic_of_65536_bytes_is_refused_not_truncated() {
     assert!(encode_publish5(&"a".repeat(65_536), b"", 0, false, 0, &mut out).is_err());
     assert!(out.is_empty());
 }
+
+/// The payload a PUBLISH frame carries: everything after its declared
+/// property block, counted straight from the bytes (independent of the
+/// decoder).
+fn payload_of_frame(frame: &[u8]) -> &[u8] {
+    let mut at = 1;
+    while frame[at] & 0x80 != 0 {
+        at += 1;
+    }
+    at += 1;
+    let qos = (frame[0] >> 1) & 3;
+    let topic_len = usize::from(u16::from_be_bytes([frame[at], frame[at + 1]]));
+    at += 2 + topic_len + if qos > 0 { 2 } else { 0 };
+    let (mut len, mut shift) = (0usize, 0);
+    loop {
+        let b = frame[at];
+        at += 1;
+        len |= usize::from(b & 0x7f) << shift;
+        shift += 7;
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    &frame[at + len..]
+}
+
+#[test]
+fn several_subscription_identifiers_one_of_them_multi_byte_keep_every_payload_byte() {
+    // Property block: subscription ids 300 (two-byte varint), 5 and 1, then
+    // nothing: mqttbytes 0.6 counts one byte too many per identifier and
+    // ends the block three bytes early, taking them as payload.
+    let props = [11, 0xAC, 0x02, 11, 5, 11, 1];
+    let mut body = vec![
+        0,
+        3,
+        b'a',
+        b'/',
+        b'b',
+        0,
+        9,
+        u8::try_from(props.len()).unwrap(),
+    ];
+    body.extend_from_slice(&props);
+    body.extend_from_slice(b"payload");
+    let wire = frame_of(0x32, &body);
+    let Packet5::Publish(p) = one(&wire) else {
+        panic!("not a publish")
+    };
+    assert_eq!(&p.payload[..], b"payload");
+    assert_eq!(p.properties.subscription_identifiers, vec![300, 5, 1]);
+    assert_eq!((p.topic.as_str(), p.pkid, p.qos), ("a/b", 9, 1));
+
+    // mqttbytes alone loses the block's end into the payload.
+    let mut buf = BytesMut::from(&wire[..]);
+    let v5::Packet::Publish(theirs) = v5::read(&mut buf, 1 << 20).unwrap() else {
+        panic!("not a publish")
+    };
+    assert_ne!(&theirs.payload[..], b"payload");
+}
+
+#[test]
+fn subscription_identifiers_before_other_properties_are_all_read() {
+    // Ids, then a content type and a user property after them: every value
+    // must come out, and the payload must be untouched.
+    let mut props = vec![11, 0xFF, 0xFF, 0x7F, 11, 0x81, 0x01];
+    props.extend_from_slice(&[3, 0, 1, b'j', 38, 0, 1, b'k', 0, 1, b'v']);
+    let mut body = vec![0, 1, b't', u8::try_from(props.len()).unwrap()];
+    body.extend_from_slice(&props);
+    body.extend_from_slice(&[0, 1, 2]);
+    let Packet5::Publish(p) = one(&frame_of(0x30, &body)) else {
+        panic!("not a publish")
+    };
+    assert_eq!(&p.payload[..], &[0, 1, 2]);
+    assert_eq!(p.properties.subscription_identifiers, vec![2_097_151, 129]);
+    assert_eq!(p.properties.content_type.as_deref(), Some("j"));
+    assert_eq!(p.properties.user_properties, vec![("k".into(), "v".into())]);
+}
+
+#[test]
+fn the_fuzz_reproducer_of_lost_payload_bytes_keeps_every_payload_byte() {
+    // A `framing_v5` fuzz input (byte 0 is the target's control byte, the
+    // rest the broker's byte stream) that lost payload bytes before
+    // PUBLISH was decoded by this module.
+    use base64::Engine as _;
+    let input = base64::engine::general_purpose::STANDARD
+        .decode(
+            "ASALAAAIEwAFJwAAAAGQBgABAAABhzMtAANhL2IABR4BAQMABHQLCwsLCwuLCwsLCwsLCwsLCwsLCwsLCwsLCwsLCwsLCwsLCwsLCwsLCwsLCwsLCwsAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAALCwsLCwsLCwsLCwsLCwsLCwsLCwsLC2V4dJgwxQsAAfkIAAFyCf/9/wAmAAFrAAF2CwcjAANwYXlsb2H/////AWQ1BwABIAsGAyMAA3g=",
+        )
+        .unwrap();
+    let max_payload = if input[0] & 1 == 0 { 64 } else { 16 << 20 };
+    let mut rest = &input[1..];
+    let mut publishes = 0;
+    loop {
+        let mut d = Decoder5::new(max_payload);
+        d.push(rest);
+        let Ok(Some(packet)) = d.next_packet() else {
+            break;
+        };
+        let frame_len = rest.len() - d.buffered();
+        if let Packet5::Publish(p) = &packet {
+            assert_eq!(&p.payload[..], payload_of_frame(&rest[..frame_len]));
+            publishes += 1;
+        }
+        rest = &rest[frame_len..];
+    }
+    assert!(publishes > 0, "the reproducer holds a PUBLISH");
+}
+
+#[test]
+fn a_connack_block_ending_at_the_packet_end_is_read_exactly() {
+    // Every CONNACK property a broker may send, the last one at the very
+    // end of the packet; one byte more or less is malformed.
+    let c = ConnAck5 {
+        session_present: false,
+        reason: 0,
+        session_expiry_interval: Some(7),
+        receive_maximum: Some(9),
+        maximum_qos: Some(0),
+        retain_available: Some(1),
+        maximum_packet_size: Some(65_536),
+        assigned_client_identifier: Some("id".into()),
+        topic_alias_maximum: Some(2),
+        reason_string: Some("r".into()),
+        wildcard_subscription_available: Some(1),
+        shared_subscription_available: Some(0),
+        server_keep_alive: Some(15),
+        server_reference: Some("other:1883".into()),
+        from_v311: false,
+    };
+    let wire = bytes_of(&Packet5::ConnAck(c.clone()));
+    assert_eq!(one(&wire), Packet5::ConnAck(c));
+    let body = &wire[2..];
+    let mut longer = body.to_vec();
+    longer.push(0);
+    assert!(decode_all(&frame_of(0x20, &longer), 100).is_err());
+    assert!(decode_all(&frame_of(0x20, &body[..body.len() - 1]), 100).is_err());
+}
+
+#[test]
+fn suback_reason_codes_start_where_the_counted_property_block_ends() {
+    // Properties: reason string "why", a user property; then three codes.
+    let props = [31, 0, 3, b'w', b'h', b'y', 38, 0, 1, b'k', 0, 1, b'v'];
+    let mut body = vec![0, 4, u8::try_from(props.len()).unwrap()];
+    body.extend_from_slice(&props);
+    body.extend_from_slice(&[0x00, 0x02, 0x80]);
+    assert_eq!(
+        one(&frame_of(0x90, &body)),
+        Packet5::SubAck {
+            pkid: 4,
+            reasons: vec![0, 2, 0x80],
+            reason_string: Some("why".into()),
+        }
+    );
+    // A property block that claims one byte of the codes is malformed, not
+    // a SUBACK with one code fewer.
+    let mut bad = body.clone();
+    bad[2] += 1;
+    assert!(decode_all(&frame_of(0x90, &bad), 100).is_err());
+}
+
+#[test]
+fn every_ack_kind_with_properties_reads_its_packet_id_and_nothing_after_the_block() {
+    let props = [31, 0, 1, b'x', 38, 0, 1, b'k', 0, 0];
+    for (byte1, want) in [
+        (0x40, Incoming::PubAck(3)),
+        (0x50, Incoming::PubRec(3)),
+        (0x62, Incoming::PubRel(3)),
+        (0x70, Incoming::PubComp(3)),
+    ] {
+        let reason = if byte1 == 0x62 || byte1 == 0x70 {
+            0x92
+        } else {
+            0x10
+        };
+        let mut body = vec![0, 3, reason, u8::try_from(props.len()).unwrap()];
+        body.extend_from_slice(&props);
+        assert_eq!(one(&frame_of(byte1, &body)), Packet5::Common(want));
+        body.push(0);
+        assert!(decode_all(&frame_of(byte1, &body), 100).is_err());
+    }
+}

@@ -46,6 +46,7 @@
 //!   logging     the log format
 //!   suggest     "did you mean": the closest known key
 //!   app         the mio loop: tokens, deadlines, dispatch, shutdown sequence
+//!   cli         what every subcommand shares: exit codes, config or exit 78, stdout
 //!   select/     export/replay selection: TIME, files by name, k-way merge over store::reader
 //!   export/     `attic export`: the selection as JSON lines, CSV or one SQLite file
 //!   replay/     `attic replay`: the selection published to a broker over one Connection
@@ -65,6 +66,7 @@
 //! commits, acknowledges and rotates when their deadline or trigger is due.
 
 pub mod app;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod connection;
@@ -89,6 +91,3 @@ pub mod suggest;
 pub mod summary;
 pub mod systemd;
 pub mod tls;
-
-/// Exit code for a bad configuration (`EX_CONFIG` from sysexits.h).
-pub const EXIT_CONFIG: i32 = 78;

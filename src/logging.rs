@@ -14,15 +14,45 @@ pub const LEVEL_ENV: &str = "ATTIC_LOG_LEVEL";
 
 /// The level to use: the environment override if valid, else `configured`.
 pub fn effective_level(configured: LevelFilter) -> LevelFilter {
-    std::env::var(LEVEL_ENV)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(configured)
+    level_from(std::env::var(LEVEL_ENV).ok().as_deref(), configured).0
 }
 
-/// Installs the logger once; later calls do nothing.
+/// The level `value` of [`LEVEL_ENV`] selects, else `configured`; the
+/// second part is the warning to log when `value` is set but not a level.
+fn level_from(value: Option<&str>, configured: LevelFilter) -> (LevelFilter, Option<String>) {
+    let Some(v) = value else {
+        return (configured, None);
+    };
+    match v.trim().parse() {
+        Ok(level) => (level, None),
+        Err(_) => (
+            configured,
+            Some(format!(
+                "{LEVEL_ENV}={v:?} is not a log level (error, warn, info, debug, trace, off): \
+                 using log-level {}",
+                configured.as_str().to_lowercase()
+            )),
+        ),
+    }
+}
+
+/// Installs the logger once; later calls do nothing. An unusable
+/// [`LEVEL_ENV`] is said once, as a warning, instead of being ignored.
 pub fn init(configured: LevelFilter) {
-    let level = effective_level(configured);
+    let (level, warning) = level_from(std::env::var(LEVEL_ENV).ok().as_deref(), configured);
+    install(level);
+    if let Some(w) = warning {
+        // Said even when the level hides warnings: the user asked for a
+        // level and did not get it.
+        if log::log_enabled!(log::Level::Warn) {
+            log::warn!("{w}");
+        } else {
+            eprintln!("attic: {w}");
+        }
+    }
+}
+
+fn install(level: LevelFilter) {
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         if log::set_boxed_logger(Box::new(Journal { level })).is_ok() {
             log::set_max_level(level);
@@ -73,6 +103,17 @@ impl Log for Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unknown_level_in_the_environment_keeps_the_configured_one_and_says_so() {
+        let (level, warning) = level_from(Some("verbose"), LevelFilter::Info);
+        assert_eq!(level, LevelFilter::Info);
+        let w = warning.unwrap();
+        assert!(w.contains("\"verbose\" is not a log level"), "{w}");
+        assert!(w.contains("using log-level info"), "{w}");
+        assert_eq!(level_from(Some("debug"), LevelFilter::Info), (LevelFilter::Debug, None));
+        assert_eq!(level_from(None, LevelFilter::Warn), (LevelFilter::Warn, None));
+    }
 
     #[test]
     fn priorities_follow_syslog() {

@@ -1,7 +1,8 @@
 //! The `attic` binary: command line, logging set-up and exit codes. All the
 //! work is in the library (`attic::app::run`).
 
-use attic::config::{self, Config, DEFAULT_CONFIG_PATH};
+use attic::cli;
+use attic::config::DEFAULT_CONFIG_PATH;
 use attic::run_options::RunOptions;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -76,7 +77,7 @@ fn parse_args(args: &[String]) -> Result<Command, ArgError> {
                     usage: false,
                 })?;
                 if !ours {
-                    return Err(format!("unexpected argument {other:?}").into());
+                    return Err(unexpected(other));
                 }
             }
         }
@@ -96,13 +97,21 @@ fn parse_args(args: &[String]) -> Result<Command, ArgError> {
     })
 }
 
-fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
-    config::load(path).map_err(|e| {
-        for line in e.to_string().lines() {
-            eprintln!("attic: {line}");
+/// An argument that is no flag and no subcommand. A file name (it ends in
+/// `.yaml`/`.yml` or names a file) was most likely meant as the config.
+fn unexpected(arg: &str) -> ArgError {
+    let looks_like_config = !arg.starts_with('-')
+        && (arg.ends_with(".yaml") || arg.ends_with(".yml") || std::path::Path::new(arg).is_file());
+    if looks_like_config {
+        ArgError {
+            message: format!(
+                "unexpected argument {arg:?}: a configuration file is given with --config {arg}"
+            ),
+            usage: false,
         }
-        ExitCode::from(78)
-    })
+    } else {
+        format!("unexpected argument {arg:?}").into()
+    }
 }
 
 fn main() -> ExitCode {
@@ -115,32 +124,19 @@ fn main() -> ExitCode {
     let cmd = match parse_args(&args) {
         Ok(c) => c,
         Err(e) if e.usage => {
-            eprintln!("attic: {}\n\n{USAGE}", e.message);
-            return ExitCode::from(2);
+            return cli::usage_error("attic", &format!("{}\n\n{USAGE}", e.message));
         }
-        Err(e) => {
-            eprintln!("attic: {}", e.message);
-            return ExitCode::from(2);
-        }
+        Err(e) => return cli::usage_error("attic", &e.message),
     };
     match cmd {
-        Command::Help => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        Command::Version => {
-            println!("attic {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        Command::Check(path) => match load(&path) {
-            Ok(c) => {
-                println!("{}: OK\n{}", path.display(), c.describe());
-                ExitCode::SUCCESS
-            }
+        Command::Help => cli::print_out(USAGE),
+        Command::Version => cli::print_out(&format!("attic {}", env!("CARGO_PKG_VERSION"))),
+        Command::Check(path) => match cli::load_config(&path) {
+            Ok(c) => cli::print_out(&format!("{}: OK\n{}", path.display(), c.describe())),
             Err(code) => code,
         },
         Command::Run(path, opts) => {
-            let config = match load(&path) {
+            let config = match cli::load_config(&path) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
@@ -237,6 +233,14 @@ mod tests {
             e.message
         );
         assert!(!e.message.contains('\n'));
+    }
+
+    #[test]
+    fn a_config_file_given_without_the_flag_is_one_line_naming_the_flag() {
+        let e = p(&["check", "record.yaml"]).unwrap_err();
+        assert!(!e.usage);
+        assert!(e.message.contains("--config record.yaml"), "{}", e.message);
+        assert!(p(&["frobnicate"]).unwrap_err().usage);
     }
 
     #[test]

@@ -555,7 +555,7 @@ fn a_broker_that_is_down_keeps_the_ready_file_away_while_attic_retries() {
     let mut attic = Attic::start_with_args(&yaml, &dir, &["--summary", summary.to_str().unwrap()]);
     attic.wait_log_contains("[up] subscribed", T);
     wait_until(T, "two failed attempts to reach the stopped broker", || {
-        attic.log().matches("[down] connection closed").count() >= 2
+        attic.log().matches("[down] cannot connect").count() >= 2
     });
     assert!(!attic.ready_path().exists(), "ready while a broker is down");
     // The broker comes back on the same port: Attic, still retrying,

@@ -73,6 +73,7 @@ impl Checker<'_> {
             cert_file,
             key_file,
             server_name,
+            origin: crate::tls::Origin::Config,
         };
         self.check_tls(f, block.as_ref(), &settings, check_files);
         Some(settings)

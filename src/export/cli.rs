@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::{ExportError, ExportOptions, Format, export};
-use crate::config::{self, DEFAULT_CONFIG_PATH};
+use crate::cli;
+use crate::config::DEFAULT_CONFIG_PATH;
 use crate::select::Selection;
 
 /// Usage text of `attic export`.
@@ -89,33 +90,19 @@ pub fn parse(args: &[String], now_us: i64) -> Result<Args, String> {
 
 /// `attic export ARGS`: runs it and returns the exit code.
 pub fn main(args: &[String]) -> ExitCode {
-    let (config_path, opts) = match parse(args, now_us()) {
-        Ok(Args::Help) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
+    let (config_path, opts) = match parse(args, crate::clock::now_us()) {
+        Ok(Args::Help) => return cli::print_out(USAGE),
         Ok(Args::Run { config, opts }) => (config, opts),
-        Err(e) => {
-            eprintln!("attic export: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return cli::usage_error("attic export", &e),
     };
-    let config = match config::load(&config_path) {
+    let config = match cli::load_config(&config_path) {
         Ok(c) => c,
-        Err(e) => {
-            for line in e.to_string().lines() {
-                eprintln!("attic: {line}");
-            }
-            return ExitCode::from(78);
-        }
+        Err(code) => return code,
     };
     crate::logging::init(log::LevelFilter::Warn);
     match export(&config, &opts) {
         Ok(_) => ExitCode::SUCCESS,
-        Err(ExportError::Usage(e)) => {
-            eprintln!("attic export: {e}");
-            ExitCode::from(2)
-        }
+        Err(ExportError::Usage(e)) => cli::usage_error("attic export", &e),
         // A closed pipe (`attic export | head`) is the reader's choice.
         Err(ExportError::Write { source, .. })
             if source.kind() == std::io::ErrorKind::BrokenPipe =>
@@ -127,13 +114,6 @@ pub fn main(args: &[String]) -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-/// The wall clock in unix microseconds (for relative TIME arguments).
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

@@ -562,8 +562,14 @@ impl Session {
             self.backoff.reset();
         }
         let delay = self.backoff.next_delay();
+        // A connection that never opened was not "closed".
+        let closed = if matches!(self.state, State::Transport { .. }) {
+            ""
+        } else {
+            "connection closed: "
+        };
         log::warn!(
-            "[{}] connection closed: {why}; retrying in {:.1} s",
+            "[{}] {closed}{why}; retrying in {:.1} s",
             self.cfg.name,
             delay.as_secs_f32()
         );

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::{ReplayError, ReplayOptions, replay};
+use crate::cli;
 use crate::config::{self, DEFAULT_CONFIG_PATH};
 use crate::select::{SelectError, Selection};
 use crate::tls::{self, SetupError, TlsSettings};
@@ -141,6 +142,7 @@ pub fn parse(
             cert_file: None,
             key_file: None,
             server_name: host.clone(),
+            origin: crate::tls::Origin::ReplayFlags,
         });
     }
     opts.port = port.unwrap_or(if opts.tls.is_some() { 8883 } else { 1883 });
@@ -156,6 +158,16 @@ pub fn parse(
 /// or 8883 with TLS).
 fn parse_broker(s: &str) -> Result<(String, Option<u16>), String> {
     let bad = || format!("invalid broker {s:?}: expected HOST or HOST:PORT");
+    if let Some((scheme, rest)) = s.split_once("://") {
+        let tls = if matches!(scheme, "mqtts" | "ssl" | "tls") {
+            " and --tls (or --tls-ca-file F) for TLS"
+        } else {
+            ""
+        };
+        return Err(format!(
+            "invalid broker {s:?}: give HOST[:PORT] without a scheme (--broker {rest}){tls}"
+        ));
+    }
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
         let (h, p) = rest.split_once(']').ok_or_else(bad)?;
         (h, p.strip_prefix(':'))
@@ -197,28 +209,16 @@ pub fn main(args: &[String]) -> ExitCode {
         |f: &str| std::fs::read_to_string(f).map_err(|e| format!("--password-file {f}: {e}"));
     let now = crate::clock::now_us();
     let (config_path, opts) = match parse(args, now, &read) {
-        Ok(Args::Help) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
+        Ok(Args::Help) => return cli::print_out(USAGE),
         Ok(Args::Run { config, opts }) => (config, opts),
-        Err(e) => {
-            eprintln!("attic replay: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return cli::usage_error("attic replay", &e),
     };
     if let Some(Err(e)) = opts.tls.as_ref().map(check_tls) {
-        eprintln!("attic replay: {e}");
-        return ExitCode::from(2);
+        return cli::usage_error("attic replay", &e.to_string());
     }
-    let config = match config::load(&config_path) {
+    let config = match cli::load_config(&config_path) {
         Ok(c) => c,
-        Err(e) => {
-            for line in e.to_string().lines() {
-                eprintln!("attic: {line}");
-            }
-            return ExitCode::from(78);
-        }
+        Err(code) => return code,
     };
     crate::logging::init(log::LevelFilter::Warn);
     match replay(&config, &opts) {
@@ -228,10 +228,7 @@ pub fn main(args: &[String]) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(ReplayError::Select(SelectError::Usage(e))) => {
-            eprintln!("attic replay: {e}");
-            ExitCode::from(2)
-        }
+        Err(ReplayError::Select(SelectError::Usage(e))) => cli::usage_error("attic replay", &e),
         Err(e) => {
             eprintln!("attic replay: {e}");
             ExitCode::from(1)
@@ -311,6 +308,11 @@ mod tests {
             (&["--speed", "1"][..], "--broker HOST[:PORT] is required"),
             (&["--broker", "h:0"], "invalid broker"),
             (&["--broker", "h:x"], "invalid broker"),
+            (
+                &["--broker", "mqtt://h:1883"],
+                "without a scheme (--broker h:1883)",
+            ),
+            (&["--broker", "mqtts://h"], "and --tls"),
             (&["--broker", "h", "--speed", "-1"], "invalid speed"),
             (&["--broker", "h", "--speed", "fast"], "invalid speed"),
             (&["--broker", "h", "--qos", "3"], "invalid QoS"),
@@ -366,6 +368,7 @@ mod tests {
             cert_file: None,
             key_file: None,
             server_name: "localhost".into(),
+            origin: crate::tls::Origin::ReplayFlags,
         };
         let e = check_tls(&settings(dir.join("missing.pem"))).expect_err("missing file");
         assert!(e.starts_with("--tls-ca-file: cannot read"), "{e}");

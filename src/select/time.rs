@@ -63,7 +63,18 @@ pub fn parse_time(text: &str, now_us: i64) -> Result<i64, String> {
             .map_err(|_| bad())?;
         return Ok(ts.as_microsecond());
     }
-    let ts: Timestamp = s.parse().map_err(|_| bad())?;
+    let ts: Timestamp = s.parse().map_err(|_| {
+        // A civil date and time without an offset is ambiguous: say how to
+        // make it an instant instead of only that it is invalid.
+        if s.parse::<civil::DateTime>().is_ok() {
+            format!(
+                "invalid time {text:?}: a date and time needs a time zone offset: add Z for UTC \
+                 ({s}Z) or an offset ({s}+01:00)"
+            )
+        } else {
+            bad()
+        }
+    })?;
     Ok(ts.as_microsecond())
 }
 
@@ -188,7 +199,6 @@ mod tests {
             "-5x",
             "-s",
             "2025-13-01",
-            "2025-11-27T10:00:00",
             "1.2.3",
             "--5s",
             "12-",
@@ -197,6 +207,13 @@ mod tests {
             let e = parse_time(bad, NOW).expect_err(bad);
             assert!(e.contains("RFC 3339") && e.contains("-90s"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn a_time_without_an_offset_says_to_add_z_or_an_offset() {
+        let e = parse_time("2026-12-03T10:00:00", 0).unwrap_err();
+        assert!(e.contains("add Z for UTC (2026-12-03T10:00:00Z)"), "{e}");
+        assert!(!e.contains('\n'));
     }
 
     #[test]

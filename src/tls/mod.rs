@@ -33,6 +33,46 @@ pub struct TlsSettings {
     /// `server-name`: the name the broker's certificate must carry (a DNS
     /// name or an IP address); default `mqtt-broker-address`.
     pub server_name: String,
+    /// Where the settings came from, so that a failure names the setting
+    /// the user can change.
+    pub origin: Origin,
+}
+
+/// Where [`TlsSettings`] came from: a `tls:` block of the config, or the
+/// flags of `attic replay`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Origin {
+    /// A `tls:` block (`tls.ca-file`, `tls.server-name`, ...).
+    #[default]
+    Config,
+    /// `attic replay --tls-ca-file / --tls / --broker`.
+    ReplayFlags,
+}
+
+impl Origin {
+    /// The name of the setting that holds the CA certificates.
+    pub fn ca_file(self) -> &'static str {
+        match self {
+            Origin::Config => "tls.ca-file",
+            Origin::ReplayFlags => "--tls-ca-file",
+        }
+    }
+
+    /// What to change for another certificate name.
+    pub fn server_name(self) -> &'static str {
+        match self {
+            Origin::Config => "set tls.server-name to",
+            Origin::ReplayFlags => "give --broker as",
+        }
+    }
+
+    /// What to set for a client certificate.
+    pub fn client_cert(self) -> &'static str {
+        match self {
+            Origin::Config => "set tls.cert-file and tls.key-file",
+            Origin::ReplayFlags => "attic replay has no client certificate option; use a broker listener without one",
+        }
+    }
 }
 
 /// Why a client configuration cannot be built, tied to the key at fault.

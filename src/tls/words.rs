@@ -12,9 +12,14 @@ use rustls::{AlertDescription, CertificateError};
 pub fn describe(e: &rustls::Error, s: &TlsSettings, peer: &str) -> String {
     use rustls::Error as E;
     let name = &s.server_name;
+    let (ca_key, name_fix, cert_fix) = (
+        s.origin.ca_file(),
+        s.origin.server_name(),
+        s.origin.client_cert(),
+    );
     let roots = match &s.ca_file {
-        Some(p) => format!("the CA in tls.ca-file `{}`", p.display()),
-        None => "any of the system's root certificates (no tls.ca-file)".to_owned(),
+        Some(p) => format!("the CA in {ca_key} `{}`", p.display()),
+        None => format!("any of the system's root certificates (no {ca_key})"),
     };
     let has_client_cert = s.cert_file.is_some();
     let date = |t: &rustls::pki_types::UnixTime| utc_date(t.as_secs());
@@ -22,15 +27,15 @@ pub fn describe(e: &rustls::Error, s: &TlsSettings, peer: &str) -> String {
         E::InvalidCertificate(c) => match c {
             CertificateError::UnknownIssuer => format!(
                 "TLS: certificate of {peer} has an unknown issuer: it is not signed by {roots}; \
-                 set tls.ca-file to the CA that signed it"
+                 set {ca_key} to the CA that signed it"
             ),
             CertificateError::NotValidForName => format!(
-                "TLS: name mismatch: the certificate of {peer} is not valid for `{name}`; set \
-                 tls.server-name to a name it carries"
+                "TLS: name mismatch: the certificate of {peer} is not valid for `{name}`; \
+                 {name_fix} a name it carries"
             ),
             CertificateError::NotValidForNameContext { presented, .. } => format!(
                 "TLS: name mismatch: the certificate of {peer} is not valid for `{name}` (it \
-                 names {}); set tls.server-name to one of those",
+                 names {}); {name_fix} one of those",
                 if presented.is_empty() {
                     "nothing".to_owned()
                 } else {
@@ -65,12 +70,11 @@ pub fn describe(e: &rustls::Error, s: &TlsSettings, peer: &str) -> String {
             other => format!("TLS: the certificate of {peer} was rejected: {other:?}"),
         },
         E::AlertReceived(AlertDescription::CertificateRequired) => format!(
-            "TLS: client certificate required: {peer} wants one; set tls.cert-file and \
-             tls.key-file"
+            "TLS: client certificate required: {peer} wants one; {cert_fix}"
         ),
         E::AlertReceived(AlertDescription::HandshakeFailure) if !has_client_cert => format!(
-            "TLS: {peer} refused the handshake; if it requires a client certificate, set \
-             tls.cert-file and tls.key-file"
+            "TLS: {peer} refused the handshake; if it requires a client certificate, \
+             {cert_fix}"
         ),
         E::AlertReceived(
             a @ (AlertDescription::BadCertificate
@@ -128,6 +132,30 @@ mod tests {
         assert_eq!(utc_date(0), "1970-01-01");
         assert_eq!(utc_date(951_782_400), "2000-02-29");
         assert_eq!(utc_date(1_015_200_000), "2002-03-04");
+    }
+
+    fn settings(origin: super::super::Origin) -> TlsSettings {
+        TlsSettings {
+            ca_file: Some("ca.pem".into()),
+            cert_file: None,
+            key_file: None,
+            server_name: "broker".into(),
+            origin,
+        }
+    }
+
+    #[test]
+    fn a_failure_names_the_setting_of_where_the_settings_came_from() {
+        use super::super::Origin;
+        let e = rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer);
+        let config = describe(&e, &settings(Origin::Config), "b:8883");
+        assert!(config.contains("set tls.ca-file to the CA"), "{config}");
+        let replay = describe(&e, &settings(Origin::ReplayFlags), "b:8883");
+        assert!(replay.contains("set --tls-ca-file to the CA"), "{replay}");
+        assert!(!replay.contains("tls.ca-file"), "{replay}");
+        let e = rustls::Error::InvalidCertificate(CertificateError::NotValidForName);
+        let replay = describe(&e, &settings(Origin::ReplayFlags), "b:8883");
+        assert!(replay.contains("give --broker as a name it carries"), "{replay}");
     }
 
     #[test]

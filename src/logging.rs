@@ -111,8 +111,14 @@ mod tests {
         let w = warning.unwrap();
         assert!(w.contains("\"verbose\" is not a log level"), "{w}");
         assert!(w.contains("using log-level info"), "{w}");
-        assert_eq!(level_from(Some("debug"), LevelFilter::Info), (LevelFilter::Debug, None));
-        assert_eq!(level_from(None, LevelFilter::Warn), (LevelFilter::Warn, None));
+        assert_eq!(
+            level_from(Some("debug"), LevelFilter::Info),
+            (LevelFilter::Debug, None)
+        );
+        assert_eq!(
+            level_from(None, LevelFilter::Warn),
+            (LevelFilter::Warn, None)
+        );
     }
 
     #[test]

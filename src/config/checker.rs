@@ -82,6 +82,16 @@ impl Checker<'_> {
     /// Reports a missing key, positioned at the mapping that should hold it.
     pub(super) fn missing(&mut self, f: &Fields, k: &str, why: &str) {
         let path = f.at(k);
+        if self.locator.value_is_a_comment(&path) {
+            self.report(
+                &path,
+                format!(
+                    "has no value: `#` after a blank starts a YAML comment; quote a topic \
+                     filter that starts with it (`{k}: \"#\"`)"
+                ),
+            );
+            return;
+        }
         let parent = f.path.clone();
         self.report_at(&path, &parent, format!("is required{why}"));
     }

@@ -14,6 +14,8 @@ struct Line<'t> {
     number: usize,
     /// The text, still at its original columns.
     text: &'t str,
+    /// The whole line, comment included.
+    raw: &'t str,
 }
 
 /// A node: starts at `col` on `lines[line]`; its deeper lines run up to
@@ -39,6 +41,7 @@ impl<'t> Locator<'t> {
             .map(|(i, raw)| Line {
                 number: i + 1,
                 text: strip_comment(raw).trim_end(),
+                raw,
             })
             .filter(|l| {
                 let t = l.text.trim_start();
@@ -46,6 +49,22 @@ impl<'t> Locator<'t> {
             })
             .collect();
         Locator { lines }
+    }
+
+    /// True when the key at `path` is followed on its line by nothing but a
+    /// comment: `topic: #` is the key `topic` with no value, since `#`
+    /// after a blank starts a YAML comment.
+    pub(super) fn value_is_a_comment(&self, path: &[Seg]) -> bool {
+        let Some((number, col)) = self.find(path) else {
+            return false;
+        };
+        let Some(line) = self.lines.iter().find(|l| l.number == number) else {
+            return false;
+        };
+        let after_key = line.raw.get(col.saturating_sub(1)..).unwrap_or("");
+        after_key
+            .split_once(':')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('#'))
     }
 
     /// The 1-based line and column of the last segment of `path` (a key, or

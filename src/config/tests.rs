@@ -678,3 +678,27 @@ fn parse_err_text(text: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+#[test]
+fn an_unquoted_hash_topic_says_it_became_a_comment() {
+    let p = problems("data-folder: d\nstreams:\n  - topic: #\n    prefix: p\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].message.contains("starts a YAML comment"),
+        "{}",
+        p[0].message
+    );
+    assert!(
+        p[0].message.contains(r##"`topic: "#"`"##),
+        "{}",
+        p[0].message
+    );
+    assert_eq!(p[0].line, Some(3));
+}
+
+#[test]
+fn a_tab_in_the_indentation_is_named() {
+    let p = problems("data-folder: d\nstreams:\n\t- topic: a\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].message.contains("a tab character"), "{}", p[0].message);
+}

@@ -106,7 +106,6 @@ impl Checker<'_> {
             _ => {}
         }
         if check_files {
-            let before = problems.len();
             if let Err(e) = tls::load_roots(s.ca_file.as_deref()) {
                 problems.push(e);
             }
@@ -120,9 +119,10 @@ impl Checker<'_> {
                     problems.push(SetupError::KeyFile(e));
                 }
             }
-            // Each file is fine on its own: does the whole build (a key
-            // that belongs to its certificate, ...)?
-            if problems.len() == before {
+            // Nothing is wrong on its own (a missing half of the client
+            // certificate included, which would be said twice): does the
+            // whole build (a key that belongs to its certificate, ...)?
+            if problems.is_empty() {
                 if let Err(e) = tls::client_config(s) {
                     problems.push(e);
                 }
@@ -312,6 +312,7 @@ mod tests {
             p[0].message.contains("is required with `cert-file`"),
             "{p:?}"
         );
+        assert_eq!(p.len(), 1, "the missing key is said once: {p:?}");
         let text = stream(
             "    tls:\n      ca-file: ca.pem\n      cert-file: client.pem\n      key-file: other.key\n",
         );

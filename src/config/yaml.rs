@@ -33,6 +33,18 @@ impl Yaml {
     }
 }
 
+/// True when the 1-based `line` and `column` of `text` hold a tab, or the
+/// line's indentation does.
+fn tab_at(text: &str, line: usize, column: usize) -> bool {
+    let Some(l) = text.lines().nth(line.saturating_sub(1)) else {
+        return false;
+    };
+    l.chars().nth(column.saturating_sub(1)) == Some('\t')
+        || l.chars()
+            .take_while(|c| c.is_whitespace())
+            .any(|c| c == '\t')
+}
+
 /// Parses `text` as one YAML document (anchors and `<<` merges resolved).
 /// The error is a message and, when known, its 1-based line and column.
 pub(super) fn read_yaml(text: &str) -> Result<Yaml, (String, Option<(usize, usize)>)> {
@@ -61,6 +73,13 @@ pub(super) fn read_yaml(text: &str) -> Result<Yaml, (String, Option<(usize, usiz
         let mut message = e.to_string();
         if let Some((line, column)) = at {
             message = message.replace(&format!(" at line {line} column {column}"), "");
+        }
+        // A tab where indentation is expected is the usual cause of this
+        // scanner message: say so, with the word the user needs.
+        if message.contains("cannot start any token")
+            && at.is_some_and(|(line, column)| tab_at(text, line, column))
+        {
+            message = "a tab character: YAML indents with spaces only".to_owned();
         }
         (format!("YAML: {message}"), at)
     };

@@ -70,7 +70,9 @@ impl Origin {
     pub fn client_cert(self) -> &'static str {
         match self {
             Origin::Config => "set tls.cert-file and tls.key-file",
-            Origin::ReplayFlags => "attic replay has no client certificate option; use a broker listener without one",
+            Origin::ReplayFlags => {
+                "attic replay has no client certificate option; use a broker listener without one"
+            }
         }
     }
 }

@@ -69,9 +69,9 @@ pub fn describe(e: &rustls::Error, s: &TlsSettings, peer: &str) -> String {
             }
             other => format!("TLS: the certificate of {peer} was rejected: {other:?}"),
         },
-        E::AlertReceived(AlertDescription::CertificateRequired) => format!(
-            "TLS: client certificate required: {peer} wants one; {cert_fix}"
-        ),
+        E::AlertReceived(AlertDescription::CertificateRequired) => {
+            format!("TLS: client certificate required: {peer} wants one; {cert_fix}")
+        }
         E::AlertReceived(AlertDescription::HandshakeFailure) if !has_client_cert => format!(
             "TLS: {peer} refused the handshake; if it requires a client certificate, \
              {cert_fix}"
@@ -155,7 +155,10 @@ mod tests {
         assert!(!replay.contains("tls.ca-file"), "{replay}");
         let e = rustls::Error::InvalidCertificate(CertificateError::NotValidForName);
         let replay = describe(&e, &settings(Origin::ReplayFlags), "b:8883");
-        assert!(replay.contains("give --broker as a name it carries"), "{replay}");
+        assert!(
+            replay.contains("give --broker as a name it carries"),
+            "{replay}"
+        );
     }
 
     #[test]

@@ -152,7 +152,7 @@ fn settings(ca: Option<PathBuf>, server_name: &str) -> TlsSettings {
         cert_file: None,
         key_file: None,
         server_name: server_name.to_owned(),
-    origin: crate::tls::Origin::Config,
+        origin: crate::tls::Origin::Config,
     }
 }
 

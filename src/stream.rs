@@ -354,6 +354,8 @@ impl Stream {
                     Event::Message(d) => self.on_message(registry, d, ts, now),
                     Event::Oversize { topic, payload_len } => {
                         self.counters.received += 1;
+                        // Skipped bytes were received all the same.
+                        self.counters.received_bytes += payload_len as u64;
                         self.counters.oversize += 1;
                         log::warn!(
                             "[{}] skipped a message of {payload_len} bytes on {topic:?} (max-payload-bytes)",

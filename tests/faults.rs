@@ -361,7 +361,8 @@ fn an_oversize_retained_message_is_skipped_once_without_a_reconnect_loop() {
             extra: "qos: 1\nmax-payload-bytes: 100000",
         }],
     );
-    let mut attic = Attic::start(&yaml, &dir);
+    let summary = dir.join("summary.json");
+    let mut attic = Attic::start_with_args(&yaml, &dir, &["--summary", summary.to_str().unwrap()]);
     wait_subscribed(&mut attic);
     attic.wait_log_contains("skipped a message of 300000 bytes", T);
     c.publish("big/small", b"fits", 1, false);
@@ -374,6 +375,13 @@ fn an_oversize_retained_message_is_skipped_once_without_a_reconnect_loop() {
     let rows = all_rows(&data);
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].payload, b"fits");
+    // The skipped payload's bytes were received all the same.
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let stream = &s["streams"][0];
+    assert_eq!(stream["skipped"], 1, "{s}");
+    assert_eq!(stream["received"], 2, "{s}");
+    assert_eq!(stream["received_bytes"], 300_000 + 4, "{s}");
 }
 
 #[test]

@@ -89,7 +89,7 @@ pub fn prometheus(f: &Figures) -> String {
         ),
         (
             "attic_messages_excluded_total",
-            "Messages dropped by exclude filters.",
+            "Messages dropped by a filter (any filter of the stream: exclude, include, changes-only, min-interval, max-payload).",
             |s| s.sample.counters.filtered as f64,
         ),
         (

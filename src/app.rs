@@ -303,6 +303,22 @@ fn serve(config: &Config, harness: &mut Harness) -> Result<(), AppError> {
                 &mut events,
             );
             harness.stopped(streams.iter().map(totals));
+            // The metrics file says what is true after the exit (no
+            // connection, the final counts), not what the last period saw.
+            if let Some(m) = out.metrics.as_mut() {
+                let samples = streams
+                    .iter()
+                    .zip(busy.iter_mut())
+                    .enumerate()
+                    .map(|(i, (s, b))| {
+                        let deleted = retention.as_ref().map_or((0, 0), |r| r.deleted(i));
+                        sample(s, std::mem::take(b), deleted)
+                    })
+                    .collect();
+                let end = Instant::now();
+                let figures = reporter.take(samples, ProcessSample::read(), end, clock::now_us());
+                m.write(&report::prometheus(&figures));
+            }
             return stopped;
         }
         for (s, b) in streams.iter_mut().zip(busy.iter_mut()) {

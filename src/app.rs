@@ -43,6 +43,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod helpers;
+pub mod preflight;
 mod writable;
 use helpers::{hand_over_closed, on_finalised, on_resolved};
 

@@ -97,6 +97,27 @@ fn parse_args(args: &[String]) -> Result<Command, ArgError> {
     })
 }
 
+/// `attic check` of a config that loaded: what `attic run` would meet on
+/// this machine (an error = exit 1, as run would), then the streams.
+fn check(path: &std::path::Path, c: &attic::config::Config) -> ExitCode {
+    use attic::app::preflight::{self, Finding};
+    let findings = preflight::check(c);
+    let mut errors = 0;
+    for f in &findings {
+        match f {
+            Finding::Error(e) => {
+                errors += 1;
+                eprintln!("attic: {}: {e}", path.display());
+            }
+            Finding::Warning(w) => eprintln!("attic: {}: warning: {w}", path.display()),
+        }
+    }
+    if errors > 0 {
+        return ExitCode::from(1);
+    }
+    cli::print_out(&format!("{}: OK\n{}", path.display(), c.describe()))
+}
+
 /// An argument that is no flag and no subcommand. A file name (it ends in
 /// `.yaml`/`.yml` or names a file) was most likely meant as the config.
 fn unexpected(arg: &str) -> ArgError {
@@ -132,7 +153,7 @@ fn main() -> ExitCode {
         Command::Help => cli::print_out(USAGE),
         Command::Version => cli::print_out(&format!("attic {}", env!("CARGO_PKG_VERSION"))),
         Command::Check(path) => match cli::load_config(&path) {
-            Ok(c) => cli::print_out(&format!("{}: OK\n{}", path.display(), c.describe())),
+            Ok(c) => check(&path, &c),
             Err(code) => code,
         },
         Command::Run(path, opts) => {

@@ -47,6 +47,7 @@
 //!   suggest     "did you mean": the closest known key
 //!   app         the mio loop: tokens, deadlines, dispatch, shutdown sequence
 //!   cli         what every subcommand shares: exit codes, config or exit 78, stdout
+//!   progress    the progress line of export and replay; counts in words
 //!   select/     export/replay selection: TIME, files by name, k-way merge over store::reader
 //!   export/     `attic export`: the selection as JSON lines, CSV or one SQLite file
 //!   replay/     `attic replay`: the selection published to a broker over one Connection
@@ -78,6 +79,7 @@ pub mod logging;
 pub mod metrics;
 pub mod mqtt;
 pub mod net;
+pub mod progress;
 pub mod publisher;
 pub mod replay;
 pub mod report;

@@ -307,7 +307,10 @@ fn the_metrics_file_is_prometheus_text_and_counts_what_was_stored() {
     // Rewritten at the stop: not connected any more, the same totals.
     let after = parse_prometheus(&std::fs::read_to_string(&prom).unwrap());
     assert_eq!(metric(&after, "attic_connected", label), Some(0.0));
-    assert_eq!(metric(&after, "attic_messages_stored_total", label), Some(6.0));
+    assert_eq!(
+        metric(&after, "attic_messages_stored_total", label),
+        Some(6.0)
+    );
 }
 
 /// Collects notify messages into `seen` until `done(seen)` holds; panics

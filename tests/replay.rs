@@ -154,11 +154,22 @@ fn replay_at_speed_0_publishes_every_row_in_order_with_exact_bytes_and_retain_of
 
     // QoS as stored. The broker may reorder across QoS levels for a slow
     // subscriber, so order is checked per QoS here and overall below.
-    replay(
+    let (out, _) = replay(
         &dir,
         &cfg,
         target.port(),
         &["--speed", "0", "--topic-prefix", "replayed/"],
+    );
+    // A finished replay ends with one summary line.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "attic replay: {} rows published to 127.0.0.1:{}",
+            rows.len(),
+            target.port()
+        ),
+        "{err}"
     );
     let got = sub.recv_n(rows.len(), T);
     for qos in [0, 1] {

@@ -122,7 +122,10 @@ fn file_system_size(dir: &Path) -> Option<u64> {
     if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
         return None;
     }
-    #[allow(clippy::useless_conversion, reason = "the field types differ by target")]
+    #[allow(
+        clippy::useless_conversion,
+        reason = "the field types differ by target"
+    )]
     let (blocks, size) = (u64::from(st.f_blocks), u64::from(st.f_frsize));
     blocks.checked_mul(size)
 }

@@ -203,6 +203,26 @@ pub fn check_tls(settings: &TlsSettings) -> Result<(), String> {
     tls::client_config(settings).map(|_| ()).map_err(named)
 }
 
+/// The one line a finished (or stopped) replay ends with.
+fn summary_line(s: &super::ReplaySummary, opts: &ReplayOptions) -> String {
+    let rows = crate::progress::count(s.published, "row", "rows");
+    let skipped = match s.skipped {
+        0 => String::new(),
+        n => format!(
+            "; {} skipped (topic too long with the prefix)",
+            crate::progress::count(n, "row", "rows")
+        ),
+    };
+    if s.interrupted {
+        format!(
+            "stopped after {rows} published to {}:{}{skipped}",
+            opts.host, opts.port
+        )
+    } else {
+        format!("{rows} published to {}:{}{skipped}", opts.host, opts.port)
+    }
+}
+
 /// `attic replay ARGS`: runs it and returns the exit code.
 pub fn main(args: &[String]) -> ExitCode {
     let read =
@@ -223,9 +243,7 @@ pub fn main(args: &[String]) -> ExitCode {
     crate::logging::init(log::LevelFilter::Warn);
     match replay(&config, &opts) {
         Ok(s) => {
-            if s.interrupted {
-                eprintln!("attic replay: stopped after {} rows", s.published);
-            }
+            eprintln!("attic replay: {}", summary_line(&s, &opts));
             ExitCode::SUCCESS
         }
         Err(ReplayError::Select(SelectError::Usage(e))) => cli::usage_error("attic replay", &e),

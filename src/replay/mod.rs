@@ -23,7 +23,6 @@
 pub mod cli;
 pub mod pace;
 
-use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,8 +33,9 @@ use crate::config::Config;
 use crate::connection::Connection;
 use crate::mqtt::session::{Event, Session, SessionConfig};
 use crate::net::Link;
+use crate::progress::Progress;
 use crate::resolve::{self, Resolver};
-use crate::select::{Plan, Row, SelectError, Selection, time};
+use crate::select::{Plan, Row, SelectError, Selection};
 use crate::signals::{Signal, Signals};
 
 const BROKER: Token = Token(0);
@@ -155,7 +155,7 @@ pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, Re
     let mut sigs: Vec<Signal> = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut pace = pace::Pace::new(opts.speed);
-    let mut progress = Progress::new();
+    let mut progress = Progress::new("attic replay");
     let mut summary = ReplaySummary::default();
     // The next row and when it is due.
     let mut next: Option<(Row, Instant)> = None;
@@ -288,45 +288,4 @@ pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, Re
     conn.close(poll.registry());
     progress.clear();
     Ok(summary)
-}
-
-/// The progress line on stderr, only when stderr is a terminal.
-struct Progress {
-    /// `None` when stderr is not a terminal.
-    started: Option<Instant>,
-    /// When the line was last drawn.
-    last: Instant,
-    /// Something is drawn and must be cleared.
-    drawn: bool,
-}
-
-impl Progress {
-    fn new() -> Progress {
-        let now = Instant::now();
-        Progress {
-            started: std::io::stderr().is_terminal().then_some(now),
-            last: now,
-            drawn: false,
-        }
-    }
-
-    fn show(&mut self, rows: u64, at_us: i64) {
-        let Some(start) = self.started else { return };
-        let now = Instant::now();
-        if now.duration_since(self.last) < Duration::from_millis(250) {
-            return;
-        }
-        self.last = now;
-        self.drawn = true;
-        let rate = rows as f64 / now.duration_since(start).as_secs_f64().max(1e-3);
-        let at = time::rfc3339_us(at_us).unwrap_or_default();
-        eprint!("\rattic replay: {rows} rows, {rate:.0} rows/s, at {at}\x1b[K");
-    }
-
-    fn clear(&mut self) {
-        if self.drawn {
-            eprint!("\r\x1b[K");
-            self.drawn = false;
-        }
-    }
 }

@@ -25,6 +25,7 @@
 
 mod decode;
 mod encode;
+mod framer;
 pub mod v5;
 
 pub use decode::Decoder;

@@ -31,9 +31,10 @@
 //! reason codes are checked against the block's end as counted here. It knows nothing about
 //! sessions, sockets or clocks.
 
-use super::properties::{Block, PublishProps, check_block, read_publish_block, varint};
+use super::properties::{Block, PublishProps, check_block, read_publish_block};
 use super::reason;
-use crate::mqtt::framing::{Incoming, MAX_CONTROL_PACKET, ProtocolError};
+use crate::mqtt::framing::framer::{self, Frame, Framer, Version};
+use crate::mqtt::framing::{Incoming, ProtocolError};
 use bytes::{Buf, Bytes, BytesMut};
 use mqttbytes::v5::{self, Packet};
 
@@ -150,127 +151,79 @@ pub struct Disconnect5 {
     pub session_expiry_interval: Option<u32>,
 }
 
-pub(super) fn packet_name(byte1: u8) -> &'static str {
-    match byte1 >> 4 {
-        1 => "CONNECT",
-        2 => "CONNACK",
-        3 => "PUBLISH",
-        4 => "PUBACK",
-        5 => "PUBREC",
-        6 => "PUBREL",
-        7 => "PUBCOMP",
-        8 => "SUBSCRIBE",
-        9 => "SUBACK",
-        10 => "UNSUBSCRIBE",
-        11 => "UNSUBACK",
-        12 => "PINGREQ",
-        13 => "PINGRESP",
-        14 => "DISCONNECT",
-        15 => "AUTH",
-        _ => "reserved",
-    }
-}
-
 fn malformed(byte1: u8, detail: impl Into<String>) -> ProtocolError {
-    ProtocolError::Malformed {
-        packet: packet_name(byte1),
-        detail: detail.into(),
-    }
+    framer::malformed(byte1, Version::V5, detail)
 }
 
 fn codec_error(byte1: u8, e: mqttbytes::Error) -> ProtocolError {
     malformed(byte1, format!("{e:?}"))
 }
 
-/// Fixed header: first byte, header length (2-5), remaining length.
-/// `Ok(None)` = need more bytes.
-fn fixed_header(buf: &[u8]) -> Result<Option<(u8, usize, usize)>, ProtocolError> {
-    let Some(&byte1) = buf.first() else {
-        return Ok(None);
-    };
-    match varint(&buf[1..]) {
-        Ok(Some((len, n))) => Ok(Some((byte1, 1 + n, len))),
-        Ok(None) => Ok(None),
-        Err(_) => Err(malformed(byte1, "remaining length longer than 4 bytes")),
-    }
+fn packet_name(byte1: u8) -> &'static str {
+    framer::packet_name(byte1, Version::V5)
 }
 
-/// Splits the byte stream of one MQTT 5 connection into packets.
+/// Splits the byte stream of one MQTT 5 connection into packets:
+/// [`Framer`] frames them (and skips oversize payloads, their header and
+/// property block checked), this module decodes each whole frame.
 #[derive(Debug)]
 pub struct Decoder5 {
-    /// Bytes received and not yet framed.
-    buf: BytesMut,
-    /// Bytes of an oversize PUBLISH still to be discarded as they arrive.
-    skip: usize,
-    /// The stream's `max-payload-bytes`.
-    max_payload: usize,
+    /// The read buffer and the size rules, shared with MQTT 3.1.1.
+    framer: Framer,
 }
 
 impl Decoder5 {
     /// A decoder that skips PUBLISH payloads larger than `max_payload`.
     pub fn new(max_payload: usize) -> Self {
         Decoder5 {
-            buf: BytesMut::new(),
-            skip: 0,
-            max_payload,
+            framer: Framer::new(max_payload, Version::V5),
         }
     }
 
     /// Forgets everything buffered (the connection is gone).
     pub fn reset(&mut self) {
-        self.buf.clear();
-        self.skip = 0;
+        self.framer.reset();
     }
 
     /// Bytes buffered and not yet framed.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.framer.buffered()
     }
 
     /// Appends bytes read from the socket. Bytes of a skipped payload are
     /// dropped here and never buffered.
-    pub fn push(&mut self, mut data: &[u8]) {
-        if self.skip > 0 {
-            let n = self.skip.min(data.len());
-            self.skip -= n;
-            data = &data[n..];
-        }
-        if !data.is_empty() {
-            self.buf.extend_from_slice(data);
-        }
+    pub fn push(&mut self, data: &[u8]) {
+        self.framer.push(data);
     }
 
     /// The next complete packet, `Ok(None)` if more bytes are needed.
     pub fn next_packet(&mut self) -> Result<Option<Packet5>, ProtocolError> {
-        if self.skip > 0 {
-            return Ok(None);
-        }
-        let Some((byte1, header_len, remaining)) = fixed_header(&self.buf)? else {
-            return Ok(None);
+        let (byte1, header_len, remaining) = match self.framer.next_frame()? {
+            None => return Ok(None),
+            Some(Frame::Oversize(h)) => {
+                return Ok(Some(Packet5::Oversize {
+                    topic: h.topic,
+                    topic_alias: h.topic_alias,
+                    qos: h.qos,
+                    pkid: h.pkid,
+                    payload_len: h.payload_len,
+                }));
+            }
+            Some(Frame::Whole {
+                byte1,
+                header_len,
+                remaining,
+            }) => (byte1, header_len, remaining),
         };
         let kind = byte1 >> 4;
-        if kind != 3 && remaining > MAX_CONTROL_PACKET {
-            return Err(ProtocolError::TooLarge {
-                packet: packet_name(byte1),
-                len: remaining,
-            });
-        }
-        if kind == 3
-            && remaining > self.max_payload
-            && let Some(found) = self.oversize(byte1, header_len, remaining)?
-        {
-            return Ok(Some(found));
-        }
         let frame_len = header_len + remaining;
-        if self.buf.len() < frame_len {
-            return Ok(None);
-        }
+        let buf = self.framer.buf();
         if kind == 3 {
             // Decoded here, not by mqttbytes: see [`publish`].
-            let frame = self.buf.split_to(frame_len).freeze();
+            let frame = buf.split_to(frame_len).freeze();
             return publish(byte1, frame.slice(header_len..)).map(|p| Some(Packet5::Publish(p)));
         }
-        let var = &self.buf[header_len..frame_len];
+        let var = &buf[header_len..frame_len];
         // SUBACK/UNSUBACK: the number of reason codes after the property
         // block as counted here.
         let mut reason_codes = None;
@@ -300,11 +253,10 @@ impl Decoder5 {
             _ => return Err(malformed(byte1, "reserved packet type 0")),
         };
         if let Some(p) = own {
-            self.buf.advance(frame_len);
+            buf.advance(frame_len);
             return Ok(Some(p));
         }
-        let packet =
-            v5::read(&mut self.buf, MAX_REMAINING_LENGTH).map_err(|e| codec_error(byte1, e))?;
+        let packet = v5::read(buf, MAX_REMAINING_LENGTH).map_err(|e| codec_error(byte1, e))?;
         let packet = convert(byte1, packet)?;
         if let (Packet5::SubAck { reasons, .. }, Some(n)) = (&packet, reason_codes)
             && reasons.len() != n
@@ -318,80 +270,6 @@ impl Decoder5 {
             ));
         }
         Ok(Some(packet))
-    }
-
-    /// For a PUBLISH announcing more than `max_payload` bytes: if its
-    /// payload really exceeds the limit, consume its header (topic and
-    /// properties, checked), arm the skip and return [`Packet5::Oversize`].
-    /// `Ok(None)` means "not oversize" or "need more bytes".
-    fn oversize(
-        &mut self,
-        byte1: u8,
-        header_len: usize,
-        remaining: usize,
-    ) -> Result<Option<Packet5>, ProtocolError> {
-        let qos = (byte1 >> 1) & 0b11;
-        if qos == 3 {
-            return Err(malformed(byte1, "QoS 3"));
-        }
-        let var = &self.buf[header_len.min(self.buf.len())..];
-        if var.len() < 2 {
-            return Ok(None);
-        }
-        let topic_len = usize::from(u16::from_be_bytes([var[0], var[1]]));
-        let props_at = 2 + topic_len + if qos > 0 { 2 } else { 0 };
-        if props_at >= remaining {
-            return Err(malformed(byte1, "topic runs past the end of the packet"));
-        }
-        let Some((props_len, len_len)) =
-            varint(var.get(props_at..).unwrap_or(&[])).map_err(|e| malformed(byte1, e))?
-        else {
-            return Ok(None);
-        };
-        if props_len > MAX_CONTROL_PACKET {
-            return Err(ProtocolError::TooLarge {
-                packet: "PUBLISH properties",
-                len: props_len,
-            });
-        }
-        let var_len = props_at + len_len + props_len;
-        if var_len > remaining {
-            return Err(malformed(
-                byte1,
-                format!("property length {props_len} runs past the end of the packet"),
-            ));
-        }
-        let payload_len = remaining - var_len;
-        if payload_len <= self.max_payload {
-            return Ok(None);
-        }
-        if var.len() < var_len {
-            return Ok(None);
-        }
-        let topic = std::str::from_utf8(&var[2..2 + topic_len])
-            .map_err(|_| malformed(byte1, "topic is not UTF-8"))?
-            .to_owned();
-        let pkid = if qos > 0 {
-            u16::from_be_bytes([var[2 + topic_len], var[3 + topic_len]])
-        } else {
-            0
-        };
-        if qos > 0 && pkid == 0 {
-            return Err(malformed(byte1, "packet id 0"));
-        }
-        let info = check_block(Block::Publish, &var[props_at..var_len])
-            .map_err(|e| malformed(byte1, e))?;
-        let consumed = header_len + var_len;
-        let buffered_payload = (self.buf.len() - consumed).min(payload_len);
-        self.buf.advance(consumed + buffered_payload);
-        self.skip = payload_len - buffered_payload;
-        Ok(Some(Packet5::Oversize {
-            topic,
-            topic_alias: info.topic_alias,
-            qos,
-            pkid,
-            payload_len,
-        }))
     }
 }
 

@@ -16,6 +16,7 @@ mod checker;
 mod describe;
 mod locate;
 mod mqtt5;
+mod on_finish;
 mod retention;
 mod sections;
 mod session;
@@ -25,6 +26,7 @@ mod yaml;
 pub use crate::mqtt::topic::topic_filter_problem;
 pub use crate::store::Durability;
 pub use crate::store::retention::Limits as Retention;
+pub use on_finish::{OnFinish, PLACEHOLDERS};
 
 use crate::filter;
 use checker::Checker;
@@ -131,6 +133,8 @@ pub struct StreamConfig {
     pub durability: Durability,
     /// `retention` (the stream's own keys over the top-level ones).
     pub retention: Retention,
+    /// `on-finish` (the stream's own block, else the top-level one).
+    pub on_finish: Option<OnFinish>,
 }
 
 /// `log-performance-stream`: where the JSON self-report is published.

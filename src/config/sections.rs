@@ -27,6 +27,7 @@ pub(super) const TOP_KEYS: &[&str] = &[
     "log-level",
     "metrics-file",
     "retention",
+    "on-finish",
 ];
 
 pub(super) const STREAM_KEYS: &[&str] = &[
@@ -53,6 +54,7 @@ pub(super) const STREAM_KEYS: &[&str] = &[
     "session-expiry-seconds",
     "tls",
     "retention",
+    "on-finish",
 ];
 
 pub(super) const PERFORMANCE_KEYS: &[&str] = &[
@@ -124,6 +126,7 @@ impl Checker<'_> {
             .unwrap_or(log::LevelFilter::Info);
         let metrics_file = self.path(&top, "metrics-file");
         let retention = self.top_retention(&top);
+        let on_finish = self.top_on_finish(&top);
 
         let mut streams = Vec::new();
         match top.get("streams") {
@@ -136,6 +139,8 @@ impl Checker<'_> {
                     let path = child(&top.at("streams"), Seg::Index(i));
                     if let Some(mut stream) = self.stream(item, &path) {
                         stream.retention = self.stream_retention(item, &path, &retention);
+                        stream.on_finish =
+                            self.stream_on_finish(item, &path, on_finish.as_ref());
                         streams.push((path, stream));
                     }
                 }
@@ -259,6 +264,7 @@ impl Checker<'_> {
             filters,
             durability,
             retention: Default::default(),
+            on_finish: None,
         })
     }
 

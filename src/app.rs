@@ -358,6 +358,11 @@ fn serve(config: &Config, harness: &mut Harness) -> Result<(), AppError> {
         }
         hooks.on_timer(poll.registry(), now);
         hooks.run_due(poll.registry(), now);
+        if hooks.take_released()
+            && let Some(r) = retention.as_mut()
+        {
+            r.request(now);
+        }
         if let Some(r) = retention.as_mut() {
             retention_turn(r, &mut streams, &hooks, now, wall_now);
         }
@@ -476,7 +481,9 @@ fn retention_setup(config: &Config) -> retention::Setup {
 }
 
 /// What the hooks need of the config: each stream's folder and hook.
-fn hook_setup(config: &Config) -> Vec<(String, std::path::PathBuf, Option<crate::config::OnFinish>)> {
+fn hook_setup(
+    config: &Config,
+) -> Vec<(String, std::path::PathBuf, Option<crate::config::OnFinish>)> {
     config
         .streams
         .iter()
@@ -505,7 +512,9 @@ fn retention_turn(
         return;
     }
     let mut budget = retention::Budget::until(Instant::now() + RETENTION_SLICE);
-    if r.step_keeping(now, wall_us, &mut budget, &|i, created| hooks.holds(i, created)) {
+    if r.step_keeping(now, wall_us, &mut budget, &|i, created| {
+        hooks.holds(i, created)
+    }) {
         for s in streams.iter_mut() {
             s.retry_storage_soon(now);
         }

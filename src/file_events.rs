@@ -106,7 +106,10 @@ mod tests {
             facts: FileFacts::unknown("/d/s/2026-01-01/1.sqlite".into()),
         });
         let got = q.take();
-        assert_eq!(got.iter().map(FileEvent::stream).collect::<Vec<_>>(), [1, 0]);
+        assert_eq!(
+            got.iter().map(FileEvent::stream).collect::<Vec<_>>(),
+            [1, 0]
+        );
         assert!(q.is_empty());
     }
 
@@ -116,6 +119,9 @@ mod tests {
             final_name(Path::new("/a/1.sqlite.part")),
             Path::new("/a/1.sqlite")
         );
-        assert_eq!(final_name(Path::new("/a/1.sqlite")), Path::new("/a/1.sqlite"));
+        assert_eq!(
+            final_name(Path::new("/a/1.sqlite")),
+            Path::new("/a/1.sqlite")
+        );
     }
 }

@@ -128,6 +128,8 @@ fn modules_import_only_what_architecture_md_allows() {
                 "stream",
                 "config",
                 "app",
+                "hook",
+                "file_events",
             ],
         ),
         (
@@ -167,6 +169,30 @@ fn modules_import_only_what_architecture_md_allows() {
             ],
         ),
         ("counters", &["stream", "report"]),
+        (
+            "hook",
+            &[
+                "net",
+                "connection",
+                "mqtt",
+                "filter",
+                "stream",
+                "publisher",
+                "app",
+            ],
+        ),
+        (
+            "file_events",
+            &[
+                "net",
+                "connection",
+                "mqtt",
+                "config",
+                "hook",
+                "stream",
+                "app",
+            ],
+        ),
     ];
     let mut broken = Vec::new();
     for s in &sources {

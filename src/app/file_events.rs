@@ -30,7 +30,11 @@ pub(super) fn dispatch(events: &mut FileEvents, subs: &mut Subscribers<'_>, now:
     let mut finished_any = false;
     for event in events.take() {
         let i = event.stream();
-        let name = subs.streams.get(i).map_or("?", |s| s.name.as_str()).to_owned();
+        let name = subs
+            .streams
+            .get(i)
+            .map_or("?", |s| s.name.as_str())
+            .to_owned();
         match event {
             FileEvent::Closed {
                 stream,

@@ -14,6 +14,7 @@
 mod bounds;
 mod checker;
 mod describe;
+mod filters;
 mod locate;
 mod mqtt5;
 mod on_finish;

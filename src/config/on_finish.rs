@@ -244,7 +244,8 @@ mod tests {
     #[test]
     fn an_empty_command_an_unknown_program_and_an_unknown_placeholder_name_key_and_line() {
         let top = "on-finish:\n  command: []\n";
-        let own = "    on-finish:\n      command: [\"attic-no-such-program\", \"{file}\", \"{host}\"]\n";
+        let own =
+            "    on-finish:\n      command: [\"attic-no-such-program\", \"{file}\", \"{host}\"]\n";
         let e = parse(&yaml(top, own), Path::new("c.yaml")).unwrap_err();
         let shown: Vec<(String, Option<usize>)> =
             e.problems.iter().map(|p| (p.key.clone(), p.line)).collect();

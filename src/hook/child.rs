@@ -138,6 +138,21 @@ impl Running {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        // The loop blocks SIGINT, SIGTERM and SIGHUP for its signalfd, and
+        // a blocked mask survives exec: the hook must get them unblocked,
+        // or the SIGTERM of its timeout would wait for the SIGKILL.
+        // SAFETY: the closure only calls sigemptyset and pthread_sigmask,
+        // both async-signal-safe, between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                match libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) {
+                    0 => Ok(()),
+                    e => Err(io::Error::from_raw_os_error(e)),
+                }
+            });
+        }
         let mut proc = cmd.spawn()?;
         let pid = libc::pid_t::try_from(proc.id()).unwrap_or(0);
         let pipes = (proc.stdout.take(), proc.stderr.take());
@@ -180,7 +195,11 @@ impl Running {
     fn register(&mut self, registry: &Registry) -> io::Result<()> {
         for (pipe, token) in [(&self.out, self.tokens.out), (&self.err, self.tokens.err)] {
             set_nonblocking(pipe.fd.as_raw_fd())?;
-            registry.register(&mut SourceFd(&pipe.fd.as_raw_fd()), token, Interest::READABLE)?;
+            registry.register(
+                &mut SourceFd(&pipe.fd.as_raw_fd()),
+                token,
+                Interest::READABLE,
+            )?;
         }
         if let Some(fd) = &self.pidfd {
             registry.register(
@@ -297,8 +316,9 @@ impl Running {
             }
             // SAFETY: the descriptor is owned by `pipe` and stays open for
             // the read; ManuallyDrop keeps the File from closing it.
-            let mut file =
-                std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(pipe.fd.as_raw_fd()) });
+            let mut file = std::mem::ManuallyDrop::new(unsafe {
+                std::fs::File::from_raw_fd(pipe.fd.as_raw_fd())
+            });
             match file.read(&mut buf) {
                 Ok(0) => {
                     let _ = registry.deregister(&mut SourceFd(&pipe.fd.as_raw_fd()));
@@ -336,7 +356,9 @@ impl Running {
 
     /// One line of output: logged (bounded), and kept if it is stderr's.
     fn line(&mut self, bytes: &[u8], stderr: bool) {
-        let text = String::from_utf8_lossy(bytes).trim_end_matches('\r').to_owned();
+        let text = String::from_utf8_lossy(bytes)
+            .trim_end_matches('\r')
+            .to_owned();
         if stderr && !text.trim().is_empty() {
             self.last_stderr = Some(text.clone());
         }
@@ -432,7 +454,11 @@ mod tests {
         assert!(end.timed_out);
         assert!(!end.status.success());
         assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
-        let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         // The grandchild got the SIGTERM too (it may linger as a zombie of
         // init for a moment: wait for it to go).
         let gone = (0..100).any(|_| {
@@ -452,7 +478,9 @@ mod tests {
     #[test]
     fn long_and_many_lines_are_bounded_in_the_log_and_the_last_stderr_line_is_cut() {
         let mut poll = Poll::new().unwrap();
-        let argv = sh("i=0; while [ $i -lt 500 ]; do echo line $i; i=$((i+1)); done; head -c 5000 /dev/zero | tr '\\0' e >&2; exit 1");
+        let argv = sh(
+            "i=0; while [ $i -lt 500 ]; do echo line $i; i=$((i+1)); done; head -c 5000 /dev/zero | tr '\\0' e >&2; exit 1",
+        );
         let mut r = Running::spawn(
             &argv,
             &[],
@@ -467,5 +495,37 @@ mod tests {
         assert_eq!(end.status.code(), Some(1));
         assert_eq!(end.last_stderr.map(|s| s.len()), Some(MAX_LINE));
         assert_eq!(r.logged, 501);
+    }
+
+    #[test]
+    fn a_hook_starts_with_no_signal_blocked_even_when_the_loop_blocks_its_own() {
+        let got = std::thread::spawn(|| {
+            // As `signals` does for the loop's thread.
+            // SAFETY: plain sigset manipulation for this thread only.
+            unsafe {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, libc::SIGTERM);
+                libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            }
+            let mut poll = Poll::new().unwrap();
+            let mut r = Running::spawn(
+                &sh("grep SigBlk /proc/self/status >&2"),
+                &[],
+                Duration::from_secs(30),
+                poll.registry(),
+                TOKENS,
+                "[t] on-finish m".into(),
+                Instant::now(),
+            )
+            .unwrap();
+            run_to_end(&mut poll, &mut r, Duration::from_secs(20)).unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(
+            got.last_stderr.as_deref(),
+            Some("SigBlk:\t0000000000000000")
+        );
     }
 }

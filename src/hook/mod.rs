@@ -100,6 +100,9 @@ pub struct Hooks {
     streams: Vec<Option<StreamHook>>,
     /// The stop began: nothing new starts.
     stopping: bool,
+    /// A file retention kept (`keep-until-done`) is done since the last
+    /// [`take_released`](Hooks::take_released).
+    released: bool,
 }
 
 /// The creation time in a file name `<digits>.sqlite`.
@@ -163,6 +166,7 @@ impl Hooks {
         Hooks {
             streams,
             stopping: false,
+            released: false,
         }
     }
 
@@ -258,7 +262,7 @@ impl Hooks {
                 _ => None,
             };
             if let Some(end) = ended {
-                h.ended(end, now);
+                self.released |= h.ended(end, now);
             }
         }
     }
@@ -279,8 +283,14 @@ impl Hooks {
             None => None,
         };
         if let Some(end) = ended {
-            h.ended(end, now);
+            self.released |= h.ended(end, now);
         }
+    }
+
+    /// Whether a file retention kept became free to delete since the last
+    /// call (so that a pass can run at once instead of within the minute).
+    pub fn take_released(&mut self) -> bool {
+        std::mem::take(&mut self.released)
     }
 
     /// The stop began: nothing new starts; running hooks may end within
@@ -412,7 +422,10 @@ impl StreamHook {
             ("ATTIC_FILE", file.clone()),
             ("ATTIC_STREAM", self.name.clone()),
             ("ATTIC_DAY", day),
-            ("ATTIC_FIRST_US", opt(e.line.first_us.map(|v| v.to_string()))),
+            (
+                "ATTIC_FIRST_US",
+                opt(e.line.first_us.map(|v| v.to_string())),
+            ),
             ("ATTIC_LAST_US", opt(e.line.last_us.map(|v| v.to_string()))),
             ("ATTIC_ROWS", opt(e.line.rows.map(|v| v.to_string()))),
             ("ATTIC_BYTES", opt(e.line.bytes.map(|v| v.to_string()))),
@@ -421,7 +434,11 @@ impl StreamHook {
         let prefix = format!("[{}] on-finish {rel}", self.name);
         match Running::spawn(&argv, &env, self.cfg.timeout, registry, tokens, prefix, now) {
             Ok(r) => {
-                log::debug!("[{}] on-finish started for {rel} (pid {})", self.name, r.pid());
+                log::debug!(
+                    "[{}] on-finish started for {rel} (pid {})",
+                    self.name,
+                    r.pid()
+                );
                 self.running = Some((rel, r));
                 self.wake = None;
             }
@@ -441,11 +458,12 @@ impl StreamHook {
         }
     }
 
-    /// The running hook ended.
-    fn ended(&mut self, end: Ended, now: Instant) {
+    /// The running hook ended; true if that freed a file retention kept.
+    fn ended(&mut self, end: Ended, now: Instant) -> bool {
         let Some((rel, _)) = self.running.take() else {
-            return;
+            return false;
         };
+        let mut released = false;
         let pos = self.queue.iter().position(|e| e.line.rel == rel);
         if end.status.success() && !end.timed_out {
             log::info!(
@@ -456,7 +474,7 @@ impl StreamHook {
             self.counts.done += 1;
             if let Some(e) = pos.and_then(|p| self.queue.remove(p)) {
                 if let Some(c) = created_us(&e.line.rel) {
-                    self.held.remove(&c);
+                    released = self.held.remove(&c);
                 }
             }
             self.counts.pending = self.queue.len() as u64;
@@ -476,9 +494,9 @@ impl StreamHook {
             } else {
                 end.status.to_string()
             };
-            let stderr = end
-                .last_stderr
-                .map_or("no stderr output".to_owned(), |l| format!("last stderr line: {l}"));
+            let stderr = end.last_stderr.map_or("no stderr output".to_owned(), |l| {
+                format!("last stderr line: {l}")
+            });
             log::warn!(
                 "[{}] on-finish failed for {rel}: {how}; {stderr}; retrying in {} s",
                 self.name,
@@ -486,6 +504,7 @@ impl StreamHook {
             );
         }
         self.rewake();
+        released
     }
 }
 

@@ -47,7 +47,10 @@ pub fn load(stream_dir: &Path) -> Vec<Line> {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Vec::new(),
         Err(e) => {
-            log::warn!("cannot read {}: {e}; no pending on-finish runs", path.display());
+            log::warn!(
+                "cannot read {}: {e}; no pending on-finish runs",
+                path.display()
+            );
             return Vec::new();
         }
     };
@@ -58,7 +61,11 @@ pub fn load(stream_dir: &Path) -> Vec<Line> {
         }
         match parse_line(line) {
             Some(l) => out.push(l),
-            None => log::warn!("{}:{}: not a pending file line; skipped", path.display(), n + 1),
+            None => log::warn!(
+                "{}:{}: not a pending file line; skipped",
+                path.display(),
+                n + 1
+            ),
         }
     }
     out
@@ -68,7 +75,9 @@ fn parse_line(line: &str) -> Option<Line> {
     let mut parts = line.split('\t');
     let rel = parts.next()?.to_owned();
     let safe = rel.split('/').count() == 2
-        && !rel.split('/').any(|p| p.is_empty() || p == "." || p == "..")
+        && !rel
+            .split('/')
+            .any(|p| p.is_empty() || p == "." || p == "..")
         && rel.ends_with(".sqlite");
     if !safe {
         return None;

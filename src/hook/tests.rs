@@ -57,7 +57,9 @@ fn drive(poll: &mut Poll, h: &mut Hooks, limit: Duration, done: impl Fn(&Hooks) 
         h.run_due(poll.registry(), now);
         let wait = h
             .next_deadline()
-            .map_or(Duration::from_millis(100), |d| d.saturating_duration_since(now))
+            .map_or(Duration::from_millis(100), |d| {
+                d.saturating_duration_since(now)
+            })
             .min(Duration::from_millis(100));
         match poll.poll(&mut events, Some(wait)) {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -76,7 +78,10 @@ fn drive(poll: &mut Poll, h: &mut Hooks, limit: Duration, done: impl Fn(&Hooks) 
 #[test]
 fn backoff_doubles_from_ten_seconds_to_an_hour() {
     let secs: Vec<u64> = (1..=11).map(|n| backoff(n).as_secs()).collect();
-    assert_eq!(secs, [10, 20, 40, 80, 160, 320, 640, 1280, 2560, 3600, 3600]);
+    assert_eq!(
+        secs,
+        [10, 20, 40, 80, 160, 320, 640, 1280, 2560, 3600, 3600]
+    );
     assert_eq!(backoff(u32::MAX), RETRY_MAX);
 }
 
@@ -94,15 +99,26 @@ fn a_done_file_leaves_the_pending_list_and_a_restart_runs_only_what_is_pending()
     h.closed(0, &PathBuf::from(format!("{}.part", b.path.display())), now);
     assert_eq!(state::load(&h_dir(&h)).len(), 2);
     h.finished(0, &a, now);
-    drive(&mut poll, &mut h, Duration::from_secs(20), |h| h.counts(0).done == 1);
-    assert_eq!(h.counts(0), HookCounts { done: 1, failed: 0, pending: 1 });
+    drive(&mut poll, &mut h, Duration::from_secs(20), |h| {
+        h.counts(0).done == 1
+    });
+    assert_eq!(
+        h.counts(0),
+        HookCounts {
+            done: 1,
+            failed: 0,
+            pending: 1
+        }
+    );
     let lines = state::load(&h_dir(&h));
     assert_eq!(lines.len(), 1);
     assert!(lines[0].rel.ends_with("1796300400000000.sqlite"));
     // A restart: only b is pending; it is finished, so it runs.
     let mut h = hooks(&dir.0, &["/bin/sh", "-c", &script], false);
     assert_eq!(h.counts(0).pending, 1);
-    drive(&mut poll, &mut h, Duration::from_secs(20), |h| h.counts(0).done == 1);
+    drive(&mut poll, &mut h, Duration::from_secs(20), |h| {
+        h.counts(0).done == 1
+    });
     let ran = std::fs::read_to_string(&log).unwrap();
     assert_eq!(ran.lines().count(), 2, "{ran}");
     assert!(ran.contains(&format!("{} 2", a.path.display())), "{ran}");
@@ -122,8 +138,17 @@ fn a_failed_run_is_retried_after_the_backoff_and_counted() {
     let f = facts(&dir.0, 1_796_300_100_000_000);
     let t = Instant::now();
     h.finished(0, &f, t);
-    drive(&mut poll, &mut h, Duration::from_secs(20), |h| h.counts(0).failed == 1);
-    assert_eq!(h.counts(0), HookCounts { done: 0, failed: 1, pending: 1 });
+    drive(&mut poll, &mut h, Duration::from_secs(20), |h| {
+        h.counts(0).failed == 1
+    });
+    assert_eq!(
+        h.counts(0),
+        HookCounts {
+            done: 0,
+            failed: 1,
+            pending: 1
+        }
+    );
     let next = h.next_deadline().unwrap();
     assert!(next >= t + RETRY_FIRST, "retry not backed off");
     assert!(next <= Instant::now() + RETRY_FIRST);
@@ -138,11 +163,16 @@ fn keep_until_done_holds_pending_files_only() {
     h.finished(0, &f, Instant::now());
     assert!(h.holds(0, 1_796_300_100_000_000));
     assert!(!h.holds(0, 1_796_300_400_000_000));
-    drive(&mut poll, &mut h, Duration::from_secs(20), |h| h.counts(0).done == 1);
+    drive(&mut poll, &mut h, Duration::from_secs(20), |h| {
+        h.counts(0).done == 1
+    });
     assert!(!h.holds(0, 1_796_300_100_000_000));
     let mut other = hooks(&dir.0, &["true"], false);
     other.finished(0, &facts(&dir.0, 1), Instant::now());
-    assert!(!other.holds(0, 1), "without keep-until-done nothing is held");
+    assert!(
+        !other.holds(0, 1),
+        "without keep-until-done nothing is held"
+    );
 }
 
 #[test]
@@ -155,7 +185,11 @@ fn during_the_stop_nothing_new_starts() {
     h.run_due(poll.registry(), Instant::now());
     assert_eq!(h.running(), 0);
     assert_eq!(h.next_deadline(), None);
-    assert_eq!(state::load(&h_dir(&h)).len(), 1, "stays pending for the next start");
+    assert_eq!(
+        state::load(&h_dir(&h)).len(),
+        1,
+        "stays pending for the next start"
+    );
 }
 
 #[test]
@@ -166,7 +200,9 @@ fn a_thousand_finished_files_with_a_slow_hook_keep_one_process_and_each_event_ch
     let mut longest = Duration::ZERO;
     for n in 0..1000i64 {
         let f = FileFacts {
-            path: dir.0.join(format!("2026-12-03/{}.sqlite", 1_796_300_000_000_000 + n)),
+            path: dir
+                .0
+                .join(format!("2026-12-03/{}.sqlite", 1_796_300_000_000_000 + n)),
             first_us: Some(n),
             last_us: Some(n),
             rows: Some(1),
@@ -185,7 +221,9 @@ fn a_thousand_finished_files_with_a_slow_hook_keep_one_process_and_each_event_ch
     assert!(longest < Duration::from_millis(50), "{longest:?}");
     // What the queue holds per file: one line of the state file and a few
     // words (no output buffers, no process).
-    let state_bytes = std::fs::metadata(dir.0.join(state::FILE_NAME)).unwrap().len();
+    let state_bytes = std::fs::metadata(dir.0.join(state::FILE_NAME))
+        .unwrap()
+        .len();
     assert!(state_bytes < 1000 * 100, "{state_bytes}");
     let per_entry = std::mem::size_of::<Entry>() + 40;
     assert!(per_entry < 256, "{per_entry}");

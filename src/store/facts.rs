@@ -100,7 +100,11 @@ mod tests {
                 mqtt5: false,
             },
         );
-        for ts in [1_700_000_000_000_007, 1_700_000_000_000_003, 1_700_000_000_000_009] {
+        for ts in [
+            1_700_000_000_000_007,
+            1_700_000_000_000_003,
+            1_700_000_000_000_009,
+        ] {
             w.insert(&Message {
                 timestamp_us: ts,
                 topic: "t".into(),
@@ -125,7 +129,10 @@ mod tests {
         let p = std::env::temp_dir().join(format!("attic-facts-bad-{}", std::process::id()));
         std::fs::write(&p, b"not sqlite").unwrap();
         let f = read_facts(&p);
-        assert_eq!((f.first_us, f.last_us, f.rows, f.bytes), (None, None, None, Some(10)));
+        assert_eq!(
+            (f.first_us, f.last_us, f.rows, f.bytes),
+            (None, None, None, Some(10))
+        );
         let _ = std::fs::remove_file(&p);
     }
 }

@@ -200,7 +200,7 @@ impl Checker<'_> {
                     self.report(
                         &at,
                         format!(
-                            "program `{program}` is not on PATH ({path_var}); give an absolute path or install it"
+                            "program `{program}` is not on PATH; give an absolute path or install it"
                         ),
                     );
                     ok = false;

@@ -78,6 +78,9 @@ struct StreamHook {
     name: String,
     /// The stream folder, absolute.
     dir: PathBuf,
+    /// The stream folder as the config names it (relative to the working
+    /// directory if `data-folder` is): the writer's paths start so.
+    given_dir: PathBuf,
     cfg: OnFinish,
     /// Pending files in finishing order.
     queue: VecDeque<Entry>,
@@ -111,9 +114,12 @@ fn created_us(rel: &str) -> Option<i64> {
     name.strip_suffix(".sqlite")?.parse().ok()
 }
 
-/// `day/name` of `path` in stream folder `dir`.
-fn relative(dir: &Path, path: &Path) -> Option<String> {
-    let rel = path.strip_prefix(dir).ok()?;
+/// `day/name` of `path` in stream folder `dir` (absolute) or `given`.
+fn relative(dir: &Path, given: &Path, path: &Path) -> Option<String> {
+    let rel = path
+        .strip_prefix(dir)
+        .or_else(|_| path.strip_prefix(given))
+        .ok()?;
     let rel = rel.to_str()?;
     (rel.split('/').count() == 2).then(|| rel.to_owned())
 }
@@ -128,8 +134,10 @@ impl Hooks {
             .into_iter()
             .map(|(name, dir, cfg)| {
                 let cfg = cfg?;
+                let given_dir = dir.clone();
                 let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
                 let mut hook = StreamHook {
+                    given_dir,
                     name,
                     cfg,
                     queue: VecDeque::new(),
@@ -180,7 +188,7 @@ impl Hooks {
         let Some(h) = self.get(stream) else {
             return;
         };
-        let Some(rel) = relative(&h.dir, &final_name(part)) else {
+        let Some(rel) = relative(&h.dir, &h.given_dir, &final_name(part)) else {
             return;
         };
         if !h.queue.iter().any(|e| e.line.rel == rel) {
@@ -202,7 +210,7 @@ impl Hooks {
         let Some(h) = self.get(stream) else {
             return;
         };
-        let Some(rel) = relative(&h.dir, &facts.path) else {
+        let Some(rel) = relative(&h.dir, &h.given_dir, &facts.path) else {
             return;
         };
         let line = Line {
@@ -213,15 +221,19 @@ impl Hooks {
             bytes: facts.bytes,
         };
         match h.queue.iter_mut().find(|e| e.line.rel == rel) {
+            // Listed at its close already: the figures stay in memory (a
+            // restart reads them from the file again), no rewrite.
             Some(e) => {
                 e.line = line;
                 e.finished = true;
                 e.due = now;
             }
-            None => h.push(line, true, now),
+            None => {
+                h.push(line, true, now);
+                h.save();
+            }
         }
         h.wake = h.wake.map_or(Some(now), |w| Some(w.min(now)));
-        h.save();
     }
 
     /// Starts the hook of the oldest runnable file of every stream that

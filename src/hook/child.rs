@@ -363,10 +363,10 @@ impl Running {
             self.last_stderr = Some(text.clone());
         }
         self.logged += 1;
-        if self.logged < MAX_LINES {
+        if self.logged <= MAX_LINES {
             let stream = if stderr { "stderr" } else { "stdout" };
             log::info!("{} {stream}: {text}", self.prefix);
-        } else if self.logged == MAX_LINES {
+        } else if self.logged == MAX_LINES + 1 {
             log::info!("{}: further output is not logged", self.prefix);
         }
     }

@@ -244,14 +244,19 @@ fn a_thousand_finished_files_with_a_slow_hook_keep_one_process_and_each_event_ch
 fn files_of_a_relative_data_folder_are_found_and_run_with_an_absolute_path() {
     let dir = TempDir::new();
     let cwd = std::env::current_dir().unwrap();
-    let Ok(rel_dir) = dir.0.strip_prefix(&cwd).map(Path::to_path_buf).or_else(|_| {
-        // The temporary folder is not below the working directory: name
-        // it through enough `..` to reach the root.
-        let ups = cwd.components().count() - 1;
-        let mut p = PathBuf::new();
-        (0..ups).for_each(|_| p.push(".."));
-        Ok::<_, ()>(p.join(dir.0.strip_prefix("/").unwrap()))
-    }) else {
+    let Ok(rel_dir) = dir
+        .0
+        .strip_prefix(&cwd)
+        .map(Path::to_path_buf)
+        .or_else(|_| {
+            // The temporary folder is not below the working directory: name
+            // it through enough `..` to reach the root.
+            let ups = cwd.components().count() - 1;
+            let mut p = PathBuf::new();
+            (0..ups).for_each(|_| p.push(".."));
+            Ok::<_, ()>(p.join(dir.0.strip_prefix("/").unwrap()))
+        })
+    else {
         unreachable!()
     };
     let log = dir.0.join("ran");
@@ -263,11 +268,23 @@ fn files_of_a_relative_data_folder_are_found_and_run_with_an_absolute_path() {
         path: rel_dir.join("2026-12-03/7.sqlite"),
         ..abs.clone()
     };
-    h.closed(0, &PathBuf::from(format!("{}.part", rel.path.display())), Instant::now());
+    h.closed(
+        0,
+        &PathBuf::from(format!("{}.part", rel.path.display())),
+        Instant::now(),
+    );
     assert_eq!(h.counts(0).pending, 1);
     h.finished(0, &rel, Instant::now());
     assert_eq!(h.counts(0).pending, 1);
-    drive(&mut poll, &mut h, Duration::from_secs(20), |h| h.counts(0).done == 1);
+    drive(&mut poll, &mut h, Duration::from_secs(20), |h| {
+        h.counts(0).done == 1
+    });
     let ran = std::fs::read_to_string(&log).unwrap();
-    assert_eq!(ran.trim(), std::fs::canonicalize(&abs.path).unwrap().display().to_string());
+    assert_eq!(
+        ran.trim(),
+        std::fs::canonicalize(&abs.path)
+            .unwrap()
+            .display()
+            .to_string()
+    );
 }

@@ -205,7 +205,10 @@ fn a_thousand_finished_files_with_a_slow_hook_keep_one_process_and_each_event_ch
         };
         // SAFETY: a valid clock id and a pointer to a timespec.
         unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+        Duration::new(
+            u64::try_from(ts.tv_sec).unwrap(),
+            u32::try_from(ts.tv_nsec).unwrap(),
+        )
     };
     for n in 0..1000i64 {
         let f = FileFacts {

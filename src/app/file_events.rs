@@ -2,7 +2,7 @@
 //! to its subscribers here, in the order the events were produced.
 //!
 //! ```text
-//!   Closed    -> log (debug), summary tally, on-finish (pending), finaliser
+//!   Closed    -> log, summary tally, on-finish (pending), finaliser
 //!   Finished  -> log, on-finish (runnable), retention (once no closed file is left)
 //!   Recovered -> log, on-finish (runnable)
 //! ```
@@ -41,7 +41,7 @@ pub(super) fn dispatch(events: &mut FileEvents, subs: &mut Subscribers<'_>, now:
                 part,
                 durability,
             } => {
-                log::debug!("[{name}] closed {}", part.display());
+                log::info!("[{name}] closed {}", part.display());
                 if let Some(s) = subs.streams.get_mut(stream) {
                     s.tally.file_written(&final_name(&part));
                 }

@@ -484,3 +484,53 @@ fn a_thousand_pending_files_with_a_slow_hook_leave_memory_and_the_loop_turn_flat
     );
     assert!(turn_many < 200.0, "longest loop turn {turn_many} ms");
 }
+
+#[test]
+fn a_hook_running_at_stop_gets_sigterm_within_the_stop_bound_and_runs_again_at_the_next_start() {
+    let broker = Mosquitto::start();
+    let dir = TempDir::new("hook-stop");
+    let data = dir.subdir("data");
+    let slow = script(&dir, "slow.sh", "echo uploading; exec sleep 600");
+    let on_finish = format!("on-finish:\n  command: [\"{}\"]\n", slow.display());
+    let yaml = config(&data, broker.port(), 3600, &on_finish, "");
+    let mut attic = Attic::start(&yaml, &dir);
+    attic.wait_ready(T);
+    publish(broker.port(), "p", 0, 3);
+    wait_for_rows(&data, 3, T);
+    attic.signal(libc::SIGHUP);
+    attic.wait_log_contains("stdout: uploading", T);
+    let t = Instant::now();
+    attic.stop_clean();
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(4), "the stop took {took:?}");
+    let log = attic.log();
+    assert!(
+        log.contains("still running at stop: sending SIGTERM; it runs again at the next start"),
+        "{}",
+        tail(&log, 20)
+    );
+    let stream = data.join("hooked");
+    let state = std::fs::read_to_string(stream.join(".on-finish-pending")).unwrap();
+    assert_eq!(
+        state.lines().filter(|l| !l.starts_with('#')).count(),
+        1,
+        "{state}"
+    );
+    // The next start runs it again, and this time it works.
+    let runs_log = dir.join("runs.txt");
+    let quick = recording_hook(&dir, &runs_log, "no-such-secret");
+    let on_finish = format!(
+        "on-finish:\n  command: [\"{}\", \"{{file}}\", \"{{stream}}\", \"{{day}}\"]\n",
+        quick.display()
+    );
+    let yaml = config(&data, broker.port(), 3600, &on_finish, "");
+    let mut attic = Attic::start(&yaml, &dir);
+    attic.wait_ready(T);
+    wait_until(T, "the interrupted hook ran again", || {
+        runs(&runs_log).len() == 1
+    });
+    attic.stop_clean();
+    // One file only: the second run stored nothing, so it made none.
+    let ran = check_runs(&runs(&runs_log), "hooked");
+    assert_eq!(ran, finished_files(&stream));
+}

@@ -406,8 +406,27 @@ impl StreamHook {
         }
     }
 
-    /// Starts the oldest runnable entry, if any.
+    /// Starts the oldest runnable entry, if any. A file that is gone
+    /// (deleted by hand, or by retention without `keep-until-done`) is
+    /// dropped from the list instead: its hook could never succeed.
     fn start_next(&mut self, registry: &Registry, tokens: Tokens, now: Instant) {
+        while let Some(pos) = self.queue.iter().position(|e| e.finished && e.due <= now) {
+            let rel = self.queue.get(pos).map(|e| e.line.rel.clone());
+            let Some(rel) = rel else { break };
+            if self.dir.join(&rel).exists() {
+                break;
+            }
+            log::warn!(
+                "[{}] on-finish: {rel} is gone (deleted before its hook was done); not running it",
+                self.name
+            );
+            self.queue.remove(pos);
+            if let Some(c) = created_us(&rel) {
+                self.held.remove(&c);
+            }
+            self.counts.pending = self.queue.len() as u64;
+            self.save();
+        }
         let Some(e) = self.queue.iter_mut().find(|e| e.finished && e.due <= now) else {
             self.rewake();
             return;

@@ -220,6 +220,7 @@ fn a_thousand_finished_files_with_a_slow_hook_keep_one_process_and_each_event_ch
             rows: Some(1),
             bytes: Some(4096),
         };
+        std::fs::write(&f.path, b"").unwrap();
         let t = Instant::now();
         let c = cpu();
         h.closed(0, &PathBuf::from(format!("{}.part", f.path.display())), t);
@@ -290,4 +291,33 @@ fn files_of_a_relative_data_folder_are_found_and_run_with_an_absolute_path() {
             .display()
             .to_string()
     );
+}
+
+#[test]
+fn a_file_deleted_before_its_hook_ran_is_dropped_not_retried() {
+    let dir = TempDir::new();
+    let log = dir.0.join("ran");
+    let script = format!("echo \"$ATTIC_FILE\" >> {}", log.display());
+    let mut poll = Poll::new().unwrap();
+    let mut h = hooks(&dir.0, &["/bin/sh", "-c", &script], true);
+    let gone = facts(&dir.0, 1_796_300_100_000_000);
+    let kept = facts(&dir.0, 1_796_300_400_000_000);
+    h.finished(0, &gone, Instant::now());
+    h.finished(0, &kept, Instant::now());
+    std::fs::remove_file(&gone.path).unwrap();
+    drive(&mut poll, &mut h, Duration::from_secs(20), |h| {
+        h.counts(0).done == 1
+    });
+    assert_eq!(
+        h.counts(0),
+        HookCounts {
+            done: 1,
+            failed: 0,
+            pending: 0
+        }
+    );
+    assert!(!h.holds(0, 1_796_300_100_000_000));
+    let ran = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(ran.lines().count(), 1, "{ran}");
+    assert!(state::load(&h_dir(&h)).is_empty());
 }

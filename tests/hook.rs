@@ -482,7 +482,12 @@ fn a_thousand_pending_files_with_a_slow_hook_leave_memory_and_the_loop_turn_flat
         "1,000 pending files cost {} KiB",
         (rss_many.saturating_sub(rss_few)) / 1024
     );
-    assert!(turn_many < 200.0, "longest loop turn {turn_many} ms");
+    // Relative to the same run with one pending file: under an emulator
+    // every turn is slow, and "flat" is what this is about.
+    assert!(
+        turn_many < 2.0 * turn_few + 100.0,
+        "longest loop turn {turn_many} ms with 1,000 pending files, {turn_few} ms with one"
+    );
 }
 
 #[test]

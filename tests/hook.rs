@@ -340,8 +340,13 @@ fn a_hanging_hook_is_ended_at_its_timeout_while_storing_goes_on_at_qos_1() {
         "{}",
         tail(&log, 20)
     );
+    // The hook's start, output, timeout and end cost the loop little: its
+    // longest turn stays that of storing (an emulator makes every turn
+    // several times slower).
+    let emulated = std::env::var("ATTIC_TEST_RUNNER").is_ok_and(|r| !r.is_empty());
+    let bound = if emulated { 2000.0 } else { 500.0 };
     let turn = longest_turn_ms(&log);
-    assert!(turn < 500.0, "longest loop turn {turn} ms");
+    assert!(turn < bound, "longest loop turn {turn} ms");
     // The stop's file is pending, the hung one too: both run next time.
     let state = std::fs::read_to_string(data.join("hooked/.on-finish-pending")).unwrap();
     assert_eq!(

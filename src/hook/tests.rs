@@ -231,8 +231,12 @@ fn a_thousand_finished_files_with_a_slow_hook_keep_one_process_and_each_event_ch
     assert_eq!(h.running(), 1, "one hook process per stream");
     assert_eq!(h.counts(0).pending, 1000);
     // A close rewrites the small pending list; even at 1,000 files that
-    // costs far less CPU than a loop turn's budget.
-    assert!(longest < Duration::from_millis(20), "{longest:?}");
+    // costs far less CPU than a loop turn's budget (an emulator multiplies
+    // every CPU figure).
+    let emulated = std::env::var("ATTIC_TEST_RUNNER").is_ok_and(|r| !r.is_empty());
+    let bound = Duration::from_millis(if emulated { 200 } else { 20 });
+    eprintln!("longest CPU time of one close + finish + start check: {longest:?}");
+    assert!(longest < bound, "{longest:?}");
     // What the queue holds per file: one line of the state file and a few
     // words (no output buffers, no process).
     let state_bytes = std::fs::metadata(dir.0.join(state::FILE_NAME))

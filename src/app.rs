@@ -23,13 +23,16 @@
 
 use crate::clock::{self, WallTimer};
 use crate::config::Config;
+use crate::file_events::{FileEvent, FileEvents};
 use crate::harness::{Harness, Progress};
+use crate::hook::Hooks;
 use crate::metrics::MetricsFile;
 use crate::publisher::Publisher;
 use crate::report::{self, ProcessSample, Reporter, StreamSample};
 use crate::resolve::{self, Resolver};
 use crate::run_options::RunOptions;
 use crate::signals::{Signal, Signals};
+use crate::store::facts::read_facts;
 use crate::store::finaliser::Finaliser;
 use crate::store::retention::{self, Retention};
 use crate::store::writer;
@@ -42,10 +45,13 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod file_events;
 mod helpers;
 pub mod preflight;
+mod stop;
 mod writable;
-use helpers::{hand_over_closed, on_finalised, on_resolved};
+use file_events::{Subscribers, dispatch};
+use helpers::{on_finalised, on_resolved, take_closed};
 
 const SIGNAL: Token = Token(usize::MAX - 1);
 const WALL: Token = Token(usize::MAX - 2);
@@ -93,16 +99,17 @@ impl From<io::Error> for AppError {
     }
 }
 
-/// Prepares the data folder and recovers files left by a crash. Runs
-/// before any connection is made, so new data never mixes with recovery.
-fn prepare(config: &Config) -> Result<(), AppError> {
+/// Prepares the data folder and recovers files left by a crash (each one a
+/// `Recovered` event). Runs before any connection is made, so new data
+/// never mixes with recovery.
+fn prepare(config: &Config, events: &mut FileEvents) -> Result<(), AppError> {
     std::fs::create_dir_all(&config.data_folder).map_err(|e| {
         AppError::Startup(format!(
             "cannot create data folder {}: {e}",
             config.data_folder.display()
         ))
     })?;
-    for s in &config.streams {
+    for (i, s) in config.streams.iter().enumerate() {
         let dir = config.data_folder.join(&s.folder_name);
         std::fs::create_dir_all(&dir).map_err(|e| {
             AppError::Startup(format!(
@@ -120,11 +127,10 @@ fn prepare(config: &Config) -> Result<(), AppError> {
             AppError::Startup(format!("cannot recover files of {}: {e}", s.folder_name))
         })?;
         for path in recovered {
-            log::warn!(
-                "[{}] recovered {} left by an earlier run",
-                s.folder_name,
-                path.display()
-            );
+            events.push(FileEvent::Recovered {
+                stream: i,
+                facts: read_facts(&path),
+            });
         }
     }
     Ok(())
@@ -147,7 +153,8 @@ pub fn run_with(config: &Config, opts: &RunOptions) -> Result<(), AppError> {
 fn serve(config: &Config, harness: &mut Harness) -> Result<(), AppError> {
     // Block the signals first: nothing may interrupt the start-up half-way.
     let signals = Signals::new()?;
-    prepare(config)?;
+    let mut file_events = FileEvents::default();
+    prepare(config, &mut file_events)?;
     let mut poll = Poll::new()?;
     signals.register(poll.registry(), SIGNAL)?;
     let mut wall = WallTimer::new()?;
@@ -202,6 +209,17 @@ fn serve(config: &Config, harness: &mut Harness) -> Result<(), AppError> {
     let mut longest_turn_cpu = Duration::ZERO;
     // Runs first in the loop, after the recovery above.
     let mut retention = Retention::new(retention_setup(config), start);
+    let mut hooks = Hooks::new(hook_setup(config), start);
+    dispatch(
+        &mut file_events,
+        &mut Subscribers {
+            streams: &mut streams,
+            finaliser: &mut finaliser,
+            hooks: &mut hooks,
+            retention: None,
+        },
+        start,
+    );
     // Every stream is set up (folders recovered, poll ready); brokers are
     // connected by the loop, not awaited.
     out.notifier.ready();
@@ -217,6 +235,7 @@ fn serve(config: &Config, harness: &mut Harness) -> Result<(), AppError> {
             .chain(watchdog_due)
             .chain(harness.next_deadline())
             .chain(retention.as_ref().map(Retention::next_deadline))
+            .chain(hooks.next_deadline())
             .min();
         let unread = streams.iter().any(Stream::has_unread)
             || out.publisher.as_ref().is_some_and(Publisher::has_unread);
@@ -258,16 +277,9 @@ fn serve(config: &Config, harness: &mut Harness) -> Result<(), AppError> {
                 }
                 HELPERS => {
                     on_resolved(&mut resolver, &mut streams, &mut out, poll.registry(), now);
-                    // Retention runs after a rotation once its files are
-                    // finished (a `.part` does not count): when the last
-                    // one handed over is done.
-                    if on_finalised(&mut finaliser, &streams) > 0
-                        && finaliser.pending() == 0
-                        && let Some(r) = retention.as_mut()
-                    {
-                        r.request(now);
-                    }
+                    on_finalised(&mut finaliser, &streams, &mut file_events);
                 }
+                t if hooks.owns(t) => hooks.on_ready(poll.registry(), t, now),
                 Token(i) => {
                     if let Some(s) = streams.get_mut(i) {
                         let t = Instant::now();
@@ -296,26 +308,22 @@ fn serve(config: &Config, harness: &mut Harness) -> Result<(), AppError> {
             if let Some(p) = out.publisher.as_mut() {
                 p.shutdown(poll.registry(), now);
             }
-            let stopped = stop_all(
+            let stopped = stop::stop_all(
                 &mut poll,
                 &signals,
-                &mut streams,
-                &mut finaliser,
+                stop::Parts {
+                    streams: &mut streams,
+                    finaliser: &mut finaliser,
+                    hooks: &mut hooks,
+                    file_events: &mut file_events,
+                },
                 &mut events,
             );
             harness.stopped(streams.iter().map(totals));
             // The metrics file says what is true after the exit (no
             // connection, the final counts), not what the last period saw.
             if let Some(m) = out.metrics.as_mut() {
-                let samples = streams
-                    .iter()
-                    .zip(busy.iter_mut())
-                    .enumerate()
-                    .map(|(i, (s, b))| {
-                        let deleted = retention.as_ref().map_or((0, 0), |r| r.deleted(i));
-                        sample(s, std::mem::take(b), deleted)
-                    })
-                    .collect();
+                let samples = samples(&streams, &mut busy, retention.as_ref(), &hooks);
                 let end = Instant::now();
                 let figures = reporter.take(samples, ProcessSample::read(), end, clock::now_us());
                 m.write(&report::prometheus(&figures));
@@ -343,21 +351,32 @@ fn serve(config: &Config, harness: &mut Harness) -> Result<(), AppError> {
             }
         }
         // Files closed this turn (rotation, or a message past the period
-        // end) are finished off the loop.
-        hand_over_closed(&mut streams, &mut finaliser);
+        // end), finished by the finaliser: to their subscribers.
+        take_closed(&mut streams, &mut file_events);
+        if !file_events.is_empty() {
+            dispatch(
+                &mut file_events,
+                &mut Subscribers {
+                    streams: &mut streams,
+                    finaliser: &mut finaliser,
+                    hooks: &mut hooks,
+                    retention: retention.as_mut(),
+                },
+                now,
+            );
+        }
+        hooks.on_timer(poll.registry(), now);
+        hooks.run_due(poll.registry(), now);
+        if hooks.take_released()
+            && let Some(r) = retention.as_mut()
+        {
+            r.request(now);
+        }
         if let Some(r) = retention.as_mut() {
-            retention_turn(r, &mut streams, now, wall_now);
+            retention_turn(r, &mut streams, &hooks, now, wall_now);
         }
         if now >= reporter.due {
-            let samples = streams
-                .iter()
-                .zip(busy.iter_mut())
-                .enumerate()
-                .map(|(i, (s, b))| {
-                    let deleted = retention.as_ref().map_or((0, 0), |r| r.deleted(i));
-                    sample(s, std::mem::take(b), deleted)
-                })
-                .collect();
+            let samples = samples(&streams, &mut busy, retention.as_ref(), &hooks);
             let figures = reporter.take(samples, ProcessSample::read(), now, wall_now);
             out.emit(poll.registry(), &figures, now);
         }
@@ -424,7 +443,31 @@ fn totals(s: &Stream) -> StreamTotals {
 }
 
 /// A stream's figures as the report needs them.
-fn sample(s: &Stream, busy: Duration, deleted: (u64, u64)) -> StreamSample {
+/// Every stream's sample for a report, taking the loop time each spent
+/// since the last one.
+fn samples(
+    streams: &[Stream],
+    busy: &mut [Duration],
+    retention: Option<&Retention>,
+    hooks: &Hooks,
+) -> Vec<StreamSample> {
+    streams
+        .iter()
+        .zip(busy.iter_mut())
+        .enumerate()
+        .map(|(i, (s, b))| {
+            let deleted = retention.map_or((0, 0), |r| r.deleted(i));
+            sample(s, std::mem::take(b), deleted, hooks.counts(i))
+        })
+        .collect()
+}
+
+fn sample(
+    s: &Stream,
+    busy: Duration,
+    deleted: (u64, u64),
+    hooks: crate::hook::HookCounts,
+) -> StreamSample {
     StreamSample {
         name: s.name.clone(),
         counters: s.counters.clone(),
@@ -438,6 +481,9 @@ fn sample(s: &Stream, busy: Duration, deleted: (u64, u64)) -> StreamSample {
             .collect(),
         files_deleted: deleted.0,
         bytes_deleted: deleted.1,
+        hooks_done: hooks.done,
+        hooks_failed: hooks.failed,
+        hooks_pending: hooks.pending,
     }
 }
 
@@ -454,10 +500,31 @@ fn retention_setup(config: &Config) -> retention::Setup {
     }
 }
 
+/// What the hooks need of the config: each stream's folder and hook.
+fn hook_setup(
+    config: &Config,
+) -> Vec<(String, std::path::PathBuf, Option<crate::config::OnFinish>)> {
+    config
+        .streams
+        .iter()
+        .map(|s| {
+            let dir = config.data_folder.join(&s.folder_name);
+            (s.folder_name.clone(), dir, s.on_finish.clone())
+        })
+        .collect()
+}
+
 /// One slice of retention: a pass starts when one is due (once a minute,
 /// after a rotation, when a stream's storage starts failing); storage that
-/// failed is retried as soon as a pass freed space.
-fn retention_turn(r: &mut Retention, streams: &mut [Stream], now: Instant, wall_us: i64) {
+/// failed is retried as soon as a pass freed space. Files whose hook is not
+/// done are kept where `keep-until-done` says so.
+fn retention_turn(
+    r: &mut Retention,
+    streams: &mut [Stream],
+    hooks: &Hooks,
+    now: Instant,
+    wall_us: i64,
+) {
     for (i, s) in streams.iter().enumerate() {
         r.storage_failing(i, s.storage_failing(), now);
     }
@@ -465,7 +532,9 @@ fn retention_turn(r: &mut Retention, streams: &mut [Stream], now: Instant, wall_
         return;
     }
     let mut budget = retention::Budget::until(Instant::now() + RETENTION_SLICE);
-    if r.step(now, wall_us, &mut budget) {
+    if r.step_keeping(now, wall_us, &mut budget, &|i, created| {
+        hooks.holds(i, created)
+    }) {
         for s in streams.iter_mut() {
             s.retry_storage_soon(now);
         }
@@ -495,70 +564,4 @@ impl Outputs {
         }
         self.notifier.status(&report::status_line(figures));
     }
-}
-
-/// The stop sequence: commit, acknowledge, close every file, DISCONNECT;
-/// then wait, at most [`STOP_WAIT`], for the DISCONNECTs to be written and
-/// the closed files to be finished. A file a reader holds (or a slow disk)
-/// never holds up the exit: what is unfinished then stays a complete
-/// `.part` that the next start finishes. A second SIGINT/SIGTERM exits at
-/// once, at any point of the wait.
-fn stop_all(
-    poll: &mut Poll,
-    signals: &Signals,
-    streams: &mut [Stream],
-    finaliser: &mut Finaliser,
-    events: &mut Events,
-) -> Result<(), AppError> {
-    log::info!("stopping: committing and closing files");
-    let now = Instant::now();
-    let mut pending = Vec::new();
-    for (i, s) in streams.iter_mut().enumerate() {
-        if !s.shutdown(poll.registry(), now) {
-            pending.push(i);
-        }
-    }
-    hand_over_closed(streams, finaliser);
-    let deadline = now + STOP_WAIT;
-    let mut sigs = Vec::new();
-    while !pending.is_empty() || finaliser.pending() > 0 {
-        let now = Instant::now();
-        if now >= deadline {
-            if finaliser.pending() > 0 {
-                log::warn!(
-                    "stopping with {} closed file(s) not finished (a reader holds them, or the disk is slow); they stay .part and are finished at the next start",
-                    finaliser.pending()
-                );
-            }
-            break;
-        }
-        if let Err(e) = poll.poll(events, Some(deadline - now)) {
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e.into());
-        }
-        for ev in events.iter() {
-            match ev.token() {
-                SIGNAL => {
-                    signals.drain(&mut sigs)?;
-                    if sigs.contains(&Signal::Stop) {
-                        log::warn!("second stop signal: exiting now");
-                        return Ok(());
-                    }
-                }
-                HELPERS => {
-                    on_finalised(finaliser, streams);
-                }
-                _ => {}
-            }
-        }
-        let now = Instant::now();
-        pending.retain(|&i| !streams[i].flush_final(poll.registry(), now));
-    }
-    for s in streams.iter_mut() {
-        s.close(poll.registry());
-    }
-    log::info!("stopped");
-    Ok(())
 }

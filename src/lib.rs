@@ -31,6 +31,9 @@
 //!   stream      a Connection + a filter chain + a gate over a writer; the socket's read state
 //!   publisher   the JSON report's own publish-only Connection
 //!   counters    per-stream counters: written by stream, read by report
+//!   file_events Closed / Finished / Recovered: one event per file, dispatched in app::file_events
+//!   hook/       on-finish: one process per stream at a time (child: pidfd, pipes, timeout),
+//!               the pending list beside the files (state), retries with backoff
 //!   report/     self-report: figures, process sample, text, JSON, Prometheus
 //!   net         nonblocking TCP; Link = a socket with its poll registration
 //!     tls       rustls ClientConnection driven nonblocking between socket and framing
@@ -73,8 +76,10 @@ pub mod config;
 pub mod connection;
 pub mod counters;
 pub mod export;
+pub mod file_events;
 pub mod filter;
 pub mod harness;
+pub mod hook;
 pub mod logging;
 pub mod metrics;
 pub mod mqtt;

@@ -565,15 +565,10 @@ impl Store for TimedWriter<'_> {
     fn rotate(&mut self) -> Result<Option<std::path::PathBuf>, StoreError> {
         let r = self.writer.rotate();
         let closed = self.track(r)?;
-        if let Some(path) = &closed {
+        if closed.is_some() {
+            // The file itself is recorded from its `Closed` event
+            // (`app::file_events`), as is every file the writer closes.
             self.tally.committed();
-            // The writer returns the closed `.part`; the finaliser thread
-            // gives it its final name (or the next start does).
-            let done = match path.extension() {
-                Some(ext) if ext == "part" => path.with_extension(""),
-                _ => path.clone(),
-            };
-            self.tally.file_written(&done);
         }
         Ok(closed)
     }

@@ -130,6 +130,8 @@ fn modules_import_only_what_architecture_md_allows() {
                 "stream",
                 "config",
                 "app",
+                "hook",
+                "file_events",
             ],
         ),
         (
@@ -169,6 +171,30 @@ fn modules_import_only_what_architecture_md_allows() {
             ],
         ),
         ("counters", &["stream", "report"]),
+        (
+            "hook",
+            &[
+                "net",
+                "connection",
+                "mqtt",
+                "filter",
+                "stream",
+                "publisher",
+                "app",
+            ],
+        ),
+        (
+            "file_events",
+            &[
+                "net",
+                "connection",
+                "mqtt",
+                "config",
+                "hook",
+                "stream",
+                "app",
+            ],
+        ),
     ];
     let mut broken = Vec::new();
     for s in &sources {

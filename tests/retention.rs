@@ -262,7 +262,7 @@ fn attic_check_prints_each_streams_resolved_retention_and_refuses_bad_values() {
         "{text}"
     );
     assert!(
-        text.contains("retention:      max-age-days 0.5 days, max-size-mb 2048 MB"),
+        text.contains("retention:      max-age-days 0.5 days (12 h), max-size-mb 2048 MB"),
         "{text}"
     );
     assert!(!data.exists(), "check creates nothing");

@@ -1,22 +1,24 @@
-//! The loop's side of the two helper threads: closed files handed to the
-//! finaliser and its reports logged, finished host-name lookups routed to
-//! the connection that asked.
+//! The loop's side of the two helper threads and of the streams' closed
+//! files: files the streams closed become `Closed` events, the finaliser's
+//! reports `Finished` events (its other notices are logged here), and
+//! finished host-name lookups are routed to the connection that asked.
 //!
 //! Owns: that routing. Must not: block, or do any of the helpers' work.
 
 use super::{Outputs, PUBLISHER};
+use crate::file_events::{FileEvent, FileEvents};
 use crate::resolve::Resolver;
-use crate::store::finaliser::{self, Finaliser, Job, Outcome};
+use crate::store::finaliser::{self, Finaliser, Outcome};
 use crate::stream::Stream;
 use mio::Token;
 use std::time::Instant;
 
-/// Hands every file the streams closed to the finaliser thread.
-pub(super) fn hand_over_closed(streams: &mut [Stream], finaliser: &mut Finaliser) {
+/// Every file the streams closed, as a `Closed` event.
+pub(super) fn take_closed(streams: &mut [Stream], events: &mut FileEvents) {
     for (i, s) in streams.iter_mut().enumerate() {
         let (closed, durability) = s.take_closed();
         for part in closed {
-            finaliser.submit(Job {
+            events.push(FileEvent::Closed {
                 stream: i,
                 part,
                 durability,
@@ -51,19 +53,18 @@ pub(super) fn on_resolved(
     }
 }
 
-/// Logs what the finaliser thread reports; returns how many files it
-/// finished.
-pub(super) fn on_finalised(finaliser: &mut Finaliser, streams: &[Stream]) -> usize {
+/// The finaliser thread's reports: a finished file becomes a `Finished`
+/// event; a file held by a reader or failing is logged.
+pub(super) fn on_finalised(finaliser: &mut Finaliser, streams: &[Stream], events: &mut FileEvents) {
     let mut reports = Vec::new();
     finaliser.drain(&mut reports);
-    let mut finished = 0;
     for r in reports {
         let name = streams.get(r.job.stream).map_or("?", |s| s.name.as_str());
         match r.outcome {
-            Outcome::Done(path) => {
-                finished += 1;
-                log::info!("[{name}] finished {}", path.display());
-            }
+            Outcome::Done(facts) => events.push(FileEvent::Finished {
+                stream: r.job.stream,
+                facts,
+            }),
             Outcome::Held => log::warn!(
                 "[{name}] {} is held open by a reader; finishing it when the reader lets go (retrying every {} ms)",
                 r.job.part.display(),
@@ -75,5 +76,4 @@ pub(super) fn on_finalised(finaliser: &mut Finaliser, streams: &[Stream]) -> usi
             ),
         }
     }
-    finished
 }

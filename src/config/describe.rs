@@ -70,6 +70,10 @@ impl Config {
             line(format!("    max payload:    {} bytes", s.max_payload_bytes));
             line(format!("    retention:      {}", s.retention.describe()));
             line(format!(
+                "    on-finish:      {}",
+                super::OnFinish::describe(s.on_finish.as_ref())
+            ));
+            line(format!(
                 "    durability:     {}",
                 match s.durability {
                     Durability::Normal => "normal",

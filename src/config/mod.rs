@@ -14,8 +14,10 @@
 mod bounds;
 mod checker;
 mod describe;
+mod filters;
 mod locate;
 mod mqtt5;
+mod on_finish;
 mod retention;
 mod sections;
 mod session;
@@ -25,6 +27,7 @@ mod yaml;
 pub use crate::mqtt::topic::topic_filter_problem;
 pub use crate::store::Durability;
 pub use crate::store::retention::Limits as Retention;
+pub use on_finish::{OnFinish, PLACEHOLDERS};
 
 use crate::filter;
 use checker::Checker;
@@ -131,6 +134,8 @@ pub struct StreamConfig {
     pub durability: Durability,
     /// `retention` (the stream's own keys over the top-level ones).
     pub retention: Retention,
+    /// `on-finish` (the stream's own block, else the top-level one).
+    pub on_finish: Option<OnFinish>,
 }
 
 /// `log-performance-stream`: where the JSON self-report is published.

@@ -30,6 +30,12 @@ pub struct StreamSample {
     pub files_deleted: u64,
     /// Their bytes.
     pub bytes_deleted: u64,
+    /// `on-finish` runs that exited 0 since start.
+    pub hooks_done: u64,
+    /// `on-finish` runs that failed since start (each retry counts).
+    pub hooks_failed: u64,
+    /// Files whose `on-finish` hook is not done yet.
+    pub hooks_pending: u64,
 }
 
 /// CPU use over a period, in percent of one core: CPU time spent divided by

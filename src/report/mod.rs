@@ -53,6 +53,9 @@ mod tests {
             ],
             files_deleted: 3,
             bytes_deleted: 12_288,
+            hooks_done: 5,
+            hooks_failed: 1,
+            hooks_pending: 2,
         }
     }
 
@@ -282,5 +285,24 @@ mod status_tests {
         assert_eq!(status_kib(status, "VmSwap:"), None);
         let p = ProcessSample::read();
         assert!(p.peak_rss_bytes >= p.rss_bytes && p.rss_bytes > 0, "{p:?}");
+    }
+
+    #[test]
+    fn hook_counts_reach_the_json_and_the_metrics() {
+        let f = tests::figures();
+        let j = json(&f);
+        assert!(
+            j.contains(r#""hooks_done":5,"hooks_failed":1,"hooks_pending":2"#),
+            "{j}"
+        );
+        let p = prometheus(&f);
+        for line in [
+            "attic_hooks_done_total{stream=\"zwei\"} 5",
+            "attic_hooks_failed_total{stream=\"zwei\"} 1",
+            "attic_hooks_pending{stream=\"zwei\"} 2",
+            "# TYPE attic_hooks_pending gauge",
+        ] {
+            assert!(p.contains(line), "{line} missing: {p}");
+        }
     }
 }

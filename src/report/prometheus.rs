@@ -134,6 +134,29 @@ pub fn prometheus(f: &Figures) -> String {
     for (name, help, get) in deleted {
         per_stream(o, f, name, "counter", help, get);
     }
+    let hooks: [(&str, &str, &str, Get); 3] = [
+        (
+            "attic_hooks_done_total",
+            "counter",
+            "on-finish runs that exited 0.",
+            |s| s.sample.hooks_done as f64,
+        ),
+        (
+            "attic_hooks_failed_total",
+            "counter",
+            "on-finish runs that failed (each retry counts).",
+            |s| s.sample.hooks_failed as f64,
+        ),
+        (
+            "attic_hooks_pending",
+            "gauge",
+            "Finished files whose on-finish hook is not done yet.",
+            |s| s.sample.hooks_pending as f64,
+        ),
+    ];
+    for (name, kind, help, get) in hooks {
+        per_stream(o, f, name, kind, help, get);
+    }
     let gauges: [(&str, &str, Get); 5] = [
         (
             "attic_connected",

@@ -17,6 +17,7 @@
 //! [`Writer::close`]: super::writer::Writer::close
 
 use super::Durability;
+use super::facts::{FileFacts, read_facts};
 use super::writer::{finalise_closed, is_busy};
 use mio::Waker;
 use std::collections::VecDeque;
@@ -50,8 +51,8 @@ pub struct Job {
 /// What happened to a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Finished: the final `.sqlite` path.
-    Done(PathBuf),
+    /// Finished: the final `.sqlite` path and what it holds.
+    Done(FileFacts),
     /// A reader holds the file; it is tried again every [`RETRY_BUSY`].
     /// Reported once per job, at the first busy try.
     Held,
@@ -192,7 +193,8 @@ where
         };
         match work(&q.job) {
             Ok(path) => {
-                if !report(&q.job, Outcome::Done(path)) {
+                // Read here, off the loop: the file's first and last row.
+                if !report(&q.job, Outcome::Done(read_facts(&path))) {
                     return;
                 }
             }
@@ -336,11 +338,13 @@ mod tests {
         let got = collect(&mut poll, &mut f, Duration::from_secs(10), done);
         let Some(Report {
             job,
-            outcome: Outcome::Done(path),
+            outcome: Outcome::Done(facts),
         }) = got.last()
         else {
             panic!("no Done report: {got:?}");
         };
+        let path = &facts.path;
+        assert_eq!(facts.rows, Some(100));
         assert_eq!(job.stream, 4);
         assert_eq!(f.pending(), 0);
         assert_eq!(path, &part.with_extension(""));
@@ -430,7 +434,10 @@ mod tests {
         let got = collect(&mut poll, &mut f, Duration::from_secs(5), done);
         assert_eq!(got.len(), 2, "{got:?}");
         assert!(matches!(&got[0].outcome, Outcome::Failing(why) if why.contains("disk on fire")));
-        assert_eq!(got[1].outcome, Outcome::Done(PathBuf::from("/x/1.sqlite")));
+        assert!(
+            matches!(&got[1].outcome, Outcome::Done(f) if f.path == Path::new("/x/1.sqlite")),
+            "{got:?}"
+        );
         assert_eq!(tries.load(Ordering::SeqCst), 2);
     }
 

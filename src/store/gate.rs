@@ -248,8 +248,9 @@ impl Gate {
                     log::info!("[{}] closing the file works again", self.name);
                 }
                 if let Some(path) = closed {
+                    // Logged from its `Closed` file event, with every
+                    // other file the writer closes.
                     counters.files_closed += 1;
-                    log::info!("[{}] closed {}", self.name, path.display());
                     actions.closed = Some(path);
                 }
             }

@@ -8,6 +8,7 @@
 //! imports `mqtt`, `net`, `config` or `stream`.
 
 pub mod export_file;
+pub mod facts;
 pub mod finaliser;
 pub mod gate;
 pub mod reader;

@@ -144,6 +144,8 @@ pub struct Retention {
     free_unknown: bool,
     /// Files deleted by the running pass.
     pass_deleted: u64,
+    /// Files the running pass found held (`keep-until-done`).
+    pass_held: u64,
 }
 
 impl std::fmt::Debug for Retention {
@@ -195,6 +197,7 @@ impl Retention {
             starved: false,
             free_unknown: false,
             pass_deleted: 0,
+            pass_held: 0,
         })
     }
 
@@ -241,6 +244,19 @@ impl Retention {
     /// True when this call ended a pass that deleted something: storage
     /// that failed for want of space is worth retrying now.
     pub fn step(&mut self, now: Instant, wall_us: i64, budget: &mut Budget) -> bool {
+        self.step_keeping(now, wall_us, budget, &|_, _| false)
+    }
+
+    /// [`step`](Self::step), never deleting a file for which `held(stream,
+    /// created_us)` is true (`keep-until-done`: its on-finish hook is not
+    /// done). Held files still count towards `max-size-mb`.
+    pub fn step_keeping(
+        &mut self,
+        now: Instant,
+        wall_us: i64,
+        budget: &mut Budget,
+        held: &dyn Fn(usize, i64) -> bool,
+    ) -> bool {
         if matches!(self.phase, Phase::Idle) {
             if now < self.due {
                 return false;
@@ -255,7 +271,7 @@ impl Retention {
                 Phase::Refresh { stream } => {
                     let i = *stream;
                     let Some(s) = self.streams.get_mut(i) else {
-                        self.phase = self.plan(wall_us);
+                        self.phase = self.plan(wall_us, held);
                         continue;
                     };
                     let needed = s.limits != Limits::default() || self.min_free.is_some();
@@ -265,7 +281,7 @@ impl Retention {
                     self.phase = Phase::Refresh { stream: i + 1 };
                 }
                 Phase::Delete { .. } => {
-                    if !self.delete(budget) {
+                    if !self.delete(budget, held) {
                         return false;
                     }
                     let deleted = self.finish();
@@ -282,15 +298,31 @@ impl Retention {
     }
 
     /// Decides the pass from the refreshed catalogs.
-    fn plan(&mut self, wall_us: i64) -> Phase {
+    fn plan(&mut self, wall_us: i64, held: &dyn Fn(usize, i64) -> bool) -> Phase {
         let free = match self.min_free {
             Some(_) => self.measure_free(),
             None => None,
         };
+        let per_stream: Vec<Box<dyn Fn(i64) -> bool + '_>> = (0..self.streams.len())
+            .map(|i| Box::new(move |c| held(i, c)) as Box<dyn Fn(i64) -> bool + '_>)
+            .collect();
+        self.pass_held = self
+            .streams
+            .iter()
+            .zip(&per_stream)
+            .map(|(s, h)| {
+                let days = s.catalog.days.iter();
+                days.flat_map(|d| d.files.iter())
+                    .filter(|f| h(f.created_us))
+                    .count() as u64
+            })
+            .sum();
         let inputs: Vec<Input<'_>> = self
             .streams
             .iter()
-            .map(|s| Input {
+            .zip(&per_stream)
+            .map(|(s, h)| Input {
+                held: h.as_ref(),
                 days: &s.catalog.days,
                 created_before_us: s.limits.max_age.map(|age| {
                     let age_us = i64::try_from(age.as_micros()).unwrap_or(i64::MAX);
@@ -331,7 +363,7 @@ impl Retention {
     }
 
     /// Deletes planned files within `budget`; true when every stream is done.
-    fn delete(&mut self, budget: &mut Budget) -> bool {
+    fn delete(&mut self, budget: &mut Budget, held: &dyn Fn(usize, i64) -> bool) -> bool {
         let Phase::Delete {
             plan,
             stream,
@@ -344,7 +376,8 @@ impl Retention {
             return true;
         };
         loop {
-            let Some(s) = self.streams.get_mut(*stream) else {
+            let i = *stream;
+            let Some(s) = self.streams.get_mut(i) else {
                 return true;
             };
             let days = &mut s.catalog.days;
@@ -353,7 +386,12 @@ impl Retention {
                 // Leave this day folder: forget what went, remove it if empty.
                 if let Some(d) = days.get_mut(*day) {
                     if *pos > 0 {
-                        d.files.drain(..*pos);
+                        // Forget what went; a held file stays.
+                        let mut k = 0;
+                        d.files.retain(|f| {
+                            k += 1;
+                            k > *pos || held(i, f.created_us)
+                        });
                         d.touched();
                     }
                     if d.files.is_empty() && d.others == 0 {
@@ -388,6 +426,10 @@ impl Retention {
             let Some(f) = d.files.get(*pos).copied() else {
                 continue;
             };
+            if held(i, f.created_us) {
+                *pos += 1;
+                continue;
+            }
             let name = finished_file_name(f.created_us);
             let path = s.catalog.dir.join(&d.name).join(&name);
             match std::fs::remove_file(&path) {
@@ -435,6 +477,17 @@ impl Retention {
                     mb(min_free)
                 );
                 self.starved = false;
+            }
+        } else if exhausted && self.pass_held > 0 {
+            if !self.starved {
+                log::warn!(
+                    "retention: min-free-mb {} cannot be reached: {} MB free on the file system of {}; {} finished file(s) are kept until their on-finish hook is done (keep-until-done)",
+                    mb(min_free),
+                    mb(free),
+                    self.data_folder.display(),
+                    self.pass_held
+                );
+                self.starved = true;
             }
         } else if exhausted {
             if !self.starved {

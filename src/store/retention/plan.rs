@@ -11,7 +11,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 /// One stream's input.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Input<'a> {
     /// Day folders, oldest first, each with its finished files oldest first.
     pub days: &'a [Day],
@@ -19,6 +19,18 @@ pub struct Input<'a> {
     pub created_before_us: Option<i64>,
     /// `max-size-mb` in bytes.
     pub max_size_bytes: Option<u64>,
+    /// Files kept whatever the rules say (`keep-until-done` with the hook
+    /// not done), by creation time: they count towards the size but are
+    /// never taken.
+    pub held: &'a dyn Fn(i64) -> bool,
+}
+
+impl<'a> Input<'a> {
+    /// The files that may be taken, oldest first.
+    fn deletable(&self) -> impl Iterator<Item = &'a super::scan::File> + 'a {
+        let held = self.held;
+        files(self.days).filter(move |f| !held(f.created_us))
+    }
 }
 
 /// Which rules asked for a stream's deletions.
@@ -45,7 +57,8 @@ impl Why {
     }
 }
 
-/// What goes in one stream: its `count` oldest finished files.
+/// What goes in one stream: its `count` oldest finished files that are
+/// not held.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Take {
     /// How many of the oldest files (in day, then name, order).
@@ -89,7 +102,7 @@ pub fn plan(streams: &[Input<'_>], free: u64, min_free: Option<u64>) -> Plan {
 fn own_rules(s: &Input<'_>) -> Take {
     let mut t = Take::default();
     if let Some(before) = s.created_before_us {
-        for f in files(s.days).take_while(|f| f.created_us < before) {
+        for f in s.deletable().take_while(|f| f.created_us < before) {
             t.count += 1;
             t.bytes += f.size;
             t.why.age = true;
@@ -98,7 +111,7 @@ fn own_rules(s: &Input<'_>) -> Take {
     if let Some(limit) = s.max_size_bytes {
         let total: u64 = files(s.days).map(|f| f.size).sum();
         let mut left = total.saturating_sub(t.bytes);
-        for f in files(s.days).skip(t.count) {
+        for f in s.deletable().skip(t.count) {
             if left <= limit {
                 break;
             }
@@ -118,7 +131,7 @@ fn oldest_across(streams: &[Input<'_>], take: &mut [Take], need: u64) -> bool {
     let mut rest: Vec<_> = streams
         .iter()
         .zip(take.iter())
-        .map(|(s, t)| files(s.days).skip(t.count).peekable())
+        .map(|(s, t)| s.deletable().skip(t.count).peekable())
         .collect();
     let mut heap = BinaryHeap::new();
     for (i, it) in rest.iter_mut().enumerate() {
@@ -170,6 +183,7 @@ mod tests {
             days,
             created_before_us: before,
             max_size_bytes: max,
+            held: &|_| false,
         }
     }
 
@@ -266,5 +280,26 @@ mod tests {
         let p = plan(&[input(&empty, None, None)], 0, Some(1));
         assert!(p.exhausted);
         assert_eq!(p.take[0].count, 0);
+    }
+
+    #[test]
+    fn held_files_are_never_taken_but_count_towards_the_size() {
+        let d = days(A);
+        let held = |c: i64| c == 10 || c == 30;
+        let keep = |before, max| Input {
+            held: &held,
+            ..input(&d, before, max)
+        };
+        // Age: 10 and 30 are held; 20 goes (and 40 is young).
+        let p = plan(&[keep(Some(35), None)], 0, None);
+        assert_eq!((p.take[0].count, p.take[0].bytes), (1, 100));
+        // Size: 400 bytes, limit 250: 20 and 40 go (the held ones stay, so
+        // the folder stays above the limit).
+        let p = plan(&[keep(None, Some(250))], 0, None);
+        assert_eq!((p.take[0].count, p.take[0].bytes), (2, 200));
+        // Free space: everything deletable is not enough.
+        let p = plan(&[keep(None, None)], 0, Some(1000));
+        assert_eq!(p.take[0].count, 2);
+        assert!(p.exhausted);
     }
 }

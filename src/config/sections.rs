@@ -51,6 +51,7 @@ pub(super) const STREAM_KEYS: &[&str] = &[
     "durability",
     "mqtt-version",
     "session-expiry-seconds",
+    "topic-alias-maximum",
     "tls",
     "retention",
 ];

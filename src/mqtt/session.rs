@@ -23,11 +23,12 @@
 //! transaction holding those messages has committed (ack-after-commit).
 
 use super::acks::Acks;
-use super::backoff::{Backoff, STABLE};
+use super::backoff::{Backoff, Failure, STABLE};
 use super::framing::{self, Ack, Decoder, Incoming};
 use super::identity::{self, TakeoverWatch};
 use super::outflight::Outflight;
 
+mod answer;
 mod publish;
 use bytes::{Bytes, BytesMut};
 use std::time::{Duration, Instant};
@@ -263,7 +264,8 @@ impl Session {
                 self.fail(now, "TCP connect timed out", events);
             }
             State::AwaitConnAck { since } if now >= since + self.connect_timeout() => {
-                self.fail(now, "no CONNACK from the broker", events);
+                let why = answer::no_connack(self.connect_timeout(), self.v5.is_some());
+                self.fail(now, &why, events);
             }
             State::Up { .. } => {
                 if now >= self.last_recv + ka.mul_f32(1.5) {
@@ -331,6 +333,10 @@ impl Session {
             return;
         }
         self.last_recv = now;
+        if let Err(why) = self.check_first_bytes(data) {
+            self.fail(now, &why, events);
+            return;
+        }
         if self.v5.is_some() {
             return self.on_bytes_v5(data, now, events);
         }
@@ -561,7 +567,11 @@ impl Session {
         {
             self.backoff.reset();
         }
-        let delay = self.backoff.next_delay();
+        let failure = match self.state {
+            State::Transport { .. } => Failure::Unreachable,
+            _ => Failure::Broker,
+        };
+        let delay = self.backoff.next_delay(failure);
         log::warn!(
             "[{}] connection closed: {why}; retrying in {:.1} s",
             self.cfg.name,
@@ -845,6 +855,51 @@ mod tests {
     }
 
     #[test]
+    fn a_non_mqtt_answer_before_connack_closes_the_connection() {
+        let t0 = Instant::now();
+        let mut s = Session::new(cfg(0), 1, t0);
+        let mut ev = Vec::new();
+        s.on_timer(t0, &mut ev);
+        s.on_transport_up(t0, &mut ev);
+        s.on_bytes(b"HTTP/1.1 400 Bad Request\r\n", t0, &mut ev);
+        assert_eq!(ev.last(), Some(&Event::CloseTransport));
+        assert_eq!(s.stats().failures, 1);
+    }
+
+    #[test]
+    fn a_connack_split_over_two_reads_is_not_taken_for_a_non_mqtt_answer() {
+        let t0 = Instant::now();
+        let mut s = Session::new(cfg(0), 1, t0);
+        let mut ev = Vec::new();
+        s.on_timer(t0, &mut ev);
+        s.on_transport_up(t0, &mut ev);
+        let ack = wire(Incoming::ConnAck {
+            session_present: false,
+            code: 0,
+        });
+        s.on_bytes(&ack[..1], t0, &mut ev);
+        s.on_bytes(&ack[1..], t0, &mut ev);
+        assert!(!ev.contains(&Event::CloseTransport), "{ev:?}");
+        assert!(s.is_connected());
+    }
+
+    #[test]
+    fn failed_tcp_connects_back_off_to_five_seconds_at_most() {
+        let t0 = Instant::now();
+        let mut s = Session::new(cfg(0), 3, t0);
+        s.backoff.connected();
+        let mut ev = Vec::new();
+        let mut now = t0;
+        for _ in 0..20 {
+            s.on_timer(now, &mut ev);
+            s.on_transport_down(now, "network unreachable", &mut ev);
+            let next = s.next_deadline().unwrap();
+            assert!(next - now <= Duration::from_secs(5), "{:?}", next - now);
+            now = next;
+        }
+    }
+
+    #[test]
     fn repeated_failures_back_off_exponentially() {
         let t0 = Instant::now();
         let mut s = Session::new(cfg(0), 3, t0);
@@ -974,7 +1029,7 @@ mod tests {
     fn a_connection_that_lasted_resets_the_backoff() {
         let (mut s, t0, mut ev) = connected(0);
         for _ in 0..5 {
-            s.backoff.next_delay();
+            s.backoff.next_delay(Failure::Broker);
         }
         let later = t0 + Duration::from_secs(31);
         s.on_bytes(&wire(Incoming::PingResp), later, &mut ev);

@@ -30,6 +30,7 @@ use super::outflight::Outflight;
 
 mod answer;
 mod publish;
+mod resume;
 use bytes::{Bytes, BytesMut};
 use std::time::{Duration, Instant};
 pub mod v5;
@@ -320,6 +321,9 @@ impl Session {
     /// redelivers every unacknowledged QoS 1/2 message, and schedules a
     /// reconnect. Nothing happens when there is no connection to abort.
     pub fn abort(&mut self, now: Instant, why: &str, events: &mut Vec<Event>) {
+        // Rolled back, so not stored: QoS 2 ids delivered since the last
+        // commit must be stored when they come again, connected or not.
+        self.acks.rolled_back();
         if self.wants_transport() {
             self.takeover.on_close(now, false);
             self.fail(now, why, events);
@@ -382,6 +386,9 @@ impl Session {
                 }
                 self.takeover.on_accepted(now);
                 self.backoff.connected();
+                if !session_present {
+                    self.acks.session_lost();
+                }
                 if !self.cfg.clean_session && !session_present && !self.cfg.filters.is_empty() {
                     if self.stats.connections > 1 {
                         log::warn!(
@@ -582,7 +589,7 @@ impl Session {
         self.outbox.clear();
         // Unsent acks die with the connection: the broker redelivers those
         // messages (they may then be stored twice; never lost).
-        self.acks.reset();
+        self.acks.reset(!self.cfg.clean_session);
         self.ping_outstanding = false;
         self.state = State::Idle {
             retry_at: now + delay,
@@ -805,6 +812,138 @@ mod tests {
         // after PUBCOMP the id is free: a new message with it is stored
         s.on_bytes(&publish("a/x", b"2", 2, 9), t0, &mut ev);
         assert_eq!(ev.len(), 2);
+    }
+
+    /// A persistent QoS 2 session (clean-session false) with messages flowing.
+    fn connected_persistent_qos2() -> (Session, Instant, Vec<Event>) {
+        let t0 = Instant::now();
+        let mut c = cfg(2);
+        c.clean_session = false;
+        let mut s = Session::new(c, 1, t0);
+        let mut ev = Vec::new();
+        s.on_timer(t0, &mut ev);
+        s.on_transport_up(t0, &mut ev);
+        sent(&mut s);
+        s.on_bytes(
+            &wire(Incoming::ConnAck {
+                session_present: true,
+                code: 0,
+            }),
+            t0,
+            &mut ev,
+        );
+        assert_eq!(ev.last(), Some(&Event::Connected));
+        ev.clear();
+        (s, t0, ev)
+    }
+
+    fn messages(ev: &[Event]) -> usize {
+        ev.iter().filter(|e| matches!(e, Event::Message(_))).count()
+    }
+
+    #[test]
+    fn a_qos_2_id_answered_with_pubrec_is_not_stored_again_after_a_reconnect() {
+        let (mut s, t0, mut ev) = connected_persistent_qos2();
+        s.on_bytes(&publish("a/x", b"1", 2, 9), t0, &mut ev);
+        s.release_acks(t0);
+        assert!(matches!(&sent(&mut s)[..], [Packet::PubRec(r)] if r.pkid == 9));
+        assert_eq!(s.qos2_ids_to_save(), Some(vec![9]));
+        let at = close_and_reconnect(&mut s, t0 + Duration::from_secs(1), true);
+        ev.clear();
+        s.on_bytes(&publish("a/x", b"1", 2, 9), at, &mut ev);
+        assert_eq!(messages(&ev), 0, "{ev:?}");
+        assert!(matches!(&sent(&mut s)[..], [Packet::PubRec(r)] if r.pkid == 9));
+        s.on_bytes(&wire(Incoming::PubRel(9)), at, &mut ev);
+        assert!(matches!(&sent(&mut s)[..], [Packet::PubComp(c)] if c.pkid == 9));
+        assert_eq!(s.qos2_ids_to_save(), Some(vec![]));
+        s.on_bytes(&publish("a/x", b"2", 2, 9), at, &mut ev);
+        assert_eq!(messages(&ev), 1, "a new message with the freed id");
+    }
+
+    #[test]
+    fn a_qos_2_message_delivered_before_a_cut_gets_its_pubrec_after_the_commit_and_no_second_row() {
+        let (mut s, t0, mut ev) = connected_persistent_qos2();
+        s.on_bytes(&publish("a/x", b"1", 2, 4), t0, &mut ev);
+        let at = close_and_reconnect(&mut s, t0 + Duration::from_secs(1), true);
+        ev.clear();
+        s.on_bytes(&publish("a/x", b"1", 2, 4), at, &mut ev);
+        assert_eq!(messages(&ev), 0);
+        assert!(sent(&mut s).is_empty(), "PUBREC only after the commit");
+        s.release_acks(at);
+        assert!(matches!(&sent(&mut s)[..], [Packet::PubRec(r)] if r.pkid == 4));
+    }
+
+    #[test]
+    fn a_rolled_back_qos_2_message_is_stored_when_the_broker_resends_it() {
+        let (mut s, t0, mut ev) = connected_persistent_qos2();
+        s.on_bytes(&publish("a/x", b"1", 2, 4), t0, &mut ev);
+        let at = close_and_reconnect(&mut s, t0 + Duration::from_secs(1), false);
+        ev.clear();
+        s.on_bytes(&publish("a/x", b"1", 2, 4), at, &mut ev);
+        assert_eq!(messages(&ev), 1);
+    }
+
+    #[test]
+    fn ids_restored_from_an_earlier_run_hold_until_the_broker_reports_no_session() {
+        for present in [true, false] {
+            let t0 = Instant::now();
+            let mut c = cfg(2);
+            c.clean_session = false;
+            let mut s = Session::new(c, 1, t0);
+            assert!(s.keeps_qos2_ids());
+            s.restore_qos2_ids(&[5]);
+            let mut ev = Vec::new();
+            s.on_timer(t0, &mut ev);
+            s.on_transport_up(t0, &mut ev);
+            sent(&mut s);
+            s.on_bytes(
+                &wire(Incoming::ConnAck {
+                    session_present: present,
+                    code: 0,
+                }),
+                t0,
+                &mut ev,
+            );
+            if !present {
+                s.on_bytes(
+                    &wire(Incoming::SubAck {
+                        pkid: 1,
+                        granted: vec![Some(2), Some(2)],
+                    }),
+                    t0,
+                    &mut ev,
+                );
+                assert_eq!(s.qos2_ids_to_save(), Some(vec![]), "the file goes");
+            }
+            sent(&mut s);
+            ev.clear();
+            s.on_bytes(&publish("a/x", b"1", 2, 5), t0, &mut ev);
+            assert_eq!(messages(&ev), usize::from(!present), "present: {present}");
+        }
+    }
+
+    #[test]
+    fn a_clean_session_keeps_no_qos_2_ids_across_connections() {
+        let (mut s, t0, mut ev) = connected(2);
+        assert!(!s.keeps_qos2_ids());
+        s.on_bytes(&publish("a/x", b"1", 2, 9), t0, &mut ev);
+        s.release_acks(t0);
+        assert_eq!(s.qos2_ids_to_save(), None);
+        s.on_transport_down(t0, "cut", &mut ev);
+        let at = s.next_deadline().unwrap();
+        s.on_timer(at, &mut ev);
+        s.on_transport_up(at, &mut ev);
+        s.on_bytes(
+            &wire(Incoming::ConnAck {
+                session_present: false,
+                code: 0,
+            }),
+            at,
+            &mut ev,
+        );
+        ev.clear();
+        s.on_bytes(&publish("a/x", b"1", 2, 9), at, &mut ev);
+        assert_eq!(messages(&ev), 1, "a new session: the id is a new message");
     }
 
     #[test]

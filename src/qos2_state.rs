@@ -13,11 +13,13 @@
 //! ```
 //!
 //! Owns: that file (written atomically: `.tmp` then rename; removed when no
-//! id waits) and the rule that it belongs to one client id on one broker.
+//! id waits), the rule that it belongs to one client id on one broker, and
+//! handing its ids to the session and taking the session's changes.
 //! Must not: decide which ids wait (that is `mqtt::session`), or fsync (a
 //! power cut may cost a duplicate row, never a lost one: a stale file is
 //! dropped when the broker reports no session).
 
+use crate::mqtt::session::Session;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -46,6 +48,35 @@ impl Qos2State {
             client_id: client_id.to_owned(),
             broker: broker.to_owned(),
             last_error: None,
+        }
+    }
+
+    /// For a session that keeps its QoS 2 ids (persistent, QoS 2): its
+    /// state, with the ids of an earlier run handed to it. For any other
+    /// session `None`, and a leftover file is removed (a clean session
+    /// resumes nothing).
+    pub fn attach(
+        session: &mut Session,
+        stream_dir: &Path,
+        client_id: &str,
+        broker: &str,
+    ) -> Option<Self> {
+        let mut state = Qos2State::new(stream_dir, client_id, broker);
+        if session.keeps_qos2_ids() {
+            session.restore_qos2_ids(&state.load());
+            Some(state)
+        } else {
+            state.save(&[]);
+            None
+        }
+    }
+
+    /// Saves the session's ids awaiting PUBREL if they changed; called
+    /// before the session's bytes are written, so the file is never behind
+    /// the PUBREC and PUBCOMP that follow a change.
+    pub fn save_changes(&mut self, session: &mut Session) {
+        if let Some(ids) = session.qos2_ids_to_save() {
+            self.save(&ids);
         }
     }
 

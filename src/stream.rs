@@ -116,20 +116,10 @@ impl Stream {
         let name = cfg.folder_name.clone();
         let mut session = Session::new(cfg.session_config(), seed(token), now);
         let broker = format!("{}:{}", cfg.broker.host, cfg.broker.port);
-        let mut qos2 = Qos2State::new(
-            &data_folder.join(&cfg.folder_name),
-            &cfg.broker.client_id,
-            &broker,
-        );
-        let qos2 = if session.keeps_qos2_ids() {
-            session.restore_qos2_ids(&qos2.load());
-            Some(qos2)
-        } else {
-            qos2.save(&[]); // a clean session resumes nothing
-            None
-        };
+        let folder = data_folder.join(&cfg.folder_name);
+        let qos2 = Qos2State::attach(&mut session, &folder, &cfg.broker.client_id, &broker);
         let mut writer = Writer::new(
-            data_folder.join(&cfg.folder_name),
+            folder,
             cfg.rotation,
             cfg.durability,
             FileMeta {
@@ -525,9 +515,7 @@ impl Stream {
     /// that the file is never behind the PUBREC and PUBCOMP that follow.
     fn flush(&mut self, registry: &Registry, now: Instant) {
         if let Some(state) = &mut self.qos2 {
-            if let Some(ids) = self.conn.session_mut().qos2_ids_to_save() {
-                state.save(&ids);
-            }
+            state.save_changes(self.conn.session_mut());
         }
         self.conn.flush(registry, now);
         self.handle_events(registry, now);

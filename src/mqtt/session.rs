@@ -378,7 +378,10 @@ impl Session {
                     return Err("second CONNACK".into());
                 }
                 if code != 0 {
-                    return Err(format!("broker refused the connection: {}", refusal(code)));
+                    return Err(format!(
+                        "broker refused the connection: {}",
+                        answer::refusal(code)
+                    ));
                 }
                 self.stats.connections += 1;
                 if self.stats.connections > 1 {
@@ -389,21 +392,7 @@ impl Session {
                 if !session_present {
                     self.acks.session_lost();
                 }
-                if !self.cfg.clean_session && !session_present && !self.cfg.filters.is_empty() {
-                    if self.stats.connections > 1 {
-                        log::warn!(
-                            "[{}] the broker kept no session for client id {:?} (clean-session: false): messages published while Attic was disconnected are gone; subscribing again",
-                            self.cfg.name,
-                            self.cfg.client_id
-                        );
-                    } else {
-                        log::info!(
-                            "[{}] the broker has no session for client id {:?} yet; starting a persistent one",
-                            self.cfg.name,
-                            self.cfg.client_id
-                        );
-                    }
-                }
+                self.log_session_present(session_present);
                 let resubscribe = !session_present && !self.cfg.filters.is_empty();
                 if resubscribe {
                     self.encode_subscribe().map_err(|e| e.to_string())?;
@@ -595,17 +584,6 @@ impl Session {
             retry_at: now + delay,
         };
         events.push(Event::CloseTransport);
-    }
-}
-
-fn refusal(code: u8) -> &'static str {
-    match code {
-        1 => "unacceptable protocol version (1)",
-        2 => "client identifier rejected (2)",
-        3 => "server unavailable (3)",
-        4 => "bad user name or password (4)",
-        5 => "not authorized (5)",
-        _ => "unknown return code",
     }
 }
 

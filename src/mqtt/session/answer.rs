@@ -1,9 +1,10 @@
 //! What the first answer to our CONNECT says, or its absence: bytes that
 //! cannot start a CONNACK (an HTTP server, a captive portal, a proxy) are
-//! reported as a non-MQTT answer quoting them, and no CONNACK to an MQTT 5
-//! CONNECT hints that the broker may not speak MQTT 5.
+//! reported as a non-MQTT answer quoting them, no CONNACK to an MQTT 5
+//! CONNECT hints that the broker may not speak MQTT 5, a 3.1.1 refusal is
+//! put in words, and a persistent session the broker did not keep is said.
 //!
-//! Owns: those two checks and their words. Must not: own a socket or read
+//! Owns: those checks and their words. Must not: own a socket or read
 //! a clock (the session passes what it knows).
 
 use super::{Session, State};
@@ -31,6 +32,37 @@ impl Session {
             Some(&b) if buffered == 0 && b != CONNACK_BYTE1 => Err(not_mqtt(data)),
             _ => Ok(()),
         }
+    }
+
+    /// Logs what an accepted CONNACK says about a persistent session.
+    pub(super) fn log_session_present(&self, session_present: bool) {
+        if !self.cfg.clean_session && !session_present && !self.cfg.filters.is_empty() {
+            if self.stats.connections > 1 {
+                log::warn!(
+                    "[{}] the broker kept no session for client id {:?} (clean-session: false): messages published while Attic was disconnected are gone; subscribing again",
+                    self.cfg.name,
+                    self.cfg.client_id
+                );
+            } else {
+                log::info!(
+                    "[{}] the broker has no session for client id {:?} yet; starting a persistent one",
+                    self.cfg.name,
+                    self.cfg.client_id
+                );
+            }
+        }
+    }
+}
+
+/// A 3.1.1 CONNACK return code in words.
+pub(super) fn refusal(code: u8) -> &'static str {
+    match code {
+        1 => "unacceptable protocol version (1)",
+        2 => "client identifier rejected (2)",
+        3 => "server unavailable (3)",
+        4 => "bad user name or password (4)",
+        5 => "not authorized (5)",
+        _ => "unknown return code",
     }
 }
 

@@ -9,11 +9,11 @@
 //!                                                                          publisher (thread in B, via 127.0.0.1)
 //! ```
 //!
-//! Each test measures, at keep-alive 2 s and QoS 1 with a persistent
-//! session, how long after the cut Attic notices it (promised: within 1.5x
-//! the keep-alive), how long after the path returns the stream is back,
-//! and checks that every message published before, during and after the
-//! cut is stored. The figures are printed (`cargo test --test netns --
+//! Each test measures, at keep-alive 2 s and QoS 1 (and once QoS 2) with a
+//! persistent session, how long after the cut Attic notices it (promised:
+//! within 1.5x the keep-alive), how long after the path returns the stream
+//! is back, and checks that every message published before, during and
+//! after the cut is stored (at QoS 2: exactly once). The figures are printed (`cargo test --test netns --
 //! --nocapture`). Skipped with one line when not root or namespaces
 //! cannot be made; the namespaces are deleted in every case (a drop guard).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -210,7 +210,7 @@ impl Drop for Broker {
     }
 }
 
-/// A publisher in namespace B sending QoS 1 messages `0`, `1`, ... at
+/// A publisher in namespace B sending QoS `qos` messages `0`, `1`, ... at
 /// [`RATE`] until stopped; joins to the number sent.
 struct Publisher {
     stop: Arc<AtomicBool>,
@@ -219,7 +219,7 @@ struct Publisher {
 }
 
 impl Publisher {
-    fn start(pair: &Pair) -> Publisher {
+    fn start(pair: &Pair, qos: u8) -> Publisher {
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicUsize::new(0));
         let (stop2, sent2) = (Arc::clone(&stop), Arc::clone(&sent));
@@ -228,7 +228,7 @@ impl Publisher {
             let start = Instant::now();
             let mut i = 0u64;
             while !stop2.load(Ordering::SeqCst) {
-                c.publish("cut/x", i.to_string().as_bytes(), 1, false);
+                c.publish("cut/x", i.to_string().as_bytes(), qos, false);
                 i += 1;
                 sent2.store(usize::try_from(i).unwrap(), Ordering::SeqCst);
                 // Paced: message i goes out at i / RATE seconds.
@@ -261,9 +261,9 @@ impl Drop for Publisher {
     }
 }
 
-fn attic_config(data: &Path) -> String {
+fn attic_config(data: &Path, qos: u8) -> String {
     format!(
-        "console-feedback-period-seconds: 60\ndata-folder: \"{}\"\nstreams:\n  - mqtt-broker-address: \"{BROKER_IP}\"\n    mqtt-broker-port: {PORT}\n    topic: \"cut/#\"\n    prefix: \"cut\"\n    suffix: \"\"\n    file-rotation-time-seconds: 3600\n    commit-interval-ms: 100\n    keep-alive-seconds: {KEEP_ALIVE_S}\n    qos: 1\n    clean-session: false\n    client-id: \"attic-netns\"\nlog-performance: false\n",
+        "console-feedback-period-seconds: 60\ndata-folder: \"{}\"\nstreams:\n  - mqtt-broker-address: \"{BROKER_IP}\"\n    mqtt-broker-port: {PORT}\n    topic: \"cut/#\"\n    prefix: \"cut\"\n    suffix: \"\"\n    file-rotation-time-seconds: 3600\n    commit-interval-ms: 100\n    keep-alive-seconds: {KEEP_ALIVE_S}\n    qos: {qos}\n    clean-session: false\n    client-id: \"attic-netns\"\nlog-performance: false\n",
         data.display()
     )
 }
@@ -322,7 +322,7 @@ struct Figures {
 
 /// Attic and mosquitto in their namespaces, the publisher running; a cut
 /// of `cut_for` after a few seconds of traffic, then traffic after it.
-fn cut_and_measure(test: &str, cut: Cut, cut_for: Duration) -> Option<Figures> {
+fn cut_and_measure(test: &str, cut: Cut, cut_for: Duration, qos: u8) -> Option<Figures> {
     let pair = Pair::make(test)?;
     if matches!(cut, Cut::Drop) && !have("iptables") {
         println!("{test}: skipped: iptables is missing (apt-get install iptables)");
@@ -332,12 +332,12 @@ fn cut_and_measure(test: &str, cut: Cut, cut_for: Duration) -> Option<Figures> {
     let data = dir.join("data");
     let _broker = Broker::start(&pair, &dir);
     let mut attic = Attic::start_with_prefix(
-        &attic_config(&data),
+        &attic_config(&data, qos),
         &dir,
         &["ip", "netns", "exec", &pair.a],
     );
     attic.wait_ready(t(20));
-    let publisher = Publisher::start(&pair);
+    let publisher = Publisher::start(&pair, qos);
     wait_until(t(10), "100 messages published before the cut", || {
         publisher.sent() >= 100
     });
@@ -401,9 +401,9 @@ fn cut_and_measure(test: &str, cut: Cut, cut_for: Duration) -> Option<Figures> {
     })
 }
 
-fn report(test: &str, f: &Figures, cut_for: Duration) {
+fn report(test: &str, f: &Figures, cut_for: Duration, qos: u8) {
     println!(
-        "{test}: keep-alive {KEEP_ALIVE_S} s, cut {} s at {RATE} msg/s QoS 1: silence noticed {:.2} s after the cut, connected again {:.2} s after the path returned; {} of {} stored, {} duplicates",
+        "{test}: keep-alive {KEEP_ALIVE_S} s, cut {} s at {RATE} msg/s QoS {qos}: silence noticed {:.2} s after the cut, connected again {:.2} s after the path returned; {} of {} stored, {} duplicates",
         cut_for.as_secs(),
         f.detected_s,
         f.back_s,
@@ -438,10 +438,10 @@ fn assert_back_soon(f: &Figures) {
 fn a_path_dropping_every_packet_is_noticed_within_one_and_a_half_keep_alives_and_loses_nothing() {
     let test = "netns-drop";
     let cut_for = Duration::from_secs(12);
-    let Some(f) = cut_and_measure(test, Cut::Drop, cut_for) else {
+    let Some(f) = cut_and_measure(test, Cut::Drop, cut_for, 1) else {
         return;
     };
-    report(test, &f, cut_for);
+    report(test, &f, cut_for, 1);
     assert_noticed_in_time(&f);
     assert_back_soon(&f);
 }
@@ -452,12 +452,28 @@ fn a_link_set_down_for_long_is_noticed_in_time_the_stream_back_within_seconds_an
     // cap they would be 8 to 16 s apart by the end of the outage.
     let test = "netns-link-down";
     let cut_for = Duration::from_secs(40);
-    let Some(f) = cut_and_measure(test, Cut::LinkDown, cut_for) else {
+    let Some(f) = cut_and_measure(test, Cut::LinkDown, cut_for, 1) else {
         return;
     };
-    report(test, &f, cut_for);
+    report(test, &f, cut_for, 1);
     assert_noticed_in_time(&f);
     assert_back_soon(&f);
+}
+
+#[test]
+fn at_qos_2_a_cut_path_stores_every_message_exactly_once() {
+    let test = "netns-drop-qos2";
+    let cut_for = Duration::from_secs(12);
+    let Some(f) = cut_and_measure(test, Cut::Drop, cut_for, 2) else {
+        return;
+    };
+    report(test, &f, cut_for, 2);
+    assert_noticed_in_time(&f);
+    assert_back_soon(&f);
+    assert_eq!(
+        f.duplicates, 0,
+        "QoS 2 with a persistent session: exactly once"
+    );
 }
 
 #[test]
@@ -476,7 +492,7 @@ fn a_lossy_link_stores_every_qos_1_message() {
     let data = dir.join("data");
     let _broker = Broker::start(&pair, &dir);
     let mut attic = Attic::start_with_prefix(
-        &attic_config(&data),
+        &attic_config(&data, 1),
         &dir,
         &["ip", "netns", "exec", &pair.a],
     );
@@ -497,7 +513,7 @@ fn a_lossy_link_stores_every_qos_1_message() {
     rule_out.extend_from_slice(&["-j", "DROP"]);
     pair.iptables_b(&rule_in);
     pair.iptables_b(&rule_out);
-    let publisher = Publisher::start(&pair);
+    let publisher = Publisher::start(&pair, 1);
     let n = usize::try_from(RATE * 10).unwrap();
     wait_until(t(30), format_args!("{n} messages published"), || {
         publisher.sent() >= n

@@ -319,7 +319,8 @@ impl Session {
     /// (storage rolled back the messages of an open transaction): closes it
     /// like a failure, dropping the unsent acks, so that the broker
     /// redelivers every unacknowledged QoS 1/2 message, and schedules a
-    /// reconnect. Nothing happens when there is no connection to abort.
+    /// reconnect. With no connection to abort, only the QoS 2 ids of the
+    /// rolled-back messages are forgotten (so their redelivery is stored).
     pub fn abort(&mut self, now: Instant, why: &str, events: &mut Vec<Event>) {
         // Rolled back, so not stored: QoS 2 ids delivered since the last
         // commit must be stored when they come again, connected or not.
@@ -577,7 +578,9 @@ impl Session {
         self.decoder.reset();
         self.outbox.clear();
         // Unsent acks die with the connection: the broker redelivers those
-        // messages (they may then be stored twice; never lost).
+        // messages (they may then be stored twice; never lost). The QoS 2
+        // ids of a persistent session live on with it (MQTT 4.3.3), so a
+        // QoS 2 redelivery is not stored twice.
         self.acks.reset(!self.cfg.clean_session);
         self.ping_outstanding = false;
         self.state = State::Idle {

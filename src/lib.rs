@@ -42,6 +42,7 @@
 //!   signals     signalfd: SIGINT/SIGTERM/SIGHUP as a poll source
 //!   clock       the two clocks: monotonic deadlines and a CLOCK_REALTIME timerfd
 //!   metrics     metrics-file: atomic rewrite of the Prometheus text
+//!   qos2_state  a persistent QoS 2 session's ids awaiting PUBREL, kept in the stream folder
 //!   run_options `attic run`'s scripting flags: --ready-file, --stop-after*, --summary
 //!   harness     what they do: ready file, stop conditions, summary at exit
 //!   summary     the summary's JSON and each stream's Tally (time span, files)
@@ -86,6 +87,7 @@ pub mod mqtt;
 pub mod net;
 pub mod progress;
 pub mod publisher;
+pub mod qos2_state;
 pub mod replay;
 pub mod report;
 pub mod resolve;

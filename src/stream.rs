@@ -13,6 +13,7 @@ use crate::connection::{Connection, Read};
 pub use crate::counters::Counters;
 use crate::filter::{self, Chain, Verdict};
 use crate::mqtt::session::{Delivery, Event, Session};
+use crate::qos2_state::Qos2State;
 use crate::store::Message;
 use crate::store::StoreError;
 use crate::store::gate::{Actions, Gate, Store};
@@ -98,6 +99,9 @@ pub struct Stream {
     pub counters: Counters,
     /// Reception-time span committed and files written (`--summary`).
     pub tally: Tally,
+    /// Where a persistent QoS 2 session keeps its ids awaiting PUBREL
+    /// across restarts; `None` for every other session.
+    qos2: Option<Qos2State>,
 }
 
 impl Stream {
@@ -110,15 +114,18 @@ impl Stream {
         now: Instant,
     ) -> Self {
         let name = cfg.folder_name.clone();
-        let session = Session::new(cfg.session_config(), seed(token), now);
+        let mut session = Session::new(cfg.session_config(), seed(token), now);
+        let broker = format!("{}:{}", cfg.broker.host, cfg.broker.port);
+        let folder = data_folder.join(&cfg.folder_name);
+        let qos2 = Qos2State::attach(&mut session, &folder, &cfg.broker.client_id, &broker);
         let mut writer = Writer::new(
-            data_folder.join(&cfg.folder_name),
+            folder,
             cfg.rotation,
             cfg.durability,
             FileMeta {
                 stream_folder: cfg.folder_name.clone(),
                 topics: cfg.topics.clone(),
-                broker: format!("{}:{}", cfg.broker.host, cfg.broker.port),
+                broker,
                 host: host_name.to_owned(),
                 mqtt5: cfg.broker.mqtt5.is_some(),
             },
@@ -158,6 +165,7 @@ impl Stream {
             events: Vec::with_capacity(64),
             counters: Counters::default(),
             tally: Tally::default(),
+            qos2,
         }
     }
 
@@ -505,7 +513,12 @@ impl Stream {
     }
 
     /// Writes the outbox (WRITABLE interest only while bytes remain).
+    /// A persistent QoS 2 session's ids awaiting PUBREL are saved first, so
+    /// that the file is never behind the PUBREC and PUBCOMP that follow.
     fn flush(&mut self, registry: &Registry, now: Instant) {
+        if let Some(state) = &mut self.qos2 {
+            state.save_changes(self.conn.session_mut());
+        }
         self.conn.flush(registry, now);
         self.handle_events(registry, now);
     }

@@ -184,6 +184,7 @@ fuzz_target!(|input: Input| {
         },
         mqtt5: Some(Mqtt5Options {
             session_expiry_s: input.seed as u32,
+            topic_alias_maximum: (input.seed >> 32) as u16 % 8,
         }),
     };
     let mut now = start();

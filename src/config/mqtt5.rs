@@ -1,14 +1,19 @@
-//! `mqtt-version` and `session-expiry-seconds`: which MQTT a connection
-//! speaks, and how long a broker keeps an MQTT 5 persistent session.
+//! `mqtt-version`, `session-expiry-seconds` and `topic-alias-maximum`:
+//! which MQTT a connection speaks, how long a broker keeps an MQTT 5
+//! persistent session, and whether the broker may use topic aliases.
 //!
 //! Owns: the accepted spellings (`3.1.1` or `5`, as a number or a string)
-//! and the rules tying the two keys to `clean-session`. Must not: touch the
-//! network.
+//! and the rules tying the keys to `clean-session` and to MQTT 5. Must not:
+//! touch the network.
 
 use super::BrokerConfig;
 use super::checker::{Checker, Fields};
 use super::yaml::Yaml;
-use crate::mqtt::session::v5::{Mqtt5Options, SESSION_NEVER_EXPIRES};
+use crate::mqtt::session::v5::{DEFAULT_TOPIC_ALIAS_MAXIMUM, Mqtt5Options, SESSION_NEVER_EXPIRES};
+
+/// Largest `topic-alias-maximum`: bounds the per-connection alias table
+/// (each entry holds one topic).
+pub(super) const MAX_TOPIC_ALIASES: u64 = 1024;
 
 impl Checker<'_> {
     /// `mqtt-version` (default 3.1.1) and, for 5, `session-expiry-seconds`
@@ -50,15 +55,37 @@ impl Checker<'_> {
                 );
             }
         }
+        let a = "topic-alias-maximum";
+        let aliases = self
+            .integer(f, a, 0, MAX_TOPIC_ALIASES)
+            .and_then(|n| u16::try_from(n).ok());
+        if f.get(a).is_some() && !v5 {
+            self.report(
+                &f.at(a),
+                "is an MQTT 5 setting: it needs `mqtt-version: 5`".to_owned(),
+            );
+        }
         v5.then(|| Mqtt5Options {
             session_expiry_s: expiry.unwrap_or(SESSION_NEVER_EXPIRES),
+            topic_alias_maximum: aliases.unwrap_or(DEFAULT_TOPIC_ALIAS_MAXIMUM),
         })
     }
 }
 
-/// The `attic check` line: the version, and for a persistent MQTT 5
-/// session how long the broker keeps it.
+/// The `attic check` line: the version, for a persistent MQTT 5 session
+/// how long the broker keeps it, and the topic aliases offered.
 pub(super) fn describe(b: &BrokerConfig) -> String {
+    let mut line = version_line(b);
+    if let Some(o) = b.mqtt5 {
+        match o.topic_alias_maximum {
+            0 => line.push_str("\n    topic aliases:  off (the broker sends every topic in full)"),
+            n => line.push_str(&format!("\n    topic aliases:  up to {n}")),
+        }
+    }
+    line
+}
+
+fn version_line(b: &BrokerConfig) -> String {
     match b.mqtt5 {
         None => "    mqtt version:   3.1.1".to_owned(),
         Some(_) if b.clean_session => "    mqtt version:   5".to_owned(),
@@ -115,6 +142,46 @@ mod tests {
         );
         let c = parse(&stream(""), Path::new("c.yaml")).unwrap();
         assert!(c.describe().contains("mqtt version:   3.1.1"));
+    }
+
+    #[test]
+    fn topic_aliases_are_off_by_default_and_shown_by_attic_check() {
+        assert_eq!(
+            mqtt5("    mqtt-version: 5\n").unwrap().topic_alias_maximum,
+            0
+        );
+        let c = parse(&stream("    mqtt-version: 5\n"), Path::new("c.yaml")).unwrap();
+        assert!(
+            c.describe()
+                .contains("topic aliases:  off (the broker sends every topic in full)"),
+            "{}",
+            c.describe()
+        );
+        let o = mqtt5("    mqtt-version: 5\n    topic-alias-maximum: 16\n").unwrap();
+        assert_eq!(o.topic_alias_maximum, 16);
+        let c = parse(
+            &stream("    mqtt-version: 5\n    topic-alias-maximum: 16\n"),
+            Path::new("c.yaml"),
+        )
+        .unwrap();
+        assert!(c.describe().contains("topic aliases:  up to 16"));
+    }
+
+    #[test]
+    fn a_bad_topic_alias_maximum_is_refused_with_key_and_line() {
+        let p = problems("    mqtt-version: 5\n    topic-alias-maximum: -1\n");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("streams[0].topic-alias-maximum line Some(6)"),
+            "{p:?}"
+        );
+        let p = problems("    mqtt-version: 5\n    topic-alias-maximum: 70000\n");
+        assert!(
+            p[0].starts_with("streams[0].topic-alias-maximum line Some(6)"),
+            "{p:?}"
+        );
+        let p = problems("    topic-alias-maximum: 8\n");
+        assert!(p[0].contains("needs `mqtt-version: 5`"), "{p:?}");
     }
 
     #[test]

@@ -50,6 +50,7 @@ pub(super) const STREAM_KEYS: &[&str] = &[
     "durability",
     "mqtt-version",
     "session-expiry-seconds",
+    "topic-alias-maximum",
     "tls",
     "retention",
     "on-finish",

@@ -23,12 +23,14 @@
 //! transaction holding those messages has committed (ack-after-commit).
 
 use super::acks::Acks;
-use super::backoff::{Backoff, STABLE};
+use super::backoff::{Backoff, Failure, STABLE};
 use super::framing::{self, Ack, Decoder, Incoming};
 use super::identity::{self, TakeoverWatch};
 use super::outflight::Outflight;
 
+mod answer;
 mod publish;
+mod resume;
 use bytes::{Bytes, BytesMut};
 use std::time::{Duration, Instant};
 pub mod v5;
@@ -263,7 +265,8 @@ impl Session {
                 self.fail(now, "TCP connect timed out", events);
             }
             State::AwaitConnAck { since } if now >= since + self.connect_timeout() => {
-                self.fail(now, "no CONNACK from the broker", events);
+                let why = answer::no_connack(self.connect_timeout(), self.v5.is_some());
+                self.fail(now, &why, events);
             }
             State::Up { .. } => {
                 if now >= self.last_recv + ka.mul_f32(1.5) {
@@ -316,8 +319,12 @@ impl Session {
     /// (storage rolled back the messages of an open transaction): closes it
     /// like a failure, dropping the unsent acks, so that the broker
     /// redelivers every unacknowledged QoS 1/2 message, and schedules a
-    /// reconnect. Nothing happens when there is no connection to abort.
+    /// reconnect. With no connection to abort, only the QoS 2 ids of the
+    /// rolled-back messages are forgotten (so their redelivery is stored).
     pub fn abort(&mut self, now: Instant, why: &str, events: &mut Vec<Event>) {
+        // Rolled back, so not stored: QoS 2 ids delivered since the last
+        // commit must be stored when they come again, connected or not.
+        self.acks.rolled_back();
         if self.wants_transport() {
             self.takeover.on_close(now, false);
             self.fail(now, why, events);
@@ -331,6 +338,10 @@ impl Session {
             return;
         }
         self.last_recv = now;
+        if let Err(why) = self.check_first_bytes(data) {
+            self.fail(now, &why, events);
+            return;
+        }
         if self.v5.is_some() {
             return self.on_bytes_v5(data, now, events);
         }
@@ -368,7 +379,10 @@ impl Session {
                     return Err("second CONNACK".into());
                 }
                 if code != 0 {
-                    return Err(format!("broker refused the connection: {}", refusal(code)));
+                    return Err(format!(
+                        "broker refused the connection: {}",
+                        answer::refusal(code)
+                    ));
                 }
                 self.stats.connections += 1;
                 if self.stats.connections > 1 {
@@ -376,21 +390,10 @@ impl Session {
                 }
                 self.takeover.on_accepted(now);
                 self.backoff.connected();
-                if !self.cfg.clean_session && !session_present && !self.cfg.filters.is_empty() {
-                    if self.stats.connections > 1 {
-                        log::warn!(
-                            "[{}] the broker kept no session for client id {:?} (clean-session: false): messages published while Attic was disconnected are gone; subscribing again",
-                            self.cfg.name,
-                            self.cfg.client_id
-                        );
-                    } else {
-                        log::info!(
-                            "[{}] the broker has no session for client id {:?} yet; starting a persistent one",
-                            self.cfg.name,
-                            self.cfg.client_id
-                        );
-                    }
+                if !session_present {
+                    self.acks.session_lost();
                 }
+                self.log_session_present(session_present);
                 let resubscribe = !session_present && !self.cfg.filters.is_empty();
                 if resubscribe {
                     self.encode_subscribe().map_err(|e| e.to_string())?;
@@ -561,9 +564,13 @@ impl Session {
         {
             self.backoff.reset();
         }
-        let delay = self.backoff.next_delay();
+        let failure = match self.state {
+            State::Transport { .. } => Failure::Unreachable,
+            _ => Failure::Broker,
+        };
+        let delay = self.backoff.next_delay(failure);
         // A connection that never opened was not "closed".
-        let closed = if matches!(self.state, State::Transport { .. }) {
+        let closed = if failure == Failure::Unreachable {
             ""
         } else {
             "connection closed: "
@@ -577,24 +584,15 @@ impl Session {
         self.decoder.reset();
         self.outbox.clear();
         // Unsent acks die with the connection: the broker redelivers those
-        // messages (they may then be stored twice; never lost).
-        self.acks.reset();
+        // messages (they may then be stored twice; never lost). The QoS 2
+        // ids of a persistent session live on with it (MQTT 4.3.3), so a
+        // QoS 2 redelivery is not stored twice.
+        self.acks.reset(!self.cfg.clean_session);
         self.ping_outstanding = false;
         self.state = State::Idle {
             retry_at: now + delay,
         };
         events.push(Event::CloseTransport);
-    }
-}
-
-fn refusal(code: u8) -> &'static str {
-    match code {
-        1 => "unacceptable protocol version (1)",
-        2 => "client identifier rejected (2)",
-        3 => "server unavailable (3)",
-        4 => "bad user name or password (4)",
-        5 => "not authorized (5)",
-        _ => "unknown return code",
     }
 }
 
@@ -803,6 +801,138 @@ mod tests {
         assert_eq!(ev.len(), 2);
     }
 
+    /// A persistent QoS 2 session (clean-session false) with messages flowing.
+    fn connected_persistent_qos2() -> (Session, Instant, Vec<Event>) {
+        let t0 = Instant::now();
+        let mut c = cfg(2);
+        c.clean_session = false;
+        let mut s = Session::new(c, 1, t0);
+        let mut ev = Vec::new();
+        s.on_timer(t0, &mut ev);
+        s.on_transport_up(t0, &mut ev);
+        sent(&mut s);
+        s.on_bytes(
+            &wire(Incoming::ConnAck {
+                session_present: true,
+                code: 0,
+            }),
+            t0,
+            &mut ev,
+        );
+        assert_eq!(ev.last(), Some(&Event::Connected));
+        ev.clear();
+        (s, t0, ev)
+    }
+
+    fn messages(ev: &[Event]) -> usize {
+        ev.iter().filter(|e| matches!(e, Event::Message(_))).count()
+    }
+
+    #[test]
+    fn a_qos_2_id_answered_with_pubrec_is_not_stored_again_after_a_reconnect() {
+        let (mut s, t0, mut ev) = connected_persistent_qos2();
+        s.on_bytes(&publish("a/x", b"1", 2, 9), t0, &mut ev);
+        s.release_acks(t0);
+        assert!(matches!(&sent(&mut s)[..], [Packet::PubRec(r)] if r.pkid == 9));
+        assert_eq!(s.qos2_ids_to_save(), Some(vec![9]));
+        let at = close_and_reconnect(&mut s, t0 + Duration::from_secs(1), true);
+        ev.clear();
+        s.on_bytes(&publish("a/x", b"1", 2, 9), at, &mut ev);
+        assert_eq!(messages(&ev), 0, "{ev:?}");
+        assert!(matches!(&sent(&mut s)[..], [Packet::PubRec(r)] if r.pkid == 9));
+        s.on_bytes(&wire(Incoming::PubRel(9)), at, &mut ev);
+        assert!(matches!(&sent(&mut s)[..], [Packet::PubComp(c)] if c.pkid == 9));
+        assert_eq!(s.qos2_ids_to_save(), Some(vec![]));
+        s.on_bytes(&publish("a/x", b"2", 2, 9), at, &mut ev);
+        assert_eq!(messages(&ev), 1, "a new message with the freed id");
+    }
+
+    #[test]
+    fn a_qos_2_message_delivered_before_a_cut_gets_its_pubrec_after_the_commit_and_no_second_row() {
+        let (mut s, t0, mut ev) = connected_persistent_qos2();
+        s.on_bytes(&publish("a/x", b"1", 2, 4), t0, &mut ev);
+        let at = close_and_reconnect(&mut s, t0 + Duration::from_secs(1), true);
+        ev.clear();
+        s.on_bytes(&publish("a/x", b"1", 2, 4), at, &mut ev);
+        assert_eq!(messages(&ev), 0);
+        assert!(sent(&mut s).is_empty(), "PUBREC only after the commit");
+        s.release_acks(at);
+        assert!(matches!(&sent(&mut s)[..], [Packet::PubRec(r)] if r.pkid == 4));
+    }
+
+    #[test]
+    fn a_rolled_back_qos_2_message_is_stored_when_the_broker_resends_it() {
+        let (mut s, t0, mut ev) = connected_persistent_qos2();
+        s.on_bytes(&publish("a/x", b"1", 2, 4), t0, &mut ev);
+        let at = close_and_reconnect(&mut s, t0 + Duration::from_secs(1), false);
+        ev.clear();
+        s.on_bytes(&publish("a/x", b"1", 2, 4), at, &mut ev);
+        assert_eq!(messages(&ev), 1);
+    }
+
+    #[test]
+    fn ids_restored_from_an_earlier_run_hold_until_the_broker_reports_no_session() {
+        for present in [true, false] {
+            let t0 = Instant::now();
+            let mut c = cfg(2);
+            c.clean_session = false;
+            let mut s = Session::new(c, 1, t0);
+            assert!(s.keeps_qos2_ids());
+            s.restore_qos2_ids(&[5]);
+            let mut ev = Vec::new();
+            s.on_timer(t0, &mut ev);
+            s.on_transport_up(t0, &mut ev);
+            sent(&mut s);
+            s.on_bytes(
+                &wire(Incoming::ConnAck {
+                    session_present: present,
+                    code: 0,
+                }),
+                t0,
+                &mut ev,
+            );
+            if !present {
+                s.on_bytes(
+                    &wire(Incoming::SubAck {
+                        pkid: 1,
+                        granted: vec![Some(2), Some(2)],
+                    }),
+                    t0,
+                    &mut ev,
+                );
+                assert_eq!(s.qos2_ids_to_save(), Some(vec![]), "the file goes");
+            }
+            sent(&mut s);
+            ev.clear();
+            s.on_bytes(&publish("a/x", b"1", 2, 5), t0, &mut ev);
+            assert_eq!(messages(&ev), usize::from(!present), "present: {present}");
+        }
+    }
+
+    #[test]
+    fn a_clean_session_keeps_no_qos_2_ids_across_connections() {
+        let (mut s, t0, mut ev) = connected(2);
+        assert!(!s.keeps_qos2_ids());
+        s.on_bytes(&publish("a/x", b"1", 2, 9), t0, &mut ev);
+        s.release_acks(t0);
+        assert_eq!(s.qos2_ids_to_save(), None);
+        s.on_transport_down(t0, "cut", &mut ev);
+        let at = s.next_deadline().unwrap();
+        s.on_timer(at, &mut ev);
+        s.on_transport_up(at, &mut ev);
+        s.on_bytes(
+            &wire(Incoming::ConnAck {
+                session_present: false,
+                code: 0,
+            }),
+            at,
+            &mut ev,
+        );
+        ev.clear();
+        s.on_bytes(&publish("a/x", b"1", 2, 9), at, &mut ev);
+        assert_eq!(messages(&ev), 1, "a new session: the id is a new message");
+    }
+
     #[test]
     fn a_persistent_session_that_is_present_is_not_resubscribed() {
         let t0 = Instant::now();
@@ -848,6 +978,51 @@ mod tests {
         assert!(ev.is_empty());
         s.on_timer(retry, &mut ev);
         assert_eq!(ev, vec![Event::OpenTransport]);
+    }
+
+    #[test]
+    fn a_non_mqtt_answer_before_connack_closes_the_connection() {
+        let t0 = Instant::now();
+        let mut s = Session::new(cfg(0), 1, t0);
+        let mut ev = Vec::new();
+        s.on_timer(t0, &mut ev);
+        s.on_transport_up(t0, &mut ev);
+        s.on_bytes(b"HTTP/1.1 400 Bad Request\r\n", t0, &mut ev);
+        assert_eq!(ev.last(), Some(&Event::CloseTransport));
+        assert_eq!(s.stats().failures, 1);
+    }
+
+    #[test]
+    fn a_connack_split_over_two_reads_is_not_taken_for_a_non_mqtt_answer() {
+        let t0 = Instant::now();
+        let mut s = Session::new(cfg(0), 1, t0);
+        let mut ev = Vec::new();
+        s.on_timer(t0, &mut ev);
+        s.on_transport_up(t0, &mut ev);
+        let ack = wire(Incoming::ConnAck {
+            session_present: false,
+            code: 0,
+        });
+        s.on_bytes(&ack[..1], t0, &mut ev);
+        s.on_bytes(&ack[1..], t0, &mut ev);
+        assert!(!ev.contains(&Event::CloseTransport), "{ev:?}");
+        assert!(s.is_connected());
+    }
+
+    #[test]
+    fn failed_tcp_connects_back_off_to_five_seconds_at_most() {
+        let t0 = Instant::now();
+        let mut s = Session::new(cfg(0), 3, t0);
+        s.backoff.connected();
+        let mut ev = Vec::new();
+        let mut now = t0;
+        for _ in 0..20 {
+            s.on_timer(now, &mut ev);
+            s.on_transport_down(now, "network unreachable", &mut ev);
+            let next = s.next_deadline().unwrap();
+            assert!(next - now <= Duration::from_secs(5), "{:?}", next - now);
+            now = next;
+        }
     }
 
     #[test]
@@ -980,7 +1155,7 @@ mod tests {
     fn a_connection_that_lasted_resets_the_backoff() {
         let (mut s, t0, mut ev) = connected(0);
         for _ in 0..5 {
-            s.backoff.next_delay();
+            s.backoff.next_delay(Failure::Broker);
         }
         let later = t0 + Duration::from_secs(31);
         s.on_bytes(&wire(Incoming::PingResp), later, &mut ev);

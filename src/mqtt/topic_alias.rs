@@ -39,6 +39,11 @@ impl AliasTable {
             }
             return Ok(topic);
         };
+        if self.maximum == 0 {
+            return Err(format!(
+                "the broker used topic alias {alias} although Attic offered none (`topic-alias-maximum: 0`); nothing stored from it"
+            ));
+        }
         if alias == 0 || alias > self.maximum {
             return Err(format!(
                 "topic alias {alias} outside 1..={} (the maximum we announced)",
@@ -49,7 +54,9 @@ impl AliasTable {
         if topic.is_empty() {
             return match self.topics.get(i) {
                 Some(Some(t)) => Ok(t.clone()),
-                _ => Err(format!("topic alias {alias} used before it was defined")),
+                _ => Err(format!(
+                    "topic alias {alias} with an empty topic, but this connection never defined it; nothing stored from it"
+                )),
             };
         }
         if self.topics.len() <= i {
@@ -92,6 +99,14 @@ mod tests {
         assert!(t.resolve("x".into(), Some(0)).is_err());
         assert!(t.resolve("x".into(), Some(5)).is_err());
         assert!(t.resolve(String::new(), None).is_err());
+    }
+
+    #[test]
+    fn with_no_maximum_announced_every_alias_is_refused() {
+        let mut t = AliasTable::new(0);
+        let e = t.resolve("a".into(), Some(1)).unwrap_err();
+        assert!(e.contains("offered none"), "{e}");
+        assert!(t.resolve(String::new(), Some(1)).is_err());
     }
 
     #[test]

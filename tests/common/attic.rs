@@ -40,16 +40,21 @@ pub struct Attic {
 /// (such as `qemu-arm -L /usr/arm-linux-gnueabihf`): the binary is started
 /// through it, because the kernel cannot execute it directly.
 pub fn base_command() -> Command {
+    prefixed_command(&[])
+}
+
+/// [`base_command`] run through `prefix` (such as `ip netns exec NAME`,
+/// which execs the rest, so the child's pid is still attic's or the
+/// emulator's).
+pub fn prefixed_command(prefix: &[&str]) -> Command {
     let runner = std::env::var("ATTIC_TEST_RUNNER").unwrap_or_default();
-    let mut words = runner.split_whitespace();
-    let mut cmd = match words.next() {
-        Some(emulator) => {
-            let mut c = Command::new(emulator);
-            c.args(words).arg(ATTIC_EXE);
-            c
-        }
-        None => Command::new(ATTIC_EXE),
-    };
+    let mut words = prefix
+        .iter()
+        .copied()
+        .chain(runner.split_whitespace())
+        .chain([ATTIC_EXE]);
+    let mut cmd = Command::new(words.next().unwrap_or(ATTIC_EXE));
+    cmd.args(words);
     cmd.env_remove("NOTIFY_SOCKET")
         .env_remove("JOURNAL_STREAM")
         .env_remove("WATCHDOG_USEC")
@@ -99,6 +104,14 @@ impl Attic {
         Attic::spawn_with_args(&config_path, dir, &[], args)
     }
 
+    /// Like [`Attic::start`], run through `prefix` (`ip netns exec NAME`).
+    pub fn start_with_prefix(config_yaml: &str, dir: &TempDir, prefix: &[&str]) -> Attic {
+        let config_path = fresh_path(dir.path(), "attic", "yaml");
+        std::fs::write(&config_path, config_yaml)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", config_path.display()));
+        Attic::spawn_full(&config_path, dir, prefix, &[], &[])
+    }
+
     fn spawn(config_path: &Path, dir: &TempDir, env: &[(&str, &str)]) -> Attic {
         Attic::spawn_with_args(config_path, dir, env, &[])
     }
@@ -109,11 +122,21 @@ impl Attic {
         env: &[(&str, &str)],
         args: &[&str],
     ) -> Attic {
+        Attic::spawn_full(config_path, dir, &[], env, args)
+    }
+
+    fn spawn_full(
+        config_path: &Path,
+        dir: &TempDir,
+        prefix: &[&str],
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Attic {
         let log_path = fresh_path(dir.path(), "attic", "log");
         let ready_path = log_path.with_extension("ready.json");
         let log = File::create(&log_path)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", log_path.display()));
-        let child = base_command()
+        let child = prefixed_command(prefix)
             .envs(env.iter().copied())
             .arg("run")
             .arg("--config")

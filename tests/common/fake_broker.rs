@@ -208,6 +208,67 @@ impl FakeConn {
         }
     }
 
+    /// The next frame from the client as `(first byte, body)`, whatever its
+    /// protocol version (MQTT 5 scripts read these); `None` on timeout or
+    /// when the client closed.
+    pub fn read_frame(&mut self, timeout: Duration) -> Option<(u8, Vec<u8>)> {
+        let deadline = Instant::now() + timeout;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            if let Some((header, len)) = frame_header(&self.rx) {
+                if self.rx.len() >= header + len {
+                    let frame = self.rx.split_to(header + len);
+                    return Some((frame[0], frame[header..].to_vec()));
+                }
+            }
+            if self.closed {
+                return None;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.stream
+                .set_read_timeout(Some(left))
+                .expect("set_read_timeout");
+            match self.stream.read(&mut buf) {
+                Ok(0) => self.closed = true,
+                Ok(n) => self.rx.extend_from_slice(&buf[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => self.closed = true,
+            }
+        }
+    }
+
+    /// The next frame, which must arrive within 10 s and start with
+    /// `byte1`; returns its body.
+    pub fn expect_frame(&mut self, byte1: u8, what: &str) -> Vec<u8> {
+        loop {
+            match self.read_frame(EXPECT_TIMEOUT) {
+                Some((0xC0, _)) => self.send_raw(&[0xD0, 0x00]), // PINGREQ
+                Some((b, body)) if b == byte1 => return body,
+                Some((b, _)) => panic!("expected {what}, got a frame starting 0x{b:02x}"),
+                None => panic!("expected {what}, got nothing (closed: {})", self.closed),
+            }
+        }
+    }
+
+    /// MQTT 5: CONNECT (protocol level 5 checked), then a successful
+    /// CONNACK with no properties; returns the CONNECT's body.
+    pub fn handshake5(&mut self, session_present: bool) -> Vec<u8> {
+        let connect = self.expect_frame(0x10, "an MQTT 5 CONNECT");
+        assert_eq!(connect.get(6), Some(&5), "protocol level 5");
+        self.send_raw(&[0x20, 0x03, u8::from(session_present), 0x00, 0x00]);
+        connect
+    }
+
+    /// MQTT 5: SUBSCRIBE of one filter, granted at `qos`.
+    pub fn accept_subscription5(&mut self, qos: u8) {
+        let sub = self.expect_frame(0x82, "an MQTT 5 SUBSCRIBE");
+        self.send_raw(&[0x90, 0x04, sub[0], sub[1], 0x00, qos]);
+    }
+
     /// The next packet, which must arrive within 10 s; `what` names it in the panic.
     pub fn expect_packet(&mut self, what: &str) -> Packet {
         match self.read_packet(EXPECT_TIMEOUT) {
@@ -341,6 +402,53 @@ impl FakeConn {
 //   byte 0      packet type (high nibble) | flags (low nibble)
 //   bytes 1..4  remaining length, 7 bits per byte, high bit = "more"
 //   then        variable header + payload (remaining length bytes)
+
+/// `(header length, remaining length)` of the frame at the front of `buf`,
+/// once its fixed header is complete.
+fn frame_header(buf: &[u8]) -> Option<(usize, usize)> {
+    let mut len = 0usize;
+    for i in 0..4 {
+        let b = *buf.get(1 + i)?;
+        len |= usize::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((2 + i, len));
+        }
+    }
+    panic!("malformed remaining length from the client")
+}
+
+/// An MQTT 5 PUBLISH frame with an optional Topic Alias property (`pkid`
+/// ignored for QoS 0; an empty `topic` uses the alias).
+pub fn publish5_frame(
+    topic: &str,
+    payload: &[u8],
+    qos: u8,
+    pkid: u16,
+    alias: Option<u16>,
+) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(
+        &u16::try_from(topic.len())
+            .expect("topic length")
+            .to_be_bytes(),
+    );
+    body.extend_from_slice(topic.as_bytes());
+    if qos > 0 {
+        body.extend_from_slice(&pkid.to_be_bytes());
+    }
+    match alias {
+        Some(a) => {
+            body.extend_from_slice(&[3, 0x23]);
+            body.extend_from_slice(&a.to_be_bytes());
+        }
+        None => body.push(0),
+    }
+    body.extend_from_slice(payload);
+    let mut frame = vec![0x30 | (qos << 1)];
+    frame.extend(remaining_length(body.len()));
+    frame.extend(body);
+    frame
+}
 
 /// A well-formed PUBLISH frame (`pkid` ignored for QoS 0).
 pub fn publish_frame(topic: &str, payload: &[u8], qos: u8, retain: bool, pkid: u16) -> Vec<u8> {

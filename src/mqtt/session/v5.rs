@@ -2,7 +2,9 @@
 //! 3.1.1, on top of the same state machine.
 //!
 //! - CONNECT carries Session Expiry Interval (when `clean-session` is
-//!   false), Receive Maximum and Topic Alias Maximum;
+//!   false), Receive Maximum and, only when `topic-alias-maximum` is set,
+//!   Topic Alias Maximum (by default the broker sends every topic in full:
+//!   some brokers misuse aliases they were never offered);
 //! - CONNACK, SUBACK and DISCONNECT reason codes are logged in words; a
 //!   DISCONNECT "session taken over" is a warning naming our client id;
 //! - the broker's Assigned Client Identifier, Server Keep Alive and Maximum
@@ -10,6 +12,8 @@
 //!   the configured values again, except the assigned id, which is kept so
 //!   that a persistent session is found);
 //! - topic aliases from the broker are resolved (one table per connection);
+//!   an alias we did not offer, or one used before this connection defined
+//!   it, closes the connection: a row never gets a guessed topic;
 //! - PUBLISH properties travel with the message as the stored JSON.
 //!
 //! Everything else (acks after commit, QoS 2 ids, keep-alive, backoff) is
@@ -29,9 +33,10 @@ use std::time::{Duration, Instant};
 /// clients is 20), small enough to bound what is redelivered after a crash.
 pub const RECEIVE_MAXIMUM: u16 = 1000;
 
-/// Topic Alias Maximum we announce: the broker may replace up to this many
-/// topics by a two-byte alias. Bounds the per-connection table.
-pub const TOPIC_ALIAS_MAXIMUM: u16 = 64;
+/// Default `topic-alias-maximum`: none announced, so the broker may not
+/// use aliases at all (rumqttd 0.20 sends every message after the first as
+/// alias 1 with an empty topic once it is offered any).
+pub const DEFAULT_TOPIC_ALIAS_MAXIMUM: u16 = 0;
 
 /// Default `session-expiry-seconds`: the session never expires, as a 3.1.1
 /// persistent session (the broker's own limits still apply).
@@ -42,12 +47,17 @@ pub const SESSION_NEVER_EXPIRES: u32 = u32::MAX;
 pub struct Mqtt5Options {
     /// `session-expiry-seconds`: sent when `clean-session` is false.
     pub session_expiry_s: u32,
+    /// `topic-alias-maximum`: the Topic Alias Maximum announced in CONNECT
+    /// (0 = none: the broker sends every topic in full). Bounds the
+    /// per-connection alias table.
+    pub topic_alias_maximum: u16,
 }
 
 impl Default for Mqtt5Options {
     fn default() -> Self {
         Mqtt5Options {
             session_expiry_s: SESSION_NEVER_EXPIRES,
+            topic_alias_maximum: DEFAULT_TOPIC_ALIAS_MAXIMUM,
         }
     }
 }
@@ -76,11 +86,16 @@ impl V5 {
         V5 {
             options,
             decoder: Decoder5::new(cfg.max_payload),
-            aliases: AliasTable::new(TOPIC_ALIAS_MAXIMUM),
+            aliases: AliasTable::new(options.topic_alias_maximum),
             configured_keep_alive: cfg.keep_alive,
             max_packet_size: None,
             suback: (Vec::new(), None),
         }
+    }
+
+    /// Bytes received on this connection and not yet framed.
+    pub(super) fn buffered(&self) -> usize {
+        self.decoder.buffered()
     }
 
     /// A new connection: forget everything the last one negotiated.
@@ -103,7 +118,7 @@ impl V5 {
                 base: base.clone(),
                 session_expiry_s: (!base.clean_session).then_some(self.options.session_expiry_s),
                 receive_maximum: RECEIVE_MAXIMUM,
-                topic_alias_maximum: TOPIC_ALIAS_MAXIMUM,
+                topic_alias_maximum: self.options.topic_alias_maximum,
             },
             out,
         )

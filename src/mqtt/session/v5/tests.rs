@@ -18,8 +18,19 @@ fn cfg(qos: u8, clean_session: bool) -> SessionConfig {
         max_payload: 1000,
         mqtt5: Some(Mqtt5Options {
             session_expiry_s: 3600,
+            topic_alias_maximum: 64,
         }),
     }
+}
+
+/// `cfg` with the default `topic-alias-maximum` (none announced).
+fn cfg_without_aliases(qos: u8) -> SessionConfig {
+    let mut c = cfg(qos, true);
+    c.mqtt5 = Some(Mqtt5Options {
+        session_expiry_s: 3600,
+        ..Mqtt5Options::default()
+    });
+    c
 }
 
 fn wire(p: &Packet5) -> Vec<u8> {
@@ -72,8 +83,18 @@ fn connecting(c: SessionConfig, t0: Instant) -> (Session, m5::Connect) {
 
 /// A v5 session with messages flowing; the CONNACK is `ack`.
 fn connected_with(qos: u8, ack: ConnAck5) -> (Session, Instant, Vec<Event>) {
+    connected_as(cfg(qos, true), ack)
+}
+
+/// A v5 session of config `c` with messages flowing.
+fn connected_with_cfg(c: SessionConfig) -> (Session, Instant, Vec<Event>) {
+    connected_as(c, ConnAck5::default())
+}
+
+fn connected_as(c: SessionConfig, ack: ConnAck5) -> (Session, Instant, Vec<Event>) {
     let t0 = Instant::now();
-    let (mut s, _) = connecting(cfg(qos, true), t0);
+    let qos = c.qos;
+    let (mut s, _) = connecting(c, t0);
     let mut ev = Vec::new();
     s.on_bytes(&connack(ack), t0, &mut ev);
     let p = sent(&mut s);
@@ -100,13 +121,13 @@ fn connected(qos: u8) -> (Session, Instant, Vec<Event>) {
 }
 
 #[test]
-fn connect_is_mqtt_5_with_receive_maximum_and_topic_alias_maximum() {
+fn connect_is_mqtt_5_with_receive_maximum_and_the_configured_topic_alias_maximum() {
     let (_, c) = connecting(cfg(1, true), Instant::now());
     assert_eq!(c.protocol, mqttbytes::Protocol::V5);
     assert!(c.clean_session);
     let p = c.properties.unwrap();
     assert_eq!(p.receive_maximum, Some(RECEIVE_MAXIMUM));
-    assert_eq!(p.topic_alias_max, Some(TOPIC_ALIAS_MAXIMUM));
+    assert_eq!(p.topic_alias_max, Some(64));
     assert_eq!(
         p.session_expiry_interval, None,
         "a clean session ends with its connection"
@@ -142,6 +163,41 @@ fn publish_properties_are_delivered_as_the_stored_json() {
         Some(r#"{"content_type":"text/plain","user_properties":[["k","v"]]}"#)
     );
     assert_eq!(without.properties, None);
+}
+
+#[test]
+fn by_default_connect_announces_no_topic_alias_maximum() {
+    let (_, c) = connecting(cfg_without_aliases(1), Instant::now());
+    let p = c.properties.unwrap();
+    assert_eq!(p.receive_maximum, Some(RECEIVE_MAXIMUM));
+    assert_eq!(p.topic_alias_max, None, "the broker must send every topic");
+}
+
+#[test]
+fn an_alias_we_never_offered_closes_the_connection_and_delivers_nothing() {
+    // rumqttd 0.20: the first message in full with alias 1, every later
+    // one as alias 1 with an empty topic, although no maximum was offered.
+    for first in ["a/first", ""] {
+        let (mut s, t0, mut ev) = connected_with_cfg(cfg_without_aliases(0));
+        s.on_bytes(
+            &publish(first, Some(1), 0, 0, PublishProps::default()),
+            t0,
+            &mut ev,
+        );
+        assert_eq!(ev, vec![Event::CloseTransport], "{first:?}");
+        assert!(!s.is_connected());
+    }
+}
+
+#[test]
+fn an_alias_above_the_announced_maximum_closes_the_connection() {
+    let (mut s, t0, mut ev) = connected(0);
+    s.on_bytes(
+        &publish("a/t", Some(65), 0, 0, PublishProps::default()),
+        t0,
+        &mut ev,
+    );
+    assert_eq!(ev, vec![Event::CloseTransport]);
 }
 
 #[test]

@@ -413,11 +413,7 @@ fn systemd_analyze_verify_accepts_the_units() {
         let text = std::fs::read_to_string(deploy.join(unit)).unwrap();
         assert!(text.contains("ExecStart=/usr/bin/attic run --config /etc/attic/"));
         let path = dir.join(unit);
-        std::fs::write(
-            &path,
-            text.replace("/usr/bin/attic", exe.to_str().unwrap()),
-        )
-        .unwrap();
+        std::fs::write(&path, text.replace("/usr/bin/attic", exe.to_str().unwrap())).unwrap();
         units.push(path);
     }
     let out = Command::new("systemd-analyze")

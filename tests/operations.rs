@@ -418,13 +418,9 @@ fn systemd_analyze_verify_accepts_the_units() {
     let mut units = Vec::new();
     for unit in ["attic.service", "attic@.service"] {
         let text = std::fs::read_to_string(deploy.join(unit)).unwrap();
-        assert!(text.contains("ExecStart=/usr/local/bin/attic run --config /etc/attic/"));
+        assert!(text.contains("ExecStart=/usr/bin/attic run --config /etc/attic/"));
         let path = dir.join(unit);
-        std::fs::write(
-            &path,
-            text.replace("/usr/local/bin/attic", exe.to_str().unwrap()),
-        )
-        .unwrap();
+        std::fs::write(&path, text.replace("/usr/bin/attic", exe.to_str().unwrap())).unwrap();
         units.push(path);
     }
     let out = Command::new("systemd-analyze")

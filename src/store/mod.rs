@@ -22,7 +22,7 @@ use std::path::PathBuf;
 /// `durability`: how hard a commit tries to reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
-    /// `normal` (default): WAL with `synchronous=NORMAL`; survives a process
+    /// `normal` (default): WAL with `synchronous=OFF`; survives a process
     /// crash, not a power cut.
     Normal,
     /// `power-safe`: `synchronous=FULL`; survives a power cut.

@@ -93,7 +93,7 @@ pub struct Writer {
     stream_dir: PathBuf,
     /// Rotation period in whole seconds (at least 1).
     period_s: u64,
-    /// Chooses `synchronous=NORMAL` or `FULL`.
+    /// Chooses `synchronous=OFF` (normal) or `FULL` (power-safe).
     durability: Durability,
     /// Written into every file's `attic_meta`.
     meta: FileMeta,

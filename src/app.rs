@@ -321,7 +321,7 @@ fn serve(config: &Config, harness: &mut Harness) -> Result<(), AppError> {
         for (s, b) in streams.iter_mut().zip(busy.iter_mut()) {
             if rotate_all || s.rotation_due_us().is_some_and(|d| d <= wall_now) {
                 let t = Instant::now();
-                s.rotate(poll.registry(), now);
+                s.rotate(now);
                 *b += t.elapsed();
             }
         }

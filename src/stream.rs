@@ -248,7 +248,7 @@ impl Stream {
         now: Instant,
     ) {
         let usable = self.conn.on_ready(registry, now);
-        self.handle_events(registry, now);
+        self.handle_events(now);
         if !usable {
             return;
         }
@@ -287,17 +287,17 @@ impl Stream {
                     // further edge, and would go unnoticed until the
                     // keep-alive ran out.
                     total += n;
-                    self.handle_events(registry, now);
+                    self.handle_events(now);
                 }
                 Read::WouldBlock => break,
                 Read::Gone => {
-                    self.handle_events(registry, now);
+                    self.handle_events(now);
                     break;
                 }
             }
         }
         if self.conn.session().pending_acks() > 0 {
-            self.commit(registry, now);
+            self.commit(now);
         }
         self.flush(registry, now);
         if total > 0 && total < COALESCE_BELOW && self.read == ReadState::Reading {
@@ -327,13 +327,13 @@ impl Stream {
         if self.conn.unpark(registry, now) {
             self.read_all(registry, buf, now);
         } else {
-            self.handle_events(registry, now);
+            self.handle_events(now);
         }
     }
 
     /// Reacts to what the connection reports: stores messages, counts
     /// oversize ones, and forgets read state when the socket changes.
-    fn handle_events(&mut self, registry: &Registry, now: Instant) {
+    fn handle_events(&mut self, now: Instant) {
         if !self.conn.has_events() {
             return;
         }
@@ -341,8 +341,7 @@ impl Stream {
         // arrived at the same moment.
         let ts = clock::now_us();
         let mut batch = std::mem::take(&mut self.events);
-        // Handling an event may raise more (a storage failure aborts the
-        // connection): loop until none are left.
+        // Handling an event may raise more: loop until none are left.
         self.conn.take_events(&mut batch);
         while !batch.is_empty() {
             for ev in batch.drain(..) {
@@ -351,7 +350,7 @@ impl Stream {
                     Event::OpenTransport => self.read = ReadState::Reading,
                     Event::CloseTransport => self.read = ReadState::Closed,
                     Event::Connected => {}
-                    Event::Message(d) => self.on_message(registry, d, ts, now),
+                    Event::Message(d) => self.on_message(d, ts, now),
                     Event::Oversize { topic, payload_len } => {
                         self.counters.received += 1;
                         self.counters.oversize += 1;
@@ -367,7 +366,7 @@ impl Stream {
         self.events = batch;
     }
 
-    fn on_message(&mut self, registry: &Registry, d: Delivery, ts: i64, now: Instant) {
+    fn on_message(&mut self, d: Delivery, ts: i64, now: Instant) {
         self.counters.received += 1;
         self.counters.received_bytes += d.payload.len() as u64;
         self.counters.last_rx_us = ts;
@@ -385,25 +384,19 @@ impl Stream {
             self.counters.filtered += 1;
             return;
         }
-        // An abort's events are picked up by the running `handle_events`.
-        self.gate_call(registry, now, |g, s, c| g.accept(s, msg, now, c));
+        self.gate_call(now, |g, s, c| g.accept(s, msg, now, c));
     }
 
     /// Commits what was inserted; on success, releases the held
     /// acknowledgements.
-    pub fn commit(&mut self, registry: &Registry, now: Instant) {
-        let actions = self.gate_call(registry, now, |g, s, c| g.commit(s, now, c));
-        if actions.abort.is_some() {
-            self.handle_events(registry, now);
-        }
+    pub fn commit(&mut self, now: Instant) {
+        self.gate_call(now, |g, s, c| g.commit(s, now, c));
     }
 
     /// Runs one gate call against the writer and carries out its actions:
-    /// acks released after a commit, the connection aborted after a
-    /// rollback. Records the commit time for the self-report.
+    /// acks released after a commit. Records the commit time for the self-report.
     fn gate_call(
         &mut self,
-        registry: &Registry,
         now: Instant,
         call: impl FnOnce(&mut Gate, &mut TimedWriter<'_>, &mut crate::counters::Counters) -> Actions,
     ) -> Actions {
@@ -420,9 +413,6 @@ impl Stream {
         if actions.release_acks {
             self.conn.session_mut().release_acks(now);
         }
-        if let Some(why) = &actions.abort {
-            self.conn.abort(registry, now, why);
-        }
         actions
     }
 
@@ -433,11 +423,8 @@ impl Stream {
             self.resume_reading(registry, buf, now);
         }
         self.conn.on_timer(registry, now);
-        self.handle_events(registry, now);
-        let actions = self.gate_call(registry, now, |g, s, c| g.on_timer(s, now, c));
-        if actions.abort.is_some() {
-            self.handle_events(registry, now);
-        }
+        self.handle_events(now);
+        let actions = self.gate_call(now, |g, s, c| g.on_timer(s, now, c));
         if actions.recovered && self.read.has_unread() {
             self.read_all(registry, buf, now);
         }
@@ -449,20 +436,14 @@ impl Stream {
     }
 
     /// Finalises the open file (rotation deadline, SIGHUP, stop).
-    pub fn rotate(&mut self, registry: &Registry, now: Instant) {
-        let actions = self.gate_call(registry, now, |g, s, c| g.rotate(s, now, c));
-        if actions.abort.is_some() {
-            self.handle_events(registry, now);
-        }
+    pub fn rotate(&mut self, now: Instant) {
+        self.gate_call(now, |g, s, c| g.rotate(s, now, c));
     }
 
     /// Graceful stop: commit, acknowledge, finalise the file, DISCONNECT.
     /// Returns true when the outbox is fully written.
     pub fn shutdown(&mut self, registry: &Registry, now: Instant) -> bool {
-        let actions = self.gate_call(registry, now, |g, s, c| g.shutdown(s, now, c));
-        if actions.abort.is_some() {
-            self.handle_events(registry, now);
-        }
+        self.gate_call(now, |g, s, c| g.shutdown(s, now, c));
         self.conn.session_mut().shutdown();
         self.flush_final(registry, now)
     }
@@ -487,7 +468,7 @@ impl Stream {
         now: Instant,
     ) {
         self.conn.on_resolved(registry, answer, now);
-        self.handle_events(registry, now);
+        self.handle_events(now);
     }
 
     /// Files this stream closed that still need finishing (checkpoint,
@@ -505,7 +486,7 @@ impl Stream {
     /// Writes the outbox (WRITABLE interest only while bytes remain).
     fn flush(&mut self, registry: &Registry, now: Instant) {
         self.conn.flush(registry, now);
-        self.handle_events(registry, now);
+        self.handle_events(now);
     }
 }
 

@@ -68,13 +68,14 @@ pub enum StoreError {
     },
     /// SQLite gave up the open transaction after an error (typically a full
     /// disk): the `rows` inserted since the last commit are NOT stored. The
-    /// writer itself stays usable; the caller must not acknowledge them.
+    /// writer itself stays usable; the caller must not acknowledge them and
+    /// inserts them again (the gate keeps a copy until the commit).
     RolledBack {
         /// What was being done, e.g. "commit".
         action: &'static str,
         /// The database file.
         path: PathBuf,
-        /// How many rows were lost.
+        /// How many rows the rollback took out of the file.
         rows: usize,
         /// The error that made SQLite roll back.
         source: rusqlite::Error,
@@ -101,7 +102,7 @@ impl fmt::Display for StoreError {
                 source,
             } => write!(
                 f,
-                "{action} {}: {source} (transaction rolled back, {rows} rows lost)",
+                "{action} {}: {source} (transaction rolled back: {rows} row(s) not in the file)",
                 path.display()
             ),
         }

@@ -174,6 +174,9 @@ pub(super) fn open_file(
     for p in [init.clone(), sidecar(&init, "-wal"), sidecar(&init, "-shm")] {
         let _ = fs::remove_file(p); // a leftover holds no rows
     }
+    // Created here first so that a failure names its cause (a read-only
+    // file system, a full disk) instead of SQLite's "unable to open".
+    fs::File::create(&init).map_err(|e| io_err("create", &init, e))?;
     let made = open_rw(&init)
         .and_then(|conn| init_file(&conn, durability, meta, created).map(|()| conn))
         .and_then(|conn| conn.close().map_err(|(_, e)| e));

@@ -1,0 +1,270 @@
+//! Storage in the field: a full disk and a read-only file system, against a
+//! real mosquitto. Each test mounts a small file system of its own (a tmpfs,
+//! an ext4 image on a loop device) and skips itself with one line when it
+//! cannot (not root).
+//!
+//! What they show: a transaction SQLite rolled back is inserted again by
+//! Attic itself (no reconnect, so a clean session loses nothing), nothing
+//! is acknowledged before its commit, a failure is reported once, and
+//! storing resumes by itself when the file system takes writes again.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(60);
+
+fn config(data: &Path, port: u16, extra: &str) -> String {
+    let mut y = format!(
+        "console-feedback-period-seconds: 60\ndata-folder: \"{}\"\nstreams:\n  - mqtt-broker-address: \"127.0.0.1\"\n    mqtt-broker-port: {port}\n    topic: \"f/#\"\n    prefix: \"f\"\n    commit-interval-ms: 100\n    qos: 1\n    keep-alive-seconds: 5\n",
+        data.display()
+    );
+    for line in extra.lines().filter(|l| !l.trim().is_empty()) {
+        y.push_str(&format!("    {}\n", line.trim()));
+    }
+    y
+}
+
+/// The decimal payloads stored in every file (finished or not).
+fn stored_numbers(data: &Path) -> (BTreeSet<usize>, usize) {
+    let mut set = BTreeSet::new();
+    let mut rows = 0;
+    for f in list_files(data) {
+        let s = f.to_string_lossy();
+        if !(s.ends_with(".sqlite") || s.ends_with(".sqlite.part")) {
+            continue;
+        }
+        let Ok(con) = common::files::open_ro(&f) else {
+            continue;
+        };
+        let Ok(mut st) = con.prepare("select payload from data") else {
+            continue;
+        };
+        let Ok(found) = st.query_map([], |r| r.get::<_, Vec<u8>>(0)) else {
+            continue;
+        };
+        for p in found.flatten() {
+            rows += 1;
+            if let Some(i) = std::str::from_utf8(&p).ok().and_then(|s| s.parse().ok()) {
+                set.insert(i);
+            }
+        }
+    }
+    (set, rows)
+}
+
+fn missing(set: &BTreeSet<usize>, range: std::ops::Range<usize>) -> Vec<usize> {
+    range.filter(|i| !set.contains(i)).take(20).collect()
+}
+
+/// The one stream of a `--summary` file.
+fn summary_stream(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["streams"][0].clone()
+}
+
+fn mount(args: &[&str], path: &Path) -> bool {
+    Command::new("mount")
+        .args(args)
+        .arg(path)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A file system mounted for the test; unmounted on drop.
+struct Mounted {
+    path: PathBuf,
+}
+
+impl Mounted {
+    fn tmpfs(path: PathBuf, size: &str) -> Option<Mounted> {
+        std::fs::create_dir_all(&path).unwrap();
+        mount(
+            &["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"],
+            &path,
+        )
+        .then_some(Mounted { path })
+    }
+
+    /// A fresh ext4 image of `mb` MiB mounted on a loop device.
+    fn ext4(image: &Path, path: PathBuf, mb: u32) -> Option<Mounted> {
+        std::fs::create_dir_all(&path).unwrap();
+        let made = Command::new("truncate")
+            .args(["-s", &format!("{mb}M")])
+            .arg(image)
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new("mkfs.ext4")
+                .arg("-q")
+                .arg(image)
+                .status()
+                .is_ok_and(|s| s.success());
+        (made
+            && Command::new("mount")
+                .args(["-o", "loop"])
+                .arg(image)
+                .arg(&path)
+                .status()
+                .is_ok_and(|s| s.success()))
+        .then_some(Mounted { path })
+    }
+
+    /// `mount -o remount,<how>`; true when the kernel accepted it.
+    fn remount(&self, how: &str) -> bool {
+        mount(&["-o", &format!("remount,{how}")], &self.path)
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// Fills a tmpfs while QoS 1 messages arrive, frees it, and checks that every
+/// message is stored once space returns, with `lost` 0 and no reconnect.
+fn a_full_disk_loses_nothing(clean_session: bool) {
+    let label = if clean_session {
+        "full-clean"
+    } else {
+        "full-persistent"
+    };
+    let dir = TempDir::new(label);
+    let Some(disk) = Mounted::tmpfs(dir.join("disk"), "8m") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
+        return;
+    };
+    let data = disk.path.join("data");
+    let broker = Mosquitto::builder().max_queued_messages(100_000).start();
+    let extra = format!(
+        "clean-session: {clean_session}\nclient-id: \"attic-{label}\"\nfile-rotation-time-seconds: 3600"
+    );
+    let yaml = config(&data, broker.port(), &extra);
+    // Fill the disk but for a little room.
+    let filler = disk.path.join("filler");
+    std::fs::write(&filler, vec![0u8; 8 * 1024 * 1024 - 300 * 1024]).unwrap();
+    let summary = dir.join("summary.json");
+    let mut attic = Attic::start_with_args(&yaml, &dir, &["--summary", summary.to_str().unwrap()]);
+    attic.wait_ready(T);
+
+    let n = 600;
+    let port = broker.port();
+    let publisher = std::thread::spawn(move || {
+        let mut c = TestClient::connect(port, "f-pub");
+        c.publish_many_qos1(n, |i| ("f/x".into(), format!("{i:0>1000}").into_bytes()));
+        c.disconnect();
+    });
+    attic.wait_log_contains("cannot store", T);
+    assert!(attic.is_running());
+    std::fs::remove_file(&filler).unwrap();
+    attic.wait_log_contains("storage works again", T);
+    publisher.join().unwrap();
+    wait_until(T, "every message stored after space returned", || {
+        stored_numbers(&data).0.len() >= n
+    });
+    attic.stop_clean();
+    let log = attic.log();
+    let (set, rows) = stored_numbers(&data);
+    assert_eq!(missing(&set, 0..n), Vec::<usize>::new());
+    assert_eq!(rows, n, "each message stored once (no redelivery)");
+    assert!(
+        !log.contains("reconnect"),
+        "no reconnect for redelivery:\n{log}"
+    );
+    assert!(
+        log.contains("rolled back"),
+        "a transaction was rolled back:\n{log}"
+    );
+    assert_eq!(
+        log.matches("cannot store").count(),
+        1,
+        "reported once:\n{log}"
+    );
+    let s = summary_stream(&summary);
+    assert_eq!(s["lost"], 0, "{s}");
+    assert_eq!(s["stored"], n, "{s}");
+    assert_eq!(s["reconnects"], 0, "{s}");
+    drop(disk);
+}
+
+#[test]
+fn a_full_disk_under_a_clean_session_stores_every_qos_1_message_and_loses_none() {
+    a_full_disk_loses_nothing(true);
+}
+
+#[test]
+fn a_full_disk_under_a_persistent_session_stores_every_qos_1_message_and_loses_none() {
+    a_full_disk_loses_nothing(false);
+}
+
+/// Publishes `range` as QoS 1 decimal payloads on `f/x`.
+fn publish(port: u16, range: std::ops::Range<usize>) {
+    let mut c = TestClient::connect(port, "f-pub");
+    let start = range.start;
+    c.publish_many_qos1(range.len(), |i| {
+        ("f/x".into(), format!("{}", start + i).into_bytes())
+    });
+    c.disconnect();
+}
+
+#[test]
+fn a_file_system_turned_read_only_is_reported_once_and_storing_resumes_when_it_is_writable() {
+    let dir = TempDir::new("readonly");
+    let Some(disk) = Mounted::ext4(&dir.join("card.img"), dir.join("card"), 32) else {
+        eprintln!("SKIPPED: cannot make and loop-mount an ext4 image here (not root?)");
+        return;
+    };
+    let data = disk.path.join("data");
+    let broker = Mosquitto::builder().max_queued_messages(100_000).start();
+    // Rotation every second: the kernel refuses `remount,ro` while a file
+    // is open for writing, so the test remounts between two files.
+    let yaml = config(&data, broker.port(), "file-rotation-time-seconds: 1");
+    let summary = dir.join("summary.json");
+    let mut attic = Attic::start_with_args(&yaml, &dir, &["--summary", summary.to_str().unwrap()]);
+    attic.wait_ready(T);
+    publish(broker.port(), 0..100);
+    wait_until(T, "the first messages stored", || {
+        stored_numbers(&data).0.len() >= 100
+    });
+    wait_until(T, "the card remounted read-only", || disk.remount("ro"));
+
+    // Sent while the card is read-only: held, never acknowledged.
+    publish(broker.port(), 100..400);
+    attic.wait_log_contains("cannot store", T);
+    assert!(attic.is_running());
+    assert!(disk.remount("rw"), "remount,rw");
+    attic.wait_log_contains("storage works again", T);
+    publish(broker.port(), 400..500);
+    wait_until(T, "every message stored once writable", || {
+        stored_numbers(&data).0.len() >= 500
+    });
+    attic.stop_clean();
+    let log = attic.log();
+    let (set, rows) = stored_numbers(&data);
+    assert_eq!(missing(&set, 0..500), Vec::<usize>::new());
+    assert_eq!(rows, 500);
+    assert_eq!(
+        log.matches("cannot store").count(),
+        1,
+        "reported once:\n{log}"
+    );
+    assert!(
+        log.contains("Read-only file system"),
+        "the cause is named:\n{log}"
+    );
+    assert!(!log.contains("reconnect"), "{log}");
+    let s = summary_stream(&summary);
+    assert_eq!(
+        (s["lost"].as_u64(), s["stored"].as_u64()),
+        (Some(0), Some(500)),
+        "{s}"
+    );
+    drop(disk);
+}

@@ -8,7 +8,7 @@
 //! when NTP syncs), and a step wakes it with `ECANCELED` so the loop can
 //! re-evaluate.
 
-use crate::store::rotation;
+use crate::layout;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use std::io;
@@ -75,7 +75,7 @@ impl WallTimer {
         if let Some(t) = at_us {
             // A zero it_value disarms; never ask for exactly the epoch.
             let t = t.max(1);
-            if t > rotation::latest_wall_deadline_us() {
+            if t > layout::latest_wall_deadline_us() {
                 return Err(beyond_time_t(t));
             }
             // In range of time_t (checked above), so the cast cannot wrap.
@@ -116,7 +116,7 @@ fn beyond_time_t(at_us: i64) -> io::Error {
             "cannot arm the rotation timer for unix time {} s: this system's time_t \
              ends at {} s (2038-01-19T03:14:07Z on a 32-bit OS)",
             at_us.div_euclid(1_000_000),
-            rotation::latest_wall_deadline_us() / 1_000_000
+            layout::latest_wall_deadline_us() / 1_000_000
         ),
     )
 }
@@ -148,7 +148,7 @@ mod tests {
     fn a_deadline_after_2038_is_armed_where_time_t_holds_it_and_refused_where_not() {
         let mut w = WallTimer::new().unwrap();
         let r = w.set(Some(AFTER_2038_US));
-        if AFTER_2038_US <= rotation::latest_wall_deadline_us() {
+        if AFTER_2038_US <= layout::latest_wall_deadline_us() {
             r.unwrap();
             // Armed for 2040, so not expired now (a wrapped value would be).
             let mut buf = [0u8; 8];
@@ -171,7 +171,7 @@ mod tests {
     #[test]
     fn the_last_moment_time_t_holds_can_be_armed() {
         let mut w = WallTimer::new().unwrap();
-        w.set(Some(rotation::latest_wall_deadline_us().min(AFTER_2038_US)))
+        w.set(Some(layout::latest_wall_deadline_us().min(AFTER_2038_US)))
             .unwrap();
     }
 }

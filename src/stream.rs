@@ -548,10 +548,7 @@ impl Store for TimedWriter<'_> {
             self.tally.committed();
             // The writer returns the closed `.part`; the finaliser thread
             // gives it its final name (or the next start does).
-            let done = match path.extension() {
-                Some(ext) if ext == "part" => path.with_extension(""),
-                _ => path.clone(),
-            };
+            let done = crate::layout::with_kind(path, crate::layout::Kind::Finished);
             self.tally.file_written(&done);
         }
         Ok(closed)

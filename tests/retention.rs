@@ -484,7 +484,7 @@ fn deleting_100000_old_files_never_stalls_the_loop_for_20_ms() {
     for d in 0..n_days {
         let day_start = now - (150 - d) * DAY_US;
         let day_start = day_start - day_start.rem_euclid(DAY_US);
-        let folder = stream_dir.join(::attic::store::rotation::day_folder(day_start));
+        let folder = stream_dir.join(::attic::layout::day_folder(day_start));
         std::fs::create_dir_all(&folder).unwrap();
         let template = fabricate(&data.join("template"), day_start - 1, 10);
         for k in 0..per_day {

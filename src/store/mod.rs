@@ -1,7 +1,6 @@
 //! Storage: where a message goes once the session has delivered it.
 //!
-//! [`gate`] is ack-after-commit as a sans-IO state machine; [`rotation`] is
-//! pure time arithmetic; [`writer`] owns the SQLite files; [`finaliser`]
+//! [`gate`] is ack-after-commit as a sans-IO state machine; [`writer`] owns the SQLite files; [`finaliser`]
 //! finishes closed files on a helper thread, off the loop; [`retention`]
 //! deletes the oldest finished ones; [`reader`] reads them back and
 //! [`export_file`] writes an export. Nothing here sees an MQTT packet or
@@ -12,7 +11,6 @@ pub mod finaliser;
 pub mod gate;
 pub mod reader;
 pub mod retention;
-pub mod rotation;
 pub mod writer;
 
 use std::fmt;

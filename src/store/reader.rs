@@ -210,7 +210,7 @@ impl FileReader {
     ) -> Result<Option<T>, StoreError> {
         // The writer renames the file once finished: follow it.
         if !self.path.exists() {
-            let finished = self.path.with_extension("");
+            let finished = crate::layout::with_kind(&self.path, crate::layout::Kind::Finished);
             if finished.exists() {
                 self.path = finished;
             } else {

@@ -285,7 +285,7 @@ fn io_err(action: &'static str, path: &Path, source: std::io::Error) -> StoreErr
 )]
 mod tests {
     use super::*;
-    use crate::store::rotation;
+    use crate::layout as rotation;
     use rusqlite::{Connection, ErrorCode, OpenFlags};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -595,11 +595,15 @@ mod tests {
         let tmp = TempDir::new();
         let day = tmp.0.join("2023-11-14");
         fs::create_dir_all(&day).unwrap();
-        fs::write(day.join("1.sqlite.part"), b"").unwrap();
-        fs::write(day.join("2.sqlite.part"), vec![0x5a; 8192]).unwrap();
-        fs::write(day.join("0.sqlite"), b"complete files are not touched").unwrap();
+        let part = |k: i64| day.join(rotation::part_name(k));
+        let done_at = |k: i64| day.join(rotation::file_name(k));
+        fs::write(part(1), b"").unwrap();
+        fs::write(part(2), vec![0x5a; 8192]).unwrap();
+        fs::write(done_at(0), b"complete files are not touched").unwrap();
+        // Not a name of the layout: not Attic's, left alone.
+        fs::write(day.join("5.sqlite.part"), b"foreign").unwrap();
         // A valid database without the data table.
-        Connection::open(day.join("3.sqlite.part"))
+        Connection::open(part(3))
             .unwrap()
             .execute_batch("CREATE TABLE other (x)")
             .unwrap();
@@ -607,20 +611,26 @@ mod tests {
         w.insert(&msg(T0, "a", b"x")).unwrap();
         w.commit().unwrap();
         let good = w.current_file().unwrap().to_path_buf();
-        let copy = day.join("4.sqlite.part");
+        let copy = part(4);
         fs::copy(&good, &copy).unwrap();
         fs::copy(sidecar(&good, "-wal"), sidecar(&copy, "-wal")).unwrap();
         w.abandon();
         fs::remove_file(&good).unwrap();
 
         let done = recover_parts(&tmp.0).unwrap();
-        assert_eq!(done, [day.join("3.sqlite"), day.join("4.sqlite")]);
+        assert_eq!(done, [done_at(3), done_at(4)]);
         assert_eq!(
             files_in(&day),
-            ["0.sqlite", "2.sqlite.corrupt", "3.sqlite", "4.sqlite"]
+            [
+                "0000000000000000.sqlite",
+                "0000000000000002.sqlite.corrupt",
+                "0000000000000003.sqlite",
+                "0000000000000004.sqlite",
+                "5.sqlite.part",
+            ]
         );
-        assert_eq!(count(&day.join("3.sqlite")), 0);
-        assert_eq!(count(&day.join("4.sqlite")), 1);
+        assert_eq!(count(&done_at(3)), 0);
+        assert_eq!(count(&done_at(4)), 1);
         assert_eq!(recover_parts(&tmp.0.join("missing")).unwrap().len(), 0);
     }
 

@@ -1,14 +1,14 @@
 //! What retention may delete, as found on disk: one stream folder's day
 //! folders and, in each, the finished files Attic named, with their sizes.
 //!
-//! Owns: the two name patterns (`YYYY-MM-DD` for a day folder, exactly 16
-//! digits + `.sqlite` for a finished file), the per-day cache (a day folder
+//! Owns: the per-day cache (a day folder
 //! whose identity and modification time have not changed is not read again;
 //! a known file keeps its size, since a finished file never changes), the
 //! removal of day folders found empty, and the sliced walk that keeps every
 //! call within a [`Budget`]. Must not: delete a file, follow a symbolic
 //! link, or look outside its stream folder.
 
+use crate::layout;
 use std::ffi::OsStr;
 use std::fs::{self, ReadDir};
 use std::os::unix::fs::MetadataExt;
@@ -54,33 +54,21 @@ impl Budget {
     }
 }
 
-/// The creation time (unix µs) in a finished file's name: exactly 16 ASCII
-/// digits followed by `.sqlite`, nothing else.
+/// The creation time (unix µs) of a finished file's name (see `layout`).
 pub fn finished_name(name: &OsStr) -> Option<i64> {
-    let digits = name.to_str()?.strip_suffix(".sqlite")?;
-    if digits.len() != 16 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
+    layout::parse(name)
+        .filter(|n| n.kind == layout::Kind::Finished)
+        .map(|n| n.created_us)
 }
 
-/// The name of the finished file created at `created_us` (16 digits, as
-/// [`finished_name`] reads it back).
+/// The name of the finished file created at `created_us`.
 pub fn finished_file_name(created_us: i64) -> String {
-    format!("{created_us:016}.sqlite")
+    layout::file_name(created_us)
 }
 
 /// A day folder's name: `YYYY-MM-DD`.
 pub fn is_day_name(name: &OsStr) -> bool {
-    let Some(s) = name.to_str() else {
-        return false;
-    };
-    let b = s.as_bytes();
-    b.len() == 10
-        && b.iter().enumerate().all(|(i, c)| match i {
-            4 | 7 => *c == b'-',
-            _ => c.is_ascii_digit(),
-        })
+    layout::is_day_folder(name)
 }
 
 /// A finished file retention may delete.

@@ -180,7 +180,7 @@ pub(super) fn publish(
             .and_then(|f| f.sync_all())
             .map_err(|e| io_err("fsync", part, e))?;
     }
-    let done = part.with_extension("");
+    let done = crate::layout::with_kind(part, crate::layout::Kind::Finished);
     fs::rename(part, &done).map_err(|e| io_err("rename", part, e))?;
     if durability == Durability::PowerSafe
         && let Some(dir) = done.parent()

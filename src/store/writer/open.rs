@@ -8,7 +8,8 @@
 use super::mqtt5::{ADD_PROPERTIES_COLUMN, INSERT_SQL_V5, mqtt_version};
 use super::{APPLICATION_ID, FORMAT_VERSION, failure, io_err, sidecar, sqlite_err, sync_dir};
 use super::{FileMeta, INSERT_SQL, META_SQL, SCHEMA, STATEMENT_CACHE, tuning};
-use crate::store::{Durability, Message, StoreError, rotation};
+use crate::layout;
+use crate::store::{Durability, Message, StoreError};
 use rusqlite::{Connection, OpenFlags, Statement, ffi};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -153,24 +154,25 @@ pub(super) fn open_file(
     meta: &FileMeta,
     created_us: i64,
 ) -> Result<OpenFile, StoreError> {
-    let day = stream_dir.join(rotation::day_folder(created_us));
+    let mut created = layout::name_time(created_us);
+    let day = stream_dir.join(layout::day_folder(created));
     fs::create_dir_all(&day).map_err(|e| io_err("create day folder", &day, e))?;
     // Never reuse a name (the clock may have stepped back): a `.sqlite` file
     // is never touched again, and a `.part` belongs to recovery.
-    let mut created = created_us;
-    while fs::symlink_metadata(day.join(rotation::file_name(created))).is_ok()
-        || fs::symlink_metadata(day.join(rotation::part_name(created))).is_ok()
+    while created < layout::NAME_MAX_US
+        && (fs::symlink_metadata(day.join(layout::file_name(created))).is_ok()
+            || fs::symlink_metadata(day.join(layout::part_name(created))).is_ok())
     {
-        created = created.saturating_add(1);
+        created += 1;
     }
-    let path = day.join(rotation::part_name(created));
+    let path = day.join(layout::part_name(created));
     // The file is made under a private name (`X.sqlite.init`), switched to
     // WAL and given its schema there, and only then renamed to `.part`.
     // Switching to WAL needs the file to itself: a reader (`sqlite3`,
     // `attic export --include-open`, a dashboard polling `*.part`) that
     // opened a fresh `.part` at that moment made its creation fail.
     // Once a file is in WAL mode, readers never block the writer's commits.
-    let init = path.with_extension("init");
+    let init = layout::with_kind(&path, layout::Kind::Init);
     for p in [init.clone(), sidecar(&init, "-wal"), sidecar(&init, "-shm")] {
         let _ = fs::remove_file(p); // a leftover holds no rows
     }
@@ -203,7 +205,7 @@ pub(super) fn open_file(
         insert: None,
         conn: Box::new(conn),
         path,
-        period_end_us: rotation::period_end_us(created_us, period_s),
+        period_end_us: layout::period_end_us(created_us, period_s),
         in_txn: false,
         uncommitted: 0,
         committed: 0,

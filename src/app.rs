@@ -31,6 +31,7 @@ use crate::resolve::{self, Resolver};
 use crate::run_options::RunOptions;
 use crate::signals::{Signal, Signals};
 use crate::store::finaliser::Finaliser;
+use crate::store::lock::{FolderLock, lock_folder};
 use crate::store::retention::{self, Retention};
 use crate::store::writer;
 use crate::stream::Stream;
@@ -94,13 +95,17 @@ impl From<io::Error> for AppError {
 
 /// Prepares the data folder and recovers files left by a crash. Runs
 /// before any connection is made, so new data never mixes with recovery.
-fn prepare(config: &Config) -> Result<(), AppError> {
+///
+/// Returns the stream folders' locks, taken before recovery and held until
+/// the process ends: a second instance on the same folders stops here.
+fn prepare(config: &Config) -> Result<Vec<FolderLock>, AppError> {
     std::fs::create_dir_all(&config.data_folder).map_err(|e| {
         AppError::Startup(format!(
             "cannot create data folder {}: {e}",
             config.data_folder.display()
         ))
     })?;
+    let mut locks = Vec::with_capacity(config.streams.len());
     for s in &config.streams {
         let dir = config.data_folder.join(&s.folder_name);
         std::fs::create_dir_all(&dir).map_err(|e| {
@@ -115,6 +120,7 @@ fn prepare(config: &Config) -> Result<(), AppError> {
                 dir.display()
             ))
         })?;
+        locks.push(lock_folder(&dir).map_err(|e| AppError::Startup(e.to_string()))?);
         let recovered = writer::recover_parts(&dir).map_err(|e| {
             AppError::Startup(format!("cannot recover files of {}: {e}", s.folder_name))
         })?;
@@ -126,7 +132,7 @@ fn prepare(config: &Config) -> Result<(), AppError> {
             );
         }
     }
-    Ok(())
+    Ok(locks)
 }
 
 /// Runs the service until SIGINT or SIGTERM.
@@ -146,7 +152,7 @@ pub fn run_with(config: &Config, opts: &RunOptions) -> Result<(), AppError> {
 fn serve(config: &Config, harness: &mut Harness) -> Result<(), AppError> {
     // Block the signals first: nothing may interrupt the start-up half-way.
     let signals = Signals::new()?;
-    prepare(config)?;
+    let _locks = prepare(config)?;
     let mut poll = Poll::new()?;
     signals.register(poll.registry(), SIGNAL)?;
     let mut wall = WallTimer::new()?;

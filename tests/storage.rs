@@ -268,3 +268,60 @@ fn a_file_system_turned_read_only_is_reported_once_and_storing_resumes_when_it_i
     );
     drop(disk);
 }
+
+#[test]
+fn a_second_instance_on_the_same_folders_exits_1_naming_the_folder_and_the_holder_and_export_still_reads()
+ {
+    let dir = TempDir::new("second");
+    let data = dir.join("data");
+    let broker = Mosquitto::start();
+    let yaml = config(&data, broker.port(), "file-rotation-time-seconds: 3600");
+    let mut first = Attic::start(&yaml, &dir);
+    first.wait_ready(T);
+    publish(broker.port(), 0..20);
+    wait_until(T, "the first instance stored", || {
+        stored_numbers(&data).0.len() >= 20
+    });
+
+    let mut second = Attic::start(&yaml, &dir);
+    let status = second.wait_exit(T).expect("the second instance exits");
+    assert_eq!(status.code(), Some(1), "{}", second.log());
+    let log = second.log();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    let folder = data.join("f");
+    assert_eq!(lines.len(), 1, "one line:\n{log}");
+    assert!(
+        lines[0].contains(&format!(
+            "stream folder {} is in use by another attic (pid {})",
+            folder.display(),
+            first.pid()
+        )),
+        "{log}"
+    );
+    assert!(!log.contains("recover"), "no recovery ran:\n{log}");
+
+    // Readers take no lock: export reads the open file of the first one.
+    let cfg = first.config_path().to_str().unwrap().to_owned();
+    let out = run_attic_in(&dir, &["export", "--config", &cfg, "--include-open"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 20);
+
+    // The first one is undisturbed: still storing, its file not recovered.
+    publish(broker.port(), 20..30);
+    wait_until(T, "the first instance still stores", || {
+        stored_numbers(&data).0.len() >= 30
+    });
+    first.stop_clean();
+    assert!(!first.log().contains("recovered"), "{}", first.log());
+    for f in finished_files(&data) {
+        let con = common::files::open_ro(&f).unwrap();
+        let recovered: Option<String> = con
+            .query_row(
+                "select value from attic_meta where key = 'recovered'",
+                [],
+                |r| r.get(0),
+            )
+            .ok();
+        assert_eq!(recovered, None, "{}", f.display());
+    }
+}

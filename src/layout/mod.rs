@@ -28,6 +28,10 @@ pub use period::{
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
+/// The lock file of a stream folder (`store::lock`), beside the day
+/// folders; retention, recovery and `select` never look at it.
+pub const LOCK_FILE: &str = "attic.lock";
+
 /// Digits of the creation time in a file name.
 pub const DIGITS: usize = 16;
 

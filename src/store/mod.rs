@@ -2,13 +2,15 @@
 //!
 //! [`gate`] is ack-after-commit as a sans-IO state machine; [`writer`] owns the SQLite files; [`finaliser`]
 //! finishes closed files on a helper thread, off the loop; [`retention`]
-//! deletes the oldest finished ones; [`reader`] reads them back and
+//! deletes the oldest finished ones; [`lock`] keeps a
+//! second instance out of a stream folder; [`reader`] reads them back and
 //! [`export_file`] writes an export. Nothing here sees an MQTT packet or
 //! imports `mqtt`, `net`, `config` or `stream`.
 
 pub mod export_file;
 pub mod finaliser;
 pub mod gate;
+pub mod lock;
 pub mod reader;
 pub mod retention;
 pub mod writer;

@@ -21,9 +21,10 @@
 //! `store::gate`, file rules in the writer, figures and formats in
 //! `report`. The loop holds no protocol logic of its own.
 
-use crate::clock::{self, WallTimer};
+use crate::clock::{self, StepWatch, WallTimer};
 use crate::config::Config;
 use crate::harness::{Harness, Progress};
+use crate::layout;
 use crate::metrics::MetricsFile;
 use crate::publisher::Publisher;
 use crate::report::{self, ProcessSample, Reporter, StreamSample};
@@ -52,6 +53,12 @@ const WALL: Token = Token(usize::MAX - 2);
 const PUBLISHER: Token = Token(usize::MAX - 3);
 /// The helper threads' waker (resolver and finaliser: mio allows one per poll).
 const HELPERS: Token = Token(usize::MAX - 4);
+
+/// The wall timer's moment when no file is open: far away, so that it only
+/// ever wakes the loop for a step of the clock.
+fn far_wall_us() -> i64 {
+    layout::latest_wall_deadline_us().min(layout::NAME_MAX_US)
+}
 
 /// How long the stop sequence may wait for DISCONNECTs to be written and
 /// closed files to be finished; what is unfinished by then stays `.part`
@@ -157,6 +164,7 @@ fn serve(config: &Config, harness: &mut Harness) -> Result<(), AppError> {
     signals.register(poll.registry(), SIGNAL)?;
     let mut wall = WallTimer::new()?;
     wall.register(poll.registry(), WALL)?;
+    let mut steps = StepWatch::new(clock::now_us(), Instant::now());
 
     let waker = Arc::new(Waker::new(poll.registry(), HELPERS)?);
     let mut resolver = Resolver::new(waker.clone(), resolve::from_env());
@@ -213,7 +221,10 @@ fn serve(config: &Config, harness: &mut Harness) -> Result<(), AppError> {
 
     loop {
         let now = Instant::now();
-        wall.set(streams.iter().filter_map(Stream::rotation_due_us).min())?;
+        // Always armed, so that every step of the clock is noticed.
+        let rotation = streams.iter().filter_map(Stream::rotation_due_us).min();
+        let far = far_wall_us();
+        wall.set(rotation.or_else(|| (far > clock::now_us()).then_some(far)))?;
         let deadline = streams
             .iter()
             .filter_map(Stream::next_deadline)
@@ -253,7 +264,12 @@ fn serve(config: &Config, harness: &mut Harness) -> Result<(), AppError> {
                 }
                 WALL => {
                     if wall.acknowledge() {
-                        log::info!("wall clock was stepped; re-evaluating rotation deadlines");
+                        let step = steps.step_us(clock::now_us(), Instant::now());
+                        log::warn!(
+                            "the wall clock stepped {}; closing the open files so that file names and day folders follow the new time",
+                            clock::step_words(step)
+                        );
+                        rotate_all = true;
                     }
                 }
                 PUBLISHER => {

@@ -537,9 +537,7 @@ impl Store for TimedWriter<'_> {
         self.writer.uncommitted()
     }
     fn ends_period(&self, msg: &Message) -> bool {
-        self.writer
-            .period_end_us()
-            .is_some_and(|end| msg.timestamp_us >= end)
+        self.writer.belongs_after_open_file(msg.timestamp_us)
     }
     fn rotate(&mut self) -> Result<Option<std::path::PathBuf>, StoreError> {
         let r = self.writer.rotate();

@@ -59,6 +59,15 @@ fn fabricate(stream_dir: &Path, created_us: i64, payload: usize) -> PathBuf {
         path.file_name().unwrap().to_str().unwrap(),
         format!("{created_us}.sqlite")
     );
+    // Finished when it was made: retention ages a file by the later of its
+    // name and its modification time.
+    let when = std::time::UNIX_EPOCH + Duration::from_micros(created_us.try_into().unwrap());
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
     path
 }
 

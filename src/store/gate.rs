@@ -59,7 +59,8 @@ pub trait Store {
     fn commit(&mut self) -> Result<(), StoreError>;
     /// Rows inserted since the last successful commit.
     fn uncommitted(&self) -> usize;
-    /// True when `msg` belongs after the open file's period. The gate then
+    /// True when `msg` belongs outside the open file's period (after it,
+    /// or before it after the clock stepped back). The gate then
     /// rotates first, counted; a writer left to rotate inside `insert`
     /// would commit and close the file behind the gate's back.
     fn ends_period(&self, _msg: &Message) -> bool {
@@ -82,8 +83,7 @@ impl Store for Writer {
         Writer::uncommitted(self)
     }
     fn ends_period(&self, msg: &Message) -> bool {
-        self.period_end_us()
-            .is_some_and(|end| msg.timestamp_us >= end)
+        self.belongs_after_open_file(msg.timestamp_us)
     }
     fn rotate(&mut self) -> Result<Option<PathBuf>, StoreError> {
         Writer::rotate(self)

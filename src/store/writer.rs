@@ -140,11 +140,7 @@ impl Writer {
     /// the message is not stored; a [`StoreError::RolledBack`] says that the
     /// uncommitted rows before it were lost as well. The writer stays usable.
     pub fn insert(&mut self, msg: &Message) -> Result<(), StoreError> {
-        if self
-            .open
-            .as_ref()
-            .is_some_and(|f| msg.timestamp_us >= f.period_end_us)
-        {
+        if self.belongs_after_open_file(msg.timestamp_us) {
             self.rotate()?;
         }
         let file = match self.open {
@@ -222,6 +218,25 @@ impl Writer {
     /// stays for [`recover_parts`] at the next start.
     pub fn abandon(&mut self) {
         self.open = None;
+    }
+
+    /// True when a message stamped `ts_us` must go into a new file: it is
+    /// at or past the open file's period end, or before its period start
+    /// (the wall clock was stepped back: the new file is named and dated
+    /// by the new time, and never takes an existing name).
+    pub fn belongs_after_open_file(&self, ts_us: i64) -> bool {
+        self.open.as_ref().is_some_and(|f| {
+            let start = f.period_end_us.saturating_sub(self.period_us());
+            ts_us >= f.period_end_us || ts_us < start
+        })
+    }
+
+    /// The rotation period in µs.
+    fn period_us(&self) -> i64 {
+        i64::try_from(self.period_s)
+            .ok()
+            .and_then(|s| s.checked_mul(1_000_000))
+            .unwrap_or(i64::MAX)
     }
 
     /// End of the open file's period: when the app must call
@@ -498,6 +513,34 @@ mod tests {
         let second = w.rotate().unwrap().unwrap();
         assert_ne!(first, second);
         assert_eq!((count(&first), count(&second)), (1, 1));
+    }
+
+    #[test]
+    fn a_clock_stepped_back_starts_a_new_file_dated_by_the_new_time_and_never_reuses_a_name() {
+        let tmp = TempDir::new();
+        let mut w = writer(&tmp.0, 300);
+        w.insert(&msg(T0, "a", b"1")).unwrap();
+        assert!(!w.belongs_after_open_file(T0 + 1));
+        // NTP steps the clock back three days.
+        let back = T0 - 3 * 86_400_000_000;
+        assert!(w.belongs_after_open_file(back));
+        w.insert(&msg(back, "a", b"2")).unwrap();
+        let first = tmp.0.join("2023-11-14").join(rotation::file_name(T0));
+        assert_eq!(count(&first), 1, "the file before the step is finished");
+        assert_eq!(
+            w.current_file().unwrap(),
+            tmp.0.join("2023-11-11").join(rotation::part_name(back)),
+            "the new file is in the new day's folder"
+        );
+        // And forward again to the moment of the first file: a new name.
+        w.insert(&msg(T0, "a", b"3")).unwrap();
+        let third = w.rotate().unwrap().unwrap();
+        assert_eq!(
+            third,
+            tmp.0.join("2023-11-14").join(rotation::file_name(T0 + 1))
+        );
+        assert_eq!((count(&first), count(&third)), (1, 1));
+        assert_eq!(files_in(&tmp.0.join("2023-11-14")).len(), 2);
     }
 
     #[test]

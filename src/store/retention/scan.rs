@@ -78,6 +78,25 @@ pub struct File {
     pub created_us: i64,
     /// Its length in bytes.
     pub size: u64,
+    /// Its modification time in unix µs: when it was finished.
+    pub mtime_us: i64,
+}
+
+impl File {
+    /// The moment its age is judged by: the later of its name's time and
+    /// its modification time. A file recorded while the clock was behind
+    /// (a Pi before NTP) has an old name but a recent modification time,
+    /// and a forward step must not make it look old.
+    pub fn age_from_us(&self) -> i64 {
+        self.created_us.max(self.mtime_us)
+    }
+}
+
+/// A modification time in unix µs (0 when the system cannot say).
+fn mtime_us(meta: &fs::Metadata) -> i64 {
+    meta.mtime()
+        .saturating_mul(1_000_000)
+        .saturating_add(meta.mtime_nsec() / 1_000)
 }
 
 /// Identity and modification time of a day folder: equal = same entries.
@@ -332,10 +351,10 @@ impl DayScan {
             .binary_search_by_key(&created, |f| f.created_us)
             .ok()
             .and_then(|i| day.files.get(i));
-        let size = match known {
-            Some(f) => f.size,
+        let (size, mtime_us) = match known {
+            Some(f) => (f.size, f.mtime_us),
             None => match entry.metadata() {
-                Ok(m) => m.len(),
+                Ok(m) => (m.len(), mtime_us(&m)),
                 Err(_) => {
                     // Deleted meanwhile, or unreadable: nothing to count.
                     self.key = None;
@@ -346,6 +365,7 @@ impl DayScan {
         self.files.push(File {
             created_us: created,
             size,
+            mtime_us,
         });
     }
 }
@@ -439,12 +459,15 @@ mod tests {
         let mut c = Catalog::new(t.0.clone());
         let calls = full_refresh(&mut c);
         assert!(calls > 3, "three operations per call: {calls} calls");
-        let days: Vec<(&str, Vec<File>, usize)> = c
+        let days: Vec<(&str, Vec<(i64, u64)>, usize)> = c
             .days
             .iter()
-            .map(|d| (d.name.as_str(), d.files.clone(), d.others))
+            .map(|d| {
+                let files = d.files.iter().map(|f| (f.created_us, f.size)).collect();
+                (d.name.as_str(), files, d.others)
+            })
             .collect();
-        let f = |created_us, size| File { created_us, size };
+        let f = |created_us: i64, size: u64| (created_us, size);
         assert_eq!(
             days,
             [

@@ -55,6 +55,8 @@ fn put(data: &Path, stream: &str, created: i64, len: usize) -> PathBuf {
     fs::create_dir_all(&day).unwrap();
     let p = day.join(finished_file_name(created));
     fs::write(&p, vec![1u8; len]).unwrap();
+    // Finished when it was made: its modification time is its name's.
+    set_mtime(&p, created.max(0));
     p
 }
 

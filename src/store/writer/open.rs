@@ -8,7 +8,7 @@
 use super::mqtt5::{ADD_PROPERTIES_COLUMN, INSERT_SQL_V5, mqtt_version};
 use super::{APPLICATION_ID, FORMAT_VERSION, failure, io_err, sidecar, sqlite_err, sync_dir};
 use super::{FileMeta, INSERT_SQL, META_SQL, SCHEMA, STATEMENT_CACHE, tuning};
-use crate::layout;
+use crate::layout::{self, Kind};
 use crate::store::{Durability, Message, StoreError};
 use rusqlite::{Connection, OpenFlags, Statement, ffi};
 use std::fs;
@@ -159,10 +159,12 @@ pub(super) fn open_file(
     fs::create_dir_all(&day).map_err(|e| io_err("create day folder", &day, e))?;
     // Never reuse a name (the clock may have stepped back): a `.sqlite` file
     // is never touched again, and a `.part` belongs to recovery.
-    while created < layout::NAME_MAX_US
-        && (fs::symlink_metadata(day.join(layout::file_name(created))).is_ok()
-            || fs::symlink_metadata(day.join(layout::part_name(created))).is_ok())
-    {
+    let taken = |t: i64| {
+        [Kind::Finished, Kind::Part, Kind::Init, Kind::Corrupt]
+            .into_iter()
+            .any(|k| fs::symlink_metadata(day.join(layout::name(t, k))).is_ok())
+    };
+    while created < layout::NAME_MAX_US && taken(created) {
         created += 1;
     }
     let path = day.join(layout::part_name(created));

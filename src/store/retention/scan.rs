@@ -459,7 +459,9 @@ mod tests {
         let mut c = Catalog::new(t.0.clone());
         let calls = full_refresh(&mut c);
         assert!(calls > 3, "three operations per call: {calls} calls");
-        let days: Vec<(&str, Vec<(i64, u64)>, usize)> = c
+        // (day, [(created, size)], others)
+        type Seen<'a> = Vec<(&'a str, Vec<(i64, u64)>, usize)>;
+        let days: Seen<'_> = c
             .days
             .iter()
             .map(|d| {

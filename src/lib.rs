@@ -20,7 +20,8 @@
 //!     topic     topic-filter matching and validity checks
 //!   store/
 //!     gate      ack-after-commit as a sans-IO state machine over the Store trait
-//!     writer/   rusqlite: open file + prepared statement, finalise, recovery
+//!     writer/   rusqlite: open file + prepared statement, finalise, recovery, sessions table
+//!     lock      the stream folder's flock: one instance per folder
 //!     finaliser closed files finished on a helper thread (checkpoint, fsync, rename)
 //!     retention deletes the oldest finished files (age, size, free space), sliced
 //!     reader    read-only chunked cursor over one file (export, replay)

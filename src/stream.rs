@@ -16,7 +16,7 @@ use crate::mqtt::session::{Delivery, Event, Session};
 use crate::store::Message;
 use crate::store::StoreError;
 use crate::store::gate::{Actions, Gate, Store};
-use crate::store::writer::{FileMeta, Writer};
+use crate::store::writer::{BrokerSession, FileMeta, Writer};
 use crate::summary::Tally;
 use mio::{Registry, Token};
 use std::time::{Duration, Instant};
@@ -94,6 +94,9 @@ pub struct Stream {
     coalesce: Duration,
     /// Scratch for session events, reused.
     events: Vec<Event>,
+    /// The QoS granted by the last SUBACK, per filter (`1`, `1,0`,
+    /// `refused`): a resumed session has none of its own.
+    granted: String,
     /// Self-report counters.
     pub counters: Counters,
     /// Reception-time span committed and files written (`--summary`).
@@ -156,6 +159,7 @@ impl Stream {
                 Duration::ZERO
             },
             events: Vec::with_capacity(64),
+            granted: String::new(),
             counters: Counters::default(),
             tally: Tally::default(),
         }
@@ -348,8 +352,12 @@ impl Stream {
                 match ev {
                     // The connection opened or closed the socket.
                     Event::OpenTransport => self.read = ReadState::Reading,
-                    Event::CloseTransport => self.read = ReadState::Closed,
-                    Event::Connected => {}
+                    Event::CloseTransport => {
+                        self.read = ReadState::Closed;
+                        let why = &self.conn.session().stats().last_close;
+                        self.writer.session_ended(ts, why);
+                    }
+                    Event::Connected => self.connected(ts),
                     Event::Message(d) => self.on_message(d, ts, now),
                     Event::Oversize { topic, payload_len } => {
                         self.counters.received += 1;
@@ -364,6 +372,27 @@ impl Stream {
             self.conn.take_events(&mut batch);
         }
         self.events = batch;
+    }
+
+    /// The subscriptions are in place: the connection goes into the
+    /// `sessions` table of the files written while it lasts.
+    fn connected(&mut self, ts: i64) {
+        let stats = self.conn.session().stats();
+        if !stats.granted.is_empty() {
+            let words: Vec<String> = stats
+                .granted
+                .iter()
+                .map(|g| g.map_or_else(|| "refused".to_owned(), |q| q.to_string()))
+                .collect();
+            self.granted = words.join(",");
+        }
+        self.writer.session_started(BrokerSession {
+            connected_us: ts,
+            disconnected_us: None,
+            session_present: stats.session_present,
+            granted_qos: self.granted.clone(),
+            ended: None,
+        });
     }
 
     fn on_message(&mut self, d: Delivery, ts: i64, now: Instant) {
@@ -443,6 +472,7 @@ impl Stream {
     /// Graceful stop: commit, acknowledge, finalise the file, DISCONNECT.
     /// Returns true when the outbox is fully written.
     pub fn shutdown(&mut self, registry: &Registry, now: Instant) -> bool {
+        self.writer.session_ended(clock::now_us(), "attic stopped");
         self.gate_call(now, |g, s, c| g.shutdown(s, now, c));
         self.conn.session_mut().shutdown();
         self.flush_final(registry, now)

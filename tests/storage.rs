@@ -204,6 +204,10 @@ fn a_full_disk_under_a_persistent_session_stores_every_qos_1_message_and_loses_n
     a_full_disk_loses_nothing(false);
 }
 
+/// A row of a file's `sessions` table: connected, disconnected, session
+/// present, granted QoS, why it ended.
+type SessionRow = (i64, Option<i64>, bool, String, Option<String>);
+
 /// Publishes `range` as QoS 1 decimal payloads on `f/x`.
 fn publish(port: u16, range: std::ops::Range<usize>) {
     let mut c = TestClient::connect(port, "f-pub");
@@ -324,4 +328,83 @@ fn a_second_instance_on_the_same_folders_exits_1_naming_the_folder_and_the_holde
             .ok();
         assert_eq!(recovered, None, "{}", f.display());
     }
+}
+
+#[test]
+fn after_a_broker_restart_the_sessions_table_and_export_sessions_show_the_gap() {
+    let dir = TempDir::new("sessions");
+    let data = dir.join("data");
+    let mut broker = Mosquitto::start();
+    let yaml = config(&data, broker.port(), "file-rotation-time-seconds: 3600");
+    let mut attic = Attic::start(&yaml, &dir);
+    attic.wait_ready(T);
+    publish(broker.port(), 0..10);
+    wait_until(T, "the first messages stored", || {
+        stored_numbers(&data).0.len() >= 10
+    });
+    broker.restart();
+    wait_until(T, "attic subscribed again", || {
+        attic.log().matches("subscribed; storing messages").count() >= 2
+    });
+    publish(broker.port(), 10..20);
+    wait_until(T, "the later messages stored", || {
+        stored_numbers(&data).0.len() >= 20
+    });
+    attic.stop_clean();
+
+    // The one file has both connections, the gap between them and why the
+    // first one ended.
+    let files = finished_files(&data);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let con = common::files::open_ro(&files[0]).unwrap();
+    let rows: Vec<SessionRow> = con
+        .prepare(
+            "select connected_us, disconnected_us, session_present, granted_qos, ended \
+             from sessions order by rowid",
+        )
+        .unwrap()
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let (c1, d1, p1, g1, e1) = &rows[0];
+    let (c2, d2, _, g2, e2) = &rows[1];
+    let d1 = d1.expect("the first connection ended");
+    assert!(*c1 < d1 && d1 < *c2, "a gap between the two: {rows:?}");
+    assert!(!p1 && g1 == "1" && g2 == "1", "{rows:?}");
+    assert!(e1.as_deref().is_some_and(|e| !e.is_empty()), "{rows:?}");
+    assert_eq!(e2.as_deref(), Some("attic stopped"));
+    assert!(d2.is_some_and(|d| d > *c2));
+    // The data confirms the gap: no row was received inside it.
+    let inside: i64 = con
+        .query_row(
+            "select count(*) from data where reception_timestamp > ?1 and reception_timestamp < ?2",
+            [d1, *c2],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(inside, 0);
+
+    let cfg = attic.config_path().to_str().unwrap().to_owned();
+    let out = run_attic_in(&dir, &["export", "--config", &cfg, "--sessions"]);
+    assert!(out.status.success(), "{out:?}");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["stream"], "f");
+    assert_eq!(lines[0]["connected_us"], *c1);
+    assert_eq!(lines[0]["disconnected_us"], d1);
+    assert_eq!(lines[1]["connected_us"], *c2);
+    assert_eq!(lines[1]["ended"], "attic stopped");
+    assert!(lines[0]["connected_time"].as_str().unwrap().ends_with('Z'));
+    let bad = run_attic_in(
+        &dir,
+        &["export", "--config", &cfg, "--sessions", "--format", "csv"],
+    );
+    assert_eq!(bad.status.code(), Some(2));
 }

@@ -138,6 +138,10 @@ pub struct SessionStats {
     /// QoS granted per filter by the last SUBACK, in filter order (`None` =
     /// refused); empty after a CONNACK that resumed the session.
     pub granted: Vec<Option<u8>>,
+    /// The session-present flag of the last accepted CONNACK.
+    pub session_present: bool,
+    /// Why the last connection (or attempt) ended, in words.
+    pub last_close: String,
 }
 
 /// The MQTT session of one stream. See the module docs.
@@ -371,6 +375,7 @@ impl Session {
                     return Err(format!("broker refused the connection: {}", refusal(code)));
                 }
                 self.stats.connections += 1;
+                self.stats.session_present = session_present;
                 if self.stats.connections > 1 {
                     self.stats.reconnects += 1;
                 }
@@ -568,6 +573,7 @@ impl Session {
             delay.as_secs_f32()
         );
         self.stats.failures += 1;
+        self.stats.last_close = why.to_owned();
         self.decoder.reset();
         self.outbox.clear();
         // Unsent acks die with the connection: the broker redelivers those

@@ -27,10 +27,12 @@ mod finalise;
 mod mqtt5;
 mod open;
 mod recovery;
+mod sessions;
 mod tuning;
 
 pub use finalise::{finalise_closed, finalise_with, is_busy};
 pub use recovery::recover_parts;
+pub use sessions::{BrokerSession, read as read_sessions};
 
 use super::{Durability, Message, StoreError};
 use open::{OpenFile, open_file};
@@ -41,8 +43,9 @@ pub const APPLICATION_ID: i32 = 0x4154_5443;
 /// The `format_version` meta value of the files this writer produces.
 pub const FORMAT_VERSION: &str = "1";
 
-/// The original's table and the key/value meta table. The `topics` index
-/// is built at finalisation ([`tuning::INDEX_SQL`]).
+/// The original's table and the key/value meta table (the `sessions`
+/// table, [`sessions::SCHEMA`], follows them). The `topics` index is built
+/// at finalisation ([`tuning::INDEX_SQL`]).
 const SCHEMA: &str = "\
 CREATE TABLE IF NOT EXISTS data (reception_timestamp INTEGER NOT NULL, topic TEXT NOT NULL, \
 payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL);
@@ -106,6 +109,9 @@ pub struct Writer {
     defer: bool,
     /// Closed `.part` files waiting to be handed to the finaliser.
     closed: Vec<PathBuf>,
+    /// The connection to the broker now up, recorded in the `sessions`
+    /// table of every file opened while it lasts.
+    live: Option<BrokerSession>,
 }
 
 impl Writer {
@@ -129,6 +135,7 @@ impl Writer {
             _cache: tuning::CacheShare::join(),
             defer: false,
             closed: Vec::new(),
+            live: None,
         }
     }
 
@@ -145,13 +152,19 @@ impl Writer {
         }
         let file = match self.open {
             Some(ref mut file) => file,
-            None => self.open.insert(open_file(
-                &self.stream_dir,
-                self.period_s,
-                self.durability,
-                &self.meta,
-                msg.timestamp_us,
-            )?),
+            None => {
+                let mut file = open_file(
+                    &self.stream_dir,
+                    self.period_s,
+                    self.durability,
+                    &self.meta,
+                    msg.timestamp_us,
+                )?;
+                if let Some(s) = &self.live {
+                    file.session_row = note_session(&file, sessions::insert(&file.conn, s));
+                }
+                self.open.insert(file)
+            }
         };
         file.insert(msg)
     }
@@ -239,6 +252,29 @@ impl Writer {
             .unwrap_or(i64::MAX)
     }
 
+    /// A connection to the broker is up: a row in the open file's
+    /// `sessions` table, and in every file opened while it lasts.
+    pub fn session_started(&mut self, s: BrokerSession) {
+        if let Some(f) = self.open.as_mut() {
+            f.session_row = note_session(f, sessions::insert(&f.conn, &s));
+        }
+        self.live = Some(s);
+    }
+
+    /// The connection to the broker ended at `at_us`, for the reason `why`
+    /// (words): its row in the open file says so.
+    pub fn session_ended(&mut self, at_us: i64, why: &str) {
+        let Some(mut s) = self.live.take() else {
+            return;
+        };
+        s.disconnected_us = Some(at_us);
+        s.ended = Some(why.to_owned());
+        if let Some(f) = self.open.as_mut() {
+            let id = f.session_row.take();
+            note_session(f, sessions::end(&f.conn, id, &s).map(|()| 0));
+        }
+    }
+
     /// End of the open file's period: when the app must call
     /// [`rotate`](Self::rotate) even if no message comes. `None` when no file
     /// is open.
@@ -250,6 +286,17 @@ impl Writer {
     pub fn current_file(&self) -> Option<&Path> {
         self.open.as_ref().map(|f| f.path.as_path())
     }
+}
+
+/// A `sessions` row written (its id) or not (logged: the data goes on).
+fn note_session(f: &OpenFile, r: rusqlite::Result<i64>) -> Option<i64> {
+    r.map_err(|e| {
+        log::warn!(
+            "{}: cannot record the broker connection in its sessions table: {e}",
+            f.path.display()
+        );
+    })
+    .ok()
 }
 
 /// `X.sqlite.part` + `-wal` -> `X.sqlite.part-wal` (SQLite's naming).
@@ -406,6 +453,8 @@ mod tests {
                 "CREATE TABLE data (reception_timestamp INTEGER NOT NULL, topic TEXT NOT NULL, \
                  payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL)",
                 "CREATE TABLE attic_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+                "CREATE TABLE sessions (connected_us INTEGER NOT NULL, disconnected_us INTEGER, \
+                 session_present INTEGER NOT NULL, granted_qos TEXT NOT NULL, ended TEXT)",
                 // Built at finalisation, hence last.
                 "CREATE INDEX topics ON data (topic)",
             ]
@@ -541,6 +590,53 @@ mod tests {
         );
         assert_eq!((count(&first), count(&third)), (1, 1));
         assert_eq!(files_in(&tmp.0.join("2023-11-14")).len(), 2);
+    }
+
+    #[test]
+    fn each_file_records_the_connections_that_were_up_while_it_was_open() {
+        let tmp = TempDir::new();
+        let mut w = writer(&tmp.0, 300);
+        let up = |at: i64, present: bool| BrokerSession {
+            connected_us: at,
+            disconnected_us: None,
+            session_present: present,
+            granted_qos: "1".into(),
+            ended: None,
+        };
+        // Connected before the first message: the file gets the row when
+        // it opens.
+        w.session_started(up(T0 - 5, false));
+        w.insert(&msg(T0, "a", b"1")).unwrap();
+        w.commit().unwrap();
+        w.session_ended(T0 + 10, "broker closed the connection");
+        w.session_started(up(T0 + 20, true));
+        w.insert(&msg(T0 + 30, "a", b"2")).unwrap();
+        let first = w.rotate().unwrap().unwrap();
+        // The connection outlives the file: the next file has it too.
+        w.insert(&msg(T0 + 400_000_000, "a", b"3")).unwrap();
+        w.session_ended(T0 + 400_000_010, "attic stopped");
+        let second = w.rotate().unwrap().unwrap();
+        let read = |p: &Path| read_sessions(&open_ro(p)).unwrap();
+        let ended = |s: BrokerSession, at: i64, why: &str| BrokerSession {
+            disconnected_us: Some(at),
+            ended: Some(why.into()),
+            ..s
+        };
+        assert_eq!(
+            read(&first),
+            [
+                ended(up(T0 - 5, false), T0 + 10, "broker closed the connection"),
+                up(T0 + 20, true),
+            ]
+        );
+        assert_eq!(
+            read(&second),
+            [ended(up(T0 + 20, true), T0 + 400_000_010, "attic stopped")]
+        );
+        // Nothing is recorded while no connection is up.
+        w.insert(&msg(T0 + 800_000_000, "a", b"4")).unwrap();
+        let third = w.rotate().unwrap().unwrap();
+        assert_eq!(read(&third), []);
     }
 
     #[test]

@@ -64,6 +64,7 @@ impl Writer {
             uncommitted,
             committed,
             mqtt5,
+            session_row,
         } = file;
         if let Err((conn, source)) = (*conn).close() {
             self.open = Some(OpenFile {
@@ -75,6 +76,7 @@ impl Writer {
                 uncommitted,
                 committed,
                 mqtt5,
+                session_row,
             });
             return Err(StoreError::Sqlite {
                 action: "close",

@@ -35,6 +35,8 @@ pub(super) struct OpenFile {
     pub(super) committed: u64,
     /// The file has the MQTT 5 `properties` column.
     pub(super) mqtt5: bool,
+    /// The `sessions` row of the connection now up, if written.
+    pub(super) session_row: Option<i64>,
 }
 
 impl OpenFile {
@@ -212,6 +214,7 @@ pub(super) fn open_file(
         uncommitted: 0,
         committed: 0,
         mqtt5: meta.mqtt5,
+        session_row: None,
     })
 }
 
@@ -245,6 +248,7 @@ pub(super) fn init_file(
     }
     let tx = conn.unchecked_transaction()?;
     tx.execute_batch(SCHEMA)?;
+    tx.execute_batch(super::sessions::SCHEMA)?;
     if meta.mqtt5 {
         tx.execute_batch(ADD_PROPERTIES_COLUMN)?;
     }

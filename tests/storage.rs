@@ -95,6 +95,11 @@ impl Mounted {
 
     /// A fresh ext4 image of `mb` MiB mounted on a loop device.
     fn ext4(image: &Path, path: PathBuf, mb: u32) -> Option<Mounted> {
+        Mounted::ext4_with(image, path, mb, "loop")
+    }
+
+    /// [`Mounted::ext4`] with the mount options `opts`.
+    fn ext4_with(image: &Path, path: PathBuf, mb: u32, opts: &str) -> Option<Mounted> {
         std::fs::create_dir_all(&path).unwrap();
         let made = Command::new("truncate")
             .args(["-s", &format!("{mb}M")])
@@ -108,7 +113,7 @@ impl Mounted {
                 .is_ok_and(|s| s.success());
         (made
             && Command::new("mount")
-                .args(["-o", "loop"])
+                .args(["-o", opts])
                 .arg(image)
                 .arg(&path)
                 .status()
@@ -407,4 +412,99 @@ fn after_a_broker_restart_the_sessions_table_and_export_sessions_show_the_gap() 
         &["export", "--config", &cfg, "--sessions", "--format", "csv"],
     );
     assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn an_sd_card_that_turns_read_only_under_an_open_file_never_has_an_unstored_message_acknowledged() {
+    // ext4 with errors=remount-ro, as Raspberry Pi OS mounts its root: an
+    // error makes the kernel turn it read-only at once, open files and
+    // all, and only a new mount makes it writable again. The messages
+    // Attic could not store must still be at the broker.
+    let dir = TempDir::new("emergency-ro");
+    let Some(disk) = Mounted::ext4_with(
+        &dir.join("card.img"),
+        dir.join("card"),
+        32,
+        "loop,errors=remount-ro",
+    ) else {
+        eprintln!("SKIPPED: cannot make and loop-mount an ext4 image here (not root?)");
+        return;
+    };
+    let device = Command::new("findmnt")
+        .args(["-n", "-o", "SOURCE"])
+        .arg(&disk.path)
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let trigger = PathBuf::from("/sys/fs/ext4")
+        .join(Path::new(&device).file_name().unwrap_or_default())
+        .join("trigger_fs_error");
+    if !trigger.exists() {
+        eprintln!("SKIPPED: this kernel has no {}", trigger.display());
+        return;
+    }
+    let data = disk.path.join("data");
+    let broker = Mosquitto::builder().max_queued_messages(100_000).start();
+    let yaml = config(
+        &data,
+        broker.port(),
+        "clean-session: false\nclient-id: \"attic-ro-card\"\nfile-rotation-time-seconds: 3600",
+    );
+    let summary = dir.join("summary.json");
+    let mut attic = Attic::start_with_args(&yaml, &dir, &["--summary", summary.to_str().unwrap()]);
+    attic.wait_ready(T);
+    publish(broker.port(), 0..100);
+    wait_until(T, "the first messages stored", || {
+        stored_numbers(&data).0.len() >= 100
+    });
+    let n = 400;
+    let port = broker.port();
+    let publisher = std::thread::spawn(move || publish(port, 100..n));
+    wait_until(T, "more messages stored", || {
+        stored_numbers(&data).0.len() >= 150
+    });
+    std::fs::write(&trigger, "test: the card turns read-only").unwrap();
+    attic.wait_log_contains("cannot store", T);
+    publisher.join().unwrap();
+    attic.stop_clean();
+    let log = attic.log();
+    assert_eq!(
+        log.matches("cannot store").count(),
+        1,
+        "reported once:\n{log}"
+    );
+    let s = summary_stream(&summary);
+    let stored_count = s["stored"].as_u64().unwrap();
+
+    // What the card holds (it can still be read), and what the broker kept
+    // for the session because Attic never acknowledged it.
+    let (stored, _) = stored_numbers(&data);
+    assert!(stored.len() as u64 >= stored_count.min(100), "{s}");
+    let mut kept = TestClient::connect_with(broker.port(), "attic-ro-card", false);
+    assert!(kept.session_present());
+    let mut redelivered: BTreeSet<usize> = BTreeSet::new();
+    while let Some(p) = kept.recv_timeout(Duration::from_secs(2)) {
+        if let Some(i) = std::str::from_utf8(&p.payload)
+            .ok()
+            .and_then(|t| t.parse().ok())
+        {
+            redelivered.insert(i);
+        }
+    }
+    eprintln!(
+        "{} of {n} stored on the card, {} kept by the broker; summary {s}",
+        stored.len(),
+        redelivered.len()
+    );
+    let nowhere: Vec<usize> = (0..n)
+        .filter(|i| !stored.contains(i) && !redelivered.contains(i))
+        .take(20)
+        .collect();
+    assert_eq!(nowhere, Vec::<usize>::new(), "acknowledged but not stored");
+    assert!(
+        !redelivered.is_empty(),
+        "the card failed before all were stored"
+    );
+    drop(disk);
 }

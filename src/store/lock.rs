@@ -11,7 +11,7 @@
 use crate::layout;
 use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -74,13 +74,15 @@ pub fn lock_folder(stream_dir: &Path) -> Result<FolderLock, LockError> {
         path: path.clone(),
         source,
     };
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
+    // The lock is held through a read-only descriptor: a file open for
+    // writing would keep its file system from being remounted read-only
+    // (`mount -o remount,ro` fails while any file is open for writing).
+    OpenOptions::new()
+        .append(true)
         .create(true)
-        .truncate(false)
         .open(&path)
         .map_err(io_err)?;
+    let mut file = File::open(&path).map_err(io_err)?;
     // SAFETY: `flock` on a file descriptor this function owns; no memory
     // is passed.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
@@ -99,9 +101,12 @@ pub fn lock_folder(stream_dir: &Path) -> Result<FolderLock, LockError> {
         }
         return Err(io_err(e));
     }
-    file.set_len(0)
-        .and_then(|()| file.rewind())
-        .and_then(|()| writeln!(file, "{}", std::process::id()))
+    // Holding the lock, write the pid through a descriptor closed at once.
+    OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .and_then(|mut w| writeln!(w, "{}", std::process::id()))
         .map_err(io_err)?;
     Ok(FolderLock { _file: file })
 }

@@ -180,17 +180,19 @@ fn a_full_disk_loses_nothing(clean_session: bool) {
     assert_eq!(missing(&set, 0..n), Vec::<usize>::new());
     assert_eq!(rows, n, "each message stored once (no redelivery)");
     assert!(
-        !log.contains("reconnect"),
+        !log.contains("connection closed"),
         "no reconnect for redelivery:\n{log}"
     );
     assert!(
         log.contains("rolled back"),
         "a transaction was rolled back:\n{log}"
     );
+    // While the disk is nearly full a retry may work and the next batch
+    // fail again: one error line per outage, each followed by its recovery.
     assert_eq!(
         log.matches("cannot store").count(),
-        1,
-        "reported once:\n{log}"
+        log.matches("storage works again").count(),
+        "reported once per outage:\n{log}"
     );
     let s = summary_stream(&summary);
     assert_eq!(s["lost"], 0, "{s}");
@@ -268,7 +270,7 @@ fn a_file_system_turned_read_only_is_reported_once_and_storing_resumes_when_it_i
         log.contains("Read-only file system"),
         "the cause is named:\n{log}"
     );
-    assert!(!log.contains("reconnect"), "{log}");
+    assert!(!log.contains("connection closed"), "{log}");
     let s = summary_stream(&summary);
     assert_eq!(
         (s["lost"].as_u64(), s["stored"].as_u64()),

@@ -187,14 +187,6 @@ impl Connection {
         self.execute(registry, now);
     }
 
-    /// The owner gives up on this connection although the socket is
-    /// healthy (storage rolled back: unacknowledged messages must be
-    /// redelivered). The session closes it and schedules a reconnect.
-    pub fn abort(&mut self, registry: &Registry, now: Instant, why: &str) {
-        self.session.abort(now, why, &mut self.fresh);
-        self.execute(registry, now);
-    }
-
     /// Takes the socket out of the poll set (coalescing); false if there
     /// is no socket to park.
     pub fn park(&mut self, registry: &Registry) -> bool {

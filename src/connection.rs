@@ -87,6 +87,15 @@ impl Connection {
         self.link.is_open()
     }
 
+    /// While its owner does not read (storage fails): bytes waiting in
+    /// the socket show that the broker is there, so its silence is not
+    /// taken for a dead connection.
+    pub fn note_unread_bytes(&mut self, now: Instant) {
+        if self.link.has_unread_bytes() {
+            self.session.broker_alive(now);
+        }
+    }
+
     /// The broker accepted us (CONNACK) and the connection is up.
     pub fn is_connected(&self) -> bool {
         self.session.is_connected()

@@ -451,6 +451,12 @@ impl Stream {
         if matches!(self.read, ReadState::Coalescing { until } if now >= until) {
             self.resume_reading(registry, buf, now);
         }
+        if self.read == ReadState::PausedByStorage {
+            // Bytes left in the kernel on purpose (backpressure) would
+            // otherwise look like a silent broker after 1.5 keep-alives,
+            // and a reconnect under a clean session drops its queue.
+            self.conn.note_unread_bytes(now);
+        }
         self.conn.on_timer(registry, now);
         self.handle_events(now);
         let actions = self.gate_call(now, |g, s, c| g.on_timer(s, now, c));

@@ -151,7 +151,10 @@ fn a_full_disk_loses_nothing(clean_session: bool) {
     let extra = format!(
         "clean-session: {clean_session}\nclient-id: \"attic-{label}\"\nfile-rotation-time-seconds: 3600"
     );
-    let yaml = config(&data, broker.port(), &extra);
+    // Keep-alive 1 s: the outage below lasts several keep-alives, while
+    // Attic leaves the broker's bytes unread.
+    let yaml = config(&data, broker.port(), &extra)
+        .replace("keep-alive-seconds: 5", "keep-alive-seconds: 1");
     // Fill the disk but for a little room.
     let filler = disk.path.join("filler");
     std::fs::write(&filler, vec![0u8; 8 * 1024 * 1024 - 300 * 1024]).unwrap();
@@ -168,6 +171,9 @@ fn a_full_disk_loses_nothing(clean_session: bool) {
     });
     attic.wait_log_contains("cannot store", T);
     assert!(attic.is_running());
+    // The outage lasts four keep-alives (the scenario, not a wait for a
+    // condition): the broker must not be taken for silent meanwhile.
+    std::thread::sleep(Duration::from_secs(4));
     std::fs::remove_file(&filler).unwrap();
     attic.wait_log_contains("storage works again", T);
     publisher.join().unwrap();

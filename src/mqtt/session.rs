@@ -255,6 +255,14 @@ impl Session {
             .clamp(Duration::from_secs(5), Duration::from_secs(30))
     }
 
+    /// The broker is sending, although the owner has not read it yet (it
+    /// stopped reading while storage fails): not a silent connection.
+    pub fn broker_alive(&mut self, now: Instant) {
+        if matches!(self.state, State::Up { .. }) {
+            self.last_recv = self.last_recv.max(now);
+        }
+    }
+
     /// Time-driven work: start a connection, ping, or give up on a silent one.
     pub fn on_timer(&mut self, now: Instant, events: &mut Vec<Event>) {
         let ka = self.cfg.keep_alive;
@@ -894,6 +902,20 @@ mod tests {
         s.on_timer(t0 + Duration::from_secs(15), &mut ev);
         assert_eq!(ev, vec![Event::CloseTransport]);
         assert!(!s.is_connected());
+    }
+
+    #[test]
+    fn bytes_the_owner_left_unread_keep_a_broker_from_counting_as_silent() {
+        let (mut s, t0, mut ev) = connected(0);
+        s.on_timer(t0 + Duration::from_secs(10), &mut ev);
+        sent(&mut s);
+        // Storage fails: the owner stops reading, but bytes keep arriving.
+        s.broker_alive(t0 + Duration::from_secs(14));
+        s.on_timer(t0 + Duration::from_secs(15), &mut ev);
+        assert!(ev.is_empty() && s.is_connected());
+        // Once nothing more arrives, the usual rule applies.
+        s.on_timer(t0 + Duration::from_secs(29), &mut ev);
+        assert_eq!(ev, vec![Event::CloseTransport]);
     }
 
     #[test]

@@ -271,8 +271,10 @@ impl Stream {
         self.read = ReadState::Reading;
         let mut total = 0;
         for reads in 0.. {
-            if self.gate.held() > 0 {
-                // Storage is failing: leave the bytes in the kernel.
+            if self.gate.held() > 0 && self.conn.is_connected() {
+                // Storage is failing: leave the bytes in the kernel. (A
+                // connection being set up is still read, so that its
+                // CONNACK is seen; what comes with it is held.)
                 self.read = ReadState::PausedByStorage;
                 break;
             }

@@ -6,7 +6,8 @@
 //! ```
 //!
 //! [`cli`] parses the arguments and maps errors to exit codes; [`sink`]
-//! holds the three writers. This module reads the data folder only through
+//! holds the three writers; [`sessions`] prints the files' `sessions`
+//! tables instead of their rows (`--sessions`). This module reads the data folder only through
 //! `select` and never writes into it.
 
 pub mod cli;

@@ -92,7 +92,9 @@ impl Connection {
     /// taken for a dead connection.
     pub fn note_unread_bytes(&mut self, now: Instant) {
         if self.link.has_unread_bytes() {
-            self.session.broker_alive(now);
+            // Bytes have arrived, none of them read yet: an empty read. It
+            // decodes nothing, and the session's silence clock restarts.
+            self.session.on_bytes(&[], now, &mut self.fresh);
         }
     }
 

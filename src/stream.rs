@@ -454,10 +454,7 @@ impl Stream {
             self.resume_reading(registry, buf, now);
         }
         if self.read == ReadState::PausedByStorage {
-            // Bytes left in the kernel on purpose (backpressure) would
-            // otherwise look like a silent broker after 1.5 keep-alives,
-            // and a reconnect under a clean session drops its queue.
-            self.conn.note_unread_bytes(now);
+            self.conn.note_unread_bytes(now); // backpressure is not silence
         }
         self.conn.on_timer(registry, now);
         self.handle_events(now);

@@ -255,14 +255,6 @@ impl Session {
             .clamp(Duration::from_secs(5), Duration::from_secs(30))
     }
 
-    /// The broker is sending, although the owner has not read it yet (it
-    /// stopped reading while storage fails): not a silent connection.
-    pub fn broker_alive(&mut self, now: Instant) {
-        if matches!(self.state, State::Up { .. }) {
-            self.last_recv = self.last_recv.max(now);
-        }
-    }
-
     /// Time-driven work: start a connection, ping, or give up on a silent one.
     pub fn on_timer(&mut self, now: Instant, events: &mut Vec<Event>) {
         let ka = self.cfg.keep_alive;
@@ -909,8 +901,9 @@ mod tests {
         let (mut s, t0, mut ev) = connected(0);
         s.on_timer(t0 + Duration::from_secs(10), &mut ev);
         sent(&mut s);
-        // Storage fails: the owner stops reading, but bytes keep arriving.
-        s.broker_alive(t0 + Duration::from_secs(14));
+        // Storage fails: the owner stops reading, but bytes keep arriving
+        // (`Connection::note_unread_bytes` hands over an empty read).
+        s.on_bytes(&[], t0 + Duration::from_secs(14), &mut ev);
         s.on_timer(t0 + Duration::from_secs(15), &mut ev);
         assert!(ev.is_empty() && s.is_connected());
         // Once nothing more arrives, the usual rule applies.

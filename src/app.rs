@@ -21,11 +21,12 @@
 //! `store::gate`, file rules in the writer, figures and formats in
 //! `report`. The loop holds no protocol logic of its own.
 
-use crate::clock::{self, WallTimer};
+use crate::clock::{self, StepWatch, WallTimer};
 use crate::config::Config;
 use crate::file_events::{FileEvent, FileEvents};
 use crate::harness::{Harness, Progress};
 use crate::hook::Hooks;
+use crate::layout;
 use crate::metrics::MetricsFile;
 use crate::publisher::Publisher;
 use crate::report::{self, ProcessSample, Reporter, StreamSample};
@@ -34,6 +35,7 @@ use crate::run_options::RunOptions;
 use crate::signals::{Signal, Signals};
 use crate::store::facts::read_facts;
 use crate::store::finaliser::Finaliser;
+use crate::store::lock::{FolderLock, lock_folder};
 use crate::store::retention::{self, Retention};
 use crate::store::writer;
 use crate::stream::Stream;
@@ -58,6 +60,12 @@ const WALL: Token = Token(usize::MAX - 2);
 const PUBLISHER: Token = Token(usize::MAX - 3);
 /// The helper threads' waker (resolver and finaliser: mio allows one per poll).
 const HELPERS: Token = Token(usize::MAX - 4);
+
+/// The wall timer's moment when no file is open: far away, so that it only
+/// ever wakes the loop for a step of the clock.
+fn far_wall_us() -> i64 {
+    layout::latest_wall_deadline_us().min(layout::NAME_MAX_US)
+}
 
 /// How long the stop sequence may wait for DISCONNECTs to be written and
 /// closed files to be finished; what is unfinished by then stays `.part`
@@ -102,13 +110,17 @@ impl From<io::Error> for AppError {
 /// Prepares the data folder and recovers files left by a crash (each one a
 /// `Recovered` event). Runs before any connection is made, so new data
 /// never mixes with recovery.
-fn prepare(config: &Config, events: &mut FileEvents) -> Result<(), AppError> {
+///
+/// Returns the stream folders' locks, taken before recovery and held until
+/// the process ends: a second instance on the same folders stops here.
+fn prepare(config: &Config, events: &mut FileEvents) -> Result<Vec<FolderLock>, AppError> {
     std::fs::create_dir_all(&config.data_folder).map_err(|e| {
         AppError::Startup(format!(
             "cannot create data folder {}: {e}",
             config.data_folder.display()
         ))
     })?;
+    let mut locks = Vec::with_capacity(config.streams.len());
     for (i, s) in config.streams.iter().enumerate() {
         let dir = config.data_folder.join(&s.folder_name);
         std::fs::create_dir_all(&dir).map_err(|e| {
@@ -123,6 +135,7 @@ fn prepare(config: &Config, events: &mut FileEvents) -> Result<(), AppError> {
                 dir.display()
             ))
         })?;
+        locks.push(lock_folder(&dir).map_err(|e| AppError::Startup(e.to_string()))?);
         let recovered = writer::recover_parts(&dir).map_err(|e| {
             AppError::Startup(format!("cannot recover files of {}: {e}", s.folder_name))
         })?;
@@ -133,7 +146,7 @@ fn prepare(config: &Config, events: &mut FileEvents) -> Result<(), AppError> {
             });
         }
     }
-    Ok(())
+    Ok(locks)
 }
 
 /// Runs the service until SIGINT or SIGTERM.
@@ -154,11 +167,12 @@ fn serve(config: &Config, harness: &mut Harness) -> Result<(), AppError> {
     // Block the signals first: nothing may interrupt the start-up half-way.
     let signals = Signals::new()?;
     let mut file_events = FileEvents::default();
-    prepare(config, &mut file_events)?;
+    let _locks = prepare(config, &mut file_events)?;
     let mut poll = Poll::new()?;
     signals.register(poll.registry(), SIGNAL)?;
     let mut wall = WallTimer::new()?;
     wall.register(poll.registry(), WALL)?;
+    let mut steps = StepWatch::new(clock::now_us(), Instant::now());
 
     let waker = Arc::new(Waker::new(poll.registry(), HELPERS)?);
     let mut resolver = Resolver::new(waker.clone(), resolve::from_env());
@@ -226,7 +240,10 @@ fn serve(config: &Config, harness: &mut Harness) -> Result<(), AppError> {
 
     loop {
         let now = Instant::now();
-        wall.set(streams.iter().filter_map(Stream::rotation_due_us).min())?;
+        // Always armed, so that every step of the clock is noticed.
+        let rotation = streams.iter().filter_map(Stream::rotation_due_us).min();
+        let far = far_wall_us();
+        wall.set(rotation.or_else(|| (far > clock::now_us()).then_some(far)))?;
         let deadline = streams
             .iter()
             .filter_map(Stream::next_deadline)
@@ -267,7 +284,12 @@ fn serve(config: &Config, harness: &mut Harness) -> Result<(), AppError> {
                 }
                 WALL => {
                     if wall.acknowledge() {
-                        log::info!("wall clock was stepped; re-evaluating rotation deadlines");
+                        let step = steps.step_us(clock::now_us(), Instant::now());
+                        log::warn!(
+                            "the wall clock stepped {}; closing the open files so that file names and day folders follow the new time",
+                            clock::step_words(step)
+                        );
+                        rotate_all = true;
                     }
                 }
                 PUBLISHER => {
@@ -346,7 +368,7 @@ fn serve(config: &Config, harness: &mut Harness) -> Result<(), AppError> {
         for (s, b) in streams.iter_mut().zip(busy.iter_mut()) {
             if rotate_all || s.rotation_due_us().is_some_and(|d| d <= wall_now) {
                 let t = Instant::now();
-                s.rotate(poll.registry(), now);
+                s.rotate(now);
                 *b += t.elapsed();
             }
         }

@@ -87,6 +87,17 @@ impl Connection {
         self.link.is_open()
     }
 
+    /// While its owner does not read (storage fails): bytes waiting in
+    /// the socket show that the broker is there, so its silence is not
+    /// taken for a dead connection.
+    pub fn note_unread_bytes(&mut self, now: Instant) {
+        if self.link.has_unread_bytes() {
+            // Bytes have arrived, none of them read yet: an empty read. It
+            // decodes nothing, and the session's silence clock restarts.
+            self.session.on_bytes(&[], now, &mut self.fresh);
+        }
+    }
+
     /// The broker accepted us (CONNACK) and the connection is up.
     pub fn is_connected(&self) -> bool {
         self.session.is_connected()
@@ -184,14 +195,6 @@ impl Connection {
     /// The transport failed: tell the session and carry out what follows.
     pub fn down(&mut self, registry: &Registry, now: Instant, why: &str) {
         self.session.on_transport_down(now, why, &mut self.fresh);
-        self.execute(registry, now);
-    }
-
-    /// The owner gives up on this connection although the socket is
-    /// healthy (storage rolled back: unacknowledged messages must be
-    /// redelivered). The session closes it and schedules a reconnect.
-    pub fn abort(&mut self, registry: &Registry, now: Instant, why: &str) {
-        self.session.abort(now, why, &mut self.fresh);
         self.execute(registry, now);
     }
 

@@ -23,8 +23,9 @@ pub struct Counters {
     pub store_errors: u64,
     /// Files finalised.
     pub files_closed: u64,
-    /// Rows lost because SQLite rolled back a transaction (disk full or
-    /// I/O error during commit); QoS 1/2 ones are redelivered.
+    /// Messages that never reached a committed row: those given up at a
+    /// stop while storage still failed (a rolled-back transaction is
+    /// inserted again, so it loses nothing).
     pub lost: u64,
     /// Unix µs of the last message received (0 = none yet).
     pub last_rx_us: i64,

@@ -58,12 +58,10 @@ impl FileEvent {
     }
 }
 
-/// The final name of a closed `X.sqlite.part`: `X.sqlite`.
+/// The final name of a closed `X.sqlite.part`: `X.sqlite` (a name already
+/// final stays as it is).
 pub fn final_name(part: &Path) -> PathBuf {
-    match part.extension() {
-        Some(ext) if ext == "part" => part.with_extension(""),
-        _ => part.to_path_buf(),
-    }
+    crate::layout::with_kind(part, crate::layout::Kind::Finished)
 }
 
 /// Events waiting for the loop's dispatch, oldest first.

@@ -20,12 +20,14 @@
 //!     topic     topic-filter matching and validity checks
 //!   store/
 //!     gate      ack-after-commit as a sans-IO state machine over the Store trait
-//!     writer/   rusqlite: open file + prepared statement, finalise, recovery
-//!     rotation  pure time arithmetic: periods, day folders, file names
+//!     writer/   rusqlite: open file + prepared statement, finalise, recovery, sessions table
+//!     lock      the stream folder's flock: one instance per folder
 //!     finaliser closed files finished on a helper thread (checkpoint, fsync, rename)
 //!     retention deletes the oldest finished files (age, size, free space), sliced
 //!     reader    read-only chunked cursor over one file (export, replay)
 //!     export_file  the SQLite file of `attic export --format sqlite`
+//!   layout/     the one definition of day folders and file names (16 digits);
+//!               period: rotation arithmetic (periods, UTC days, the 2038 limit)
 //!   filter/     the per-stream filter chain: keep, drop (counted) or rewrite
 //!   connection  one session + one net::Link: commands carried out, notices to the owner
 //!   stream      a Connection + a filter chain + a gate over a writer; the socket's read state
@@ -81,6 +83,7 @@ pub mod file_events;
 pub mod filter;
 pub mod harness;
 pub mod hook;
+pub mod layout;
 pub mod logging;
 pub mod metrics;
 pub mod mqtt;

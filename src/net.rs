@@ -19,6 +19,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 
 /// Starts a nonblocking connect to `addr`.
 pub fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
@@ -257,6 +258,18 @@ impl Link {
     /// A socket is open (connecting or connected).
     pub fn is_open(&self) -> bool {
         self.socket.is_some()
+    }
+
+    /// Bytes have arrived that nobody has read yet (they wait in the
+    /// kernel while the owner does not read): the peer was alive.
+    pub fn has_unread_bytes(&self) -> bool {
+        let Some(socket) = self.socket.as_ref() else {
+            return false;
+        };
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD on an open socket writes one c_int.
+        let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::FIONREAD, &mut n) };
+        rc == 0 && n > 0
     }
 
     /// After a readiness event while connecting: `Ok(true)` the connect

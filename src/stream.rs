@@ -17,7 +17,7 @@ use crate::qos2_state::Qos2State;
 use crate::store::Message;
 use crate::store::StoreError;
 use crate::store::gate::{Actions, Gate, Store};
-use crate::store::writer::{FileMeta, Writer};
+use crate::store::writer::{BrokerSession, FileMeta, Writer};
 use crate::summary::Tally;
 use mio::{Registry, Token};
 use std::time::{Duration, Instant};
@@ -95,6 +95,9 @@ pub struct Stream {
     coalesce: Duration,
     /// Scratch for session events, reused.
     events: Vec<Event>,
+    /// The QoS granted by the last SUBACK, per filter (`1`, `1,0`,
+    /// `refused`): a resumed session has none of its own.
+    granted: String,
     /// Self-report counters.
     pub counters: Counters,
     /// Reception-time span committed and files written (`--summary`).
@@ -163,6 +166,7 @@ impl Stream {
                 Duration::ZERO
             },
             events: Vec::with_capacity(64),
+            granted: String::new(),
             counters: Counters::default(),
             tally: Tally::default(),
             qos2,
@@ -256,7 +260,7 @@ impl Stream {
         now: Instant,
     ) {
         let usable = self.conn.on_ready(registry, now);
-        self.handle_events(registry, now);
+        self.handle_events(now);
         if !usable {
             return;
         }
@@ -275,8 +279,10 @@ impl Stream {
         self.read = ReadState::Reading;
         let mut total = 0;
         for reads in 0.. {
-            if self.gate.held() > 0 {
-                // Storage is failing: leave the bytes in the kernel.
+            if self.gate.held() > 0 && self.conn.is_connected() {
+                // Storage is failing: leave the bytes in the kernel. (A
+                // connection being set up is still read, so that its
+                // CONNACK is seen; what comes with it is held.)
                 self.read = ReadState::PausedByStorage;
                 break;
             }
@@ -295,17 +301,17 @@ impl Stream {
                     // further edge, and would go unnoticed until the
                     // keep-alive ran out.
                     total += n;
-                    self.handle_events(registry, now);
+                    self.handle_events(now);
                 }
                 Read::WouldBlock => break,
                 Read::Gone => {
-                    self.handle_events(registry, now);
+                    self.handle_events(now);
                     break;
                 }
             }
         }
         if self.conn.session().pending_acks() > 0 {
-            self.commit(registry, now);
+            self.commit(now);
         }
         self.flush(registry, now);
         if total > 0 && total < COALESCE_BELOW && self.read == ReadState::Reading {
@@ -335,13 +341,13 @@ impl Stream {
         if self.conn.unpark(registry, now) {
             self.read_all(registry, buf, now);
         } else {
-            self.handle_events(registry, now);
+            self.handle_events(now);
         }
     }
 
     /// Reacts to what the connection reports: stores messages, counts
     /// oversize ones, and forgets read state when the socket changes.
-    fn handle_events(&mut self, registry: &Registry, now: Instant) {
+    fn handle_events(&mut self, now: Instant) {
         if !self.conn.has_events() {
             return;
         }
@@ -349,17 +355,20 @@ impl Stream {
         // arrived at the same moment.
         let ts = clock::now_us();
         let mut batch = std::mem::take(&mut self.events);
-        // Handling an event may raise more (a storage failure aborts the
-        // connection): loop until none are left.
+        // Handling an event may raise more: loop until none are left.
         self.conn.take_events(&mut batch);
         while !batch.is_empty() {
             for ev in batch.drain(..) {
                 match ev {
                     // The connection opened or closed the socket.
                     Event::OpenTransport => self.read = ReadState::Reading,
-                    Event::CloseTransport => self.read = ReadState::Closed,
-                    Event::Connected => {}
-                    Event::Message(d) => self.on_message(registry, d, ts, now),
+                    Event::CloseTransport => {
+                        self.read = ReadState::Closed;
+                        let why = &self.conn.session().stats().last_close;
+                        self.writer.session_ended(ts, why);
+                    }
+                    Event::Connected => self.connected(ts),
+                    Event::Message(d) => self.on_message(d, ts, now),
                     Event::Oversize { topic, payload_len } => {
                         self.counters.received += 1;
                         // Skipped bytes were received all the same.
@@ -377,7 +386,28 @@ impl Stream {
         self.events = batch;
     }
 
-    fn on_message(&mut self, registry: &Registry, d: Delivery, ts: i64, now: Instant) {
+    /// The subscriptions are in place: the connection goes into the
+    /// `sessions` table of the files written while it lasts.
+    fn connected(&mut self, ts: i64) {
+        let stats = self.conn.session().stats();
+        if !stats.granted.is_empty() {
+            let words: Vec<String> = stats
+                .granted
+                .iter()
+                .map(|g| g.map_or_else(|| "refused".to_owned(), |q| q.to_string()))
+                .collect();
+            self.granted = words.join(",");
+        }
+        self.writer.session_started(BrokerSession {
+            connected_us: ts,
+            disconnected_us: None,
+            session_present: stats.session_present,
+            granted_qos: self.granted.clone(),
+            ended: None,
+        });
+    }
+
+    fn on_message(&mut self, d: Delivery, ts: i64, now: Instant) {
         self.counters.received += 1;
         self.counters.received_bytes += d.payload.len() as u64;
         self.counters.last_rx_us = ts;
@@ -395,25 +425,19 @@ impl Stream {
             self.counters.filtered += 1;
             return;
         }
-        // An abort's events are picked up by the running `handle_events`.
-        self.gate_call(registry, now, |g, s, c| g.accept(s, msg, now, c));
+        self.gate_call(now, |g, s, c| g.accept(s, msg, now, c));
     }
 
     /// Commits what was inserted; on success, releases the held
     /// acknowledgements.
-    pub fn commit(&mut self, registry: &Registry, now: Instant) {
-        let actions = self.gate_call(registry, now, |g, s, c| g.commit(s, now, c));
-        if actions.abort.is_some() {
-            self.handle_events(registry, now);
-        }
+    pub fn commit(&mut self, now: Instant) {
+        self.gate_call(now, |g, s, c| g.commit(s, now, c));
     }
 
     /// Runs one gate call against the writer and carries out its actions:
-    /// acks released after a commit, the connection aborted after a
-    /// rollback. Records the commit time for the self-report.
+    /// acks released after a commit. Records the commit time for the self-report.
     fn gate_call(
         &mut self,
-        registry: &Registry,
         now: Instant,
         call: impl FnOnce(&mut Gate, &mut TimedWriter<'_>, &mut crate::counters::Counters) -> Actions,
     ) -> Actions {
@@ -430,9 +454,6 @@ impl Stream {
         if actions.release_acks {
             self.conn.session_mut().release_acks(now);
         }
-        if let Some(why) = &actions.abort {
-            self.conn.abort(registry, now, why);
-        }
         actions
     }
 
@@ -442,12 +463,12 @@ impl Stream {
         if matches!(self.read, ReadState::Coalescing { until } if now >= until) {
             self.resume_reading(registry, buf, now);
         }
-        self.conn.on_timer(registry, now);
-        self.handle_events(registry, now);
-        let actions = self.gate_call(registry, now, |g, s, c| g.on_timer(s, now, c));
-        if actions.abort.is_some() {
-            self.handle_events(registry, now);
+        if self.read == ReadState::PausedByStorage {
+            self.conn.note_unread_bytes(now); // backpressure is not silence
         }
+        self.conn.on_timer(registry, now);
+        self.handle_events(now);
+        let actions = self.gate_call(now, |g, s, c| g.on_timer(s, now, c));
         if actions.recovered && self.read.has_unread() {
             self.read_all(registry, buf, now);
         }
@@ -459,20 +480,15 @@ impl Stream {
     }
 
     /// Finalises the open file (rotation deadline, SIGHUP, stop).
-    pub fn rotate(&mut self, registry: &Registry, now: Instant) {
-        let actions = self.gate_call(registry, now, |g, s, c| g.rotate(s, now, c));
-        if actions.abort.is_some() {
-            self.handle_events(registry, now);
-        }
+    pub fn rotate(&mut self, now: Instant) {
+        self.gate_call(now, |g, s, c| g.rotate(s, now, c));
     }
 
     /// Graceful stop: commit, acknowledge, finalise the file, DISCONNECT.
     /// Returns true when the outbox is fully written.
     pub fn shutdown(&mut self, registry: &Registry, now: Instant) -> bool {
-        let actions = self.gate_call(registry, now, |g, s, c| g.shutdown(s, now, c));
-        if actions.abort.is_some() {
-            self.handle_events(registry, now);
-        }
+        self.writer.session_ended(clock::now_us(), "attic stopped");
+        self.gate_call(now, |g, s, c| g.shutdown(s, now, c));
         self.conn.session_mut().shutdown();
         self.flush_final(registry, now)
     }
@@ -497,7 +513,7 @@ impl Stream {
         now: Instant,
     ) {
         self.conn.on_resolved(registry, answer, now);
-        self.handle_events(registry, now);
+        self.handle_events(now);
     }
 
     /// Files this stream closed that still need finishing (checkpoint,
@@ -520,7 +536,7 @@ impl Stream {
             state.save_changes(self.conn.session_mut());
         }
         self.conn.flush(registry, now);
-        self.handle_events(registry, now);
+        self.handle_events(now);
     }
 }
 
@@ -571,9 +587,7 @@ impl Store for TimedWriter<'_> {
         self.writer.uncommitted()
     }
     fn ends_period(&self, msg: &Message) -> bool {
-        self.writer
-            .period_end_us()
-            .is_some_and(|end| msg.timestamp_us >= end)
+        self.writer.belongs_after_open_file(msg.timestamp_us)
     }
     fn rotate(&mut self) -> Result<Option<std::path::PathBuf>, StoreError> {
         let r = self.writer.rotate();

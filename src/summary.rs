@@ -123,7 +123,7 @@ pub struct StreamTotals {
     pub filtered: u64,
     /// Messages skipped for exceeding `max-payload-bytes`.
     pub skipped: u64,
-    /// Rows lost to a transaction SQLite rolled back.
+    /// Messages that never reached a committed row.
     pub lost: u64,
     /// Connections re-established after the first.
     pub reconnects: u64,
@@ -148,7 +148,7 @@ pub struct StreamSummary {
     pub filtered: u64,
     /// Over `max-payload-bytes`.
     pub skipped: u64,
-    /// Rolled back by SQLite.
+    /// Never reached a committed row.
     pub lost: u64,
     /// Reconnections.
     pub reconnects: u64,

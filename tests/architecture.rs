@@ -1,9 +1,10 @@
 //! Checks the invariants of ARCHITECTURE.md that can be read off the source:
 //! which top-level module names which (`crate::x` paths), where the foreign
 //! crates and the clock are used, no import cycle between top-level
-//! modules, and no file in `src/` above 600 lines of non-test code
+//! modules, no file in `src/` above 600 lines of non-test code
 //! (counted without comments and blank lines: explanations never count
-//! against a file, so none is deleted to fit).
+//! against a file, so none is deleted to fit), and no file name spelled
+//! outside `layout`.
 //!
 //! It reads `src/` as text; test code (a `tests.rs` file, or everything from
 //! a file's first top-level `#[cfg(test)]`) and comments are left out.
@@ -326,4 +327,43 @@ fn comments_and_blank_lines_do_not_count_as_code() {
         ],
     };
     assert_eq!(code_lines(&s), 2);
+}
+
+#[test]
+fn only_layout_spells_a_file_name() {
+    // The name patterns of a stream folder, and the ways of deriving one
+    // name from another, as they would be spelled outside `layout`.
+    let spellings = [
+        ".sqlite.part",
+        ".sqlite.init",
+        ".sqlite.corrupt",
+        "}.sqlite",
+        ":016",
+        ":16}",
+        "with_extension(\"\")",
+        "with_extension(\"part\")",
+        "with_extension(\"init\")",
+        "with_extension(\"corrupt\")",
+        "strip_suffix(\".sqlite",
+        "ends_with(\".sqlite",
+    ];
+    let mut broken = Vec::new();
+    for s in &sources() {
+        if s.module == "layout" {
+            let refs = crate_refs(s);
+            if !refs.is_empty() {
+                broken.push(format!("{} (layout, a leaf) imports {refs:?}", s.rel));
+            }
+            continue;
+        }
+        for needle in spellings {
+            if mentions(s, needle) {
+                broken.push(format!("{} spells {needle:?}", s.rel));
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "file names belong to `layout`: {broken:#?}"
+    );
 }

@@ -80,8 +80,12 @@ fn file_figures(path: &Path) -> (u64, i64, i64) {
 }
 
 /// Every `.sqlite` and `.sqlite.part` under `dir`.
+/// The files of a stream's day folders (not its `attic.lock`).
 fn files_under(dir: &Path) -> BTreeSet<PathBuf> {
-    list_files(dir).into_iter().collect()
+    list_files(dir)
+        .into_iter()
+        .filter(|p| p.parent() != Some(dir))
+        .collect()
 }
 
 #[test]

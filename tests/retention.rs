@@ -59,6 +59,15 @@ fn fabricate(stream_dir: &Path, created_us: i64, payload: usize) -> PathBuf {
         path.file_name().unwrap().to_str().unwrap(),
         format!("{created_us}.sqlite")
     );
+    // Finished when it was made: retention ages a file by the later of its
+    // name and its modification time.
+    let when = std::time::UNIX_EPOCH + Duration::from_micros(created_us.try_into().unwrap());
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
     path
 }
 
@@ -484,7 +493,7 @@ fn deleting_100000_old_files_never_stalls_the_loop_for_20_ms() {
     for d in 0..n_days {
         let day_start = now - (150 - d) * DAY_US;
         let day_start = day_start - day_start.rem_euclid(DAY_US);
-        let folder = stream_dir.join(::attic::store::rotation::day_folder(day_start));
+        let folder = stream_dir.join(::attic::layout::day_folder(day_start));
         std::fs::create_dir_all(&folder).unwrap();
         let template = fabricate(&data.join("template"), day_start - 1, 10);
         for k in 0..per_day {

@@ -226,7 +226,7 @@ impl Checker<'_> {
             .integer(&f, "file-rotation-time-seconds", 1, MAX_COUNT)
             .unwrap_or(DEFAULT_ROTATION_SECONDS);
         let now = std::time::SystemTime::now();
-        if let Some(why) = crate::store::rotation::wall_deadline_problem_at(rotation, now) {
+        if let Some(why) = crate::layout::wall_deadline_problem_at(rotation, now) {
             self.report(&f.at("file-rotation-time-seconds"), why);
         }
         let qos = self.qos(&f);

@@ -12,13 +12,14 @@ use crate::select::Selection;
 
 /// Usage text of `attic export`.
 pub const USAGE: &str = "\
-usage: attic export [--config FILE] [SELECTION] [--format jsonl|csv|sqlite] [--output FILE]
+usage: attic export [--config FILE] [SELECTION] [--format jsonl|csv|sqlite] [--output FILE] [--sessions]
   SELECTION: [--stream FOLDER]... [--from TIME] [--to TIME] [--topic FILTER]... [--include-open]
   TIME: 2026-11-27T10:00:00Z (RFC 3339, offsets allowed), 2026-11-27 (UTC midnight),
         1764237600.5 (unix seconds), -90s / -30m / -2h / -7d (relative to now)
   --from is inclusive, --to exclusive; rows come in reception order across streams.
   --format defaults to the --output extension (.jsonl/.ndjson, .csv, .sqlite/.db), else jsonl;
   output goes to stdout unless --output (sqlite needs --output).
+  --sessions: the connections to the broker recorded in the selected files, as JSON lines.
 exit codes: 0 done, 2 bad arguments, 78 bad configuration, 1 I/O error";
 
 /// Parsed `attic export` arguments.
@@ -41,6 +42,7 @@ pub fn parse(args: &[String], now_us: i64) -> Result<Args, String> {
     let mut selection = Selection::default();
     let mut format = None;
     let mut output = None;
+    let mut sessions = false;
     let mut it = args.iter().cloned();
     while let Some(a) = it.next() {
         if selection.take_arg(&a, &mut it, now_us)? {
@@ -58,6 +60,7 @@ pub fn parse(args: &[String], now_us: i64) -> Result<Args, String> {
         };
         match name.as_str() {
             "-h" | "--help" => return Ok(Args::Help),
+            "--sessions" if inline.is_none() => sessions = true,
             "-c" | "--config" => config = Some(PathBuf::from(value("a file name")?)),
             "-o" | "--output" => output = Some(PathBuf::from(value("a file name")?)),
             "-f" | "--format" => {
@@ -70,7 +73,14 @@ pub fn parse(args: &[String], now_us: i64) -> Result<Args, String> {
         }
     }
     selection.validate()?;
-    let format = Format::choose(format, output.as_deref());
+    if sessions && format.is_some_and(|f| f != Format::Jsonl) {
+        return Err("--sessions prints JSON lines: --format must be jsonl".to_owned());
+    }
+    let format = if sessions {
+        Format::Jsonl
+    } else {
+        Format::choose(format, output.as_deref())
+    };
     if format == Format::Sqlite
         && output
             .as_deref()
@@ -84,6 +94,7 @@ pub fn parse(args: &[String], now_us: i64) -> Result<Args, String> {
             selection,
             format,
             output,
+            sessions,
         },
     })
 }

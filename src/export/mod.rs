@@ -6,10 +6,12 @@
 //! ```
 //!
 //! [`cli`] parses the arguments and maps errors to exit codes; [`sink`]
-//! holds the three writers. This module reads the data folder only through
+//! holds the three writers; [`sessions`] prints the files' `sessions`
+//! tables instead of their rows (`--sessions`). This module reads the data folder only through
 //! `select` and never writes into it.
 
 pub mod cli;
+pub mod sessions;
 pub mod sink;
 
 use std::fmt;
@@ -71,6 +73,8 @@ pub struct ExportOptions {
     pub format: Format,
     /// `None` = stdout.
     pub output: Option<PathBuf>,
+    /// `--sessions`: the connections recorded in the files, not the rows.
+    pub sessions: bool,
 }
 
 /// Why an export failed (every variant is exit code 1 but `Usage`, 2).
@@ -122,6 +126,9 @@ impl From<SelectError> for ExportError {
 /// Runs an export to completion; returns the number of rows written. A
 /// failed SQLite export leaves no file behind.
 pub fn export(config: &Config, opts: &ExportOptions) -> Result<u64, ExportError> {
+    if opts.sessions {
+        return sessions::export_sessions(config, opts);
+    }
     let result = export_rows(config, opts);
     if let (Err(_), Format::Sqlite, Some(out)) = (&result, opts.format, &opts.output) {
         let _ = std::fs::remove_file(crate::store::export_file::incomplete_path(out));

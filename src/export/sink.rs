@@ -79,8 +79,13 @@ pub fn open(opts: &ExportOptions, streams: &[String]) -> Result<Box<dyn Sink>, E
     }
 }
 
+/// A buffered text output (`None` or `-` = stdout), for other line formats.
+pub fn text_output(path: Option<&Path>) -> Result<Text, ExportError> {
+    Text::open(path)
+}
+
 /// A buffered text output: a file or stdout.
-struct Text {
+pub struct Text {
     /// Where bytes go.
     out: BufWriter<Box<dyn Write>>,
     /// For messages: the file name, or `-` for stdout.
@@ -107,7 +112,8 @@ impl Text {
         })
     }
 
-    fn err(&self, source: io::Error) -> ExportError {
+    /// A write error, naming the output.
+    pub fn err(&self, source: io::Error) -> ExportError {
         ExportError::Write {
             path: self.name.clone(),
             source,

@@ -108,10 +108,10 @@ pub struct Hooks {
     released: bool,
 }
 
-/// The creation time in a file name `<digits>.sqlite`.
+/// The creation time in the name of a finished file (`day/name`).
 fn created_us(rel: &str) -> Option<i64> {
-    let name = rel.rsplit('/').next()?;
-    name.strip_suffix(".sqlite")?.parse().ok()
+    let name = crate::layout::parse(std::ffi::OsStr::new(rel.rsplit('/').next()?))?;
+    (name.kind == crate::layout::Kind::Finished).then_some(name.created_us)
 }
 
 /// `day/name` of `path` in stream folder `dir` (absolute) or `given`.

@@ -78,7 +78,11 @@ fn parse_line(line: &str) -> Option<Line> {
         && !rel
             .split('/')
             .any(|p| p.is_empty() || p == "." || p == "..")
-        && rel.ends_with(".sqlite");
+        && rel
+            .rsplit('/')
+            .next()
+            .and_then(|n| crate::layout::parse(std::ffi::OsStr::new(n)))
+            .is_some_and(|n| n.kind == crate::layout::Kind::Finished);
     if !safe {
         return None;
     }
@@ -151,6 +155,11 @@ mod tests {
         assert_eq!(parse_line("../x/1.sqlite\t-\t-\t-\t-"), None);
         assert_eq!(parse_line("/etc/passwd"), None);
         assert_eq!(parse_line("2026-12-03/1.sqlite.part"), None);
-        assert!(parse_line("2026-12-03/1.sqlite").is_some());
+        assert_eq!(
+            parse_line("2026-12-03/1.sqlite"),
+            None,
+            "not a name of the layout"
+        );
+        assert!(parse_line("2026-12-03/1796300400000000.sqlite").is_some());
     }
 }

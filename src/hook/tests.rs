@@ -37,7 +37,9 @@ fn hooks(dir: &Path, command: &[&str], keep: bool) -> Hooks {
 }
 
 fn facts(dir: &Path, created: i64) -> FileFacts {
-    let path = dir.join(format!("2026-12-03/{created}.sqlite"));
+    let path = dir
+        .join("2026-12-03")
+        .join(crate::layout::file_name(created));
     std::fs::write(&path, b"x").unwrap();
     FileFacts {
         path,
@@ -214,7 +216,8 @@ fn a_thousand_finished_files_with_a_slow_hook_keep_one_process_and_each_event_ch
         let f = FileFacts {
             path: dir
                 .0
-                .join(format!("2026-12-03/{}.sqlite", 1_796_300_000_000_000 + n)),
+                .join("2026-12-03")
+                .join(crate::layout::file_name(1_796_300_000_000_000 + n)),
             first_us: Some(n),
             last_us: Some(n),
             rows: Some(1),
@@ -273,7 +276,7 @@ fn files_of_a_relative_data_folder_are_found_and_run_with_an_absolute_path() {
     let mut h = hooks(&rel_dir, &["/bin/sh", "-c", &script, "x", "{file}"], false);
     let abs = facts(&dir.0, 7);
     let rel = FileFacts {
-        path: rel_dir.join("2026-12-03/7.sqlite"),
+        path: rel_dir.join("2026-12-03").join(crate::layout::file_name(7)),
         ..abs.clone()
     };
     h.closed(

@@ -140,6 +140,10 @@ pub struct SessionStats {
     /// QoS granted per filter by the last SUBACK, in filter order (`None` =
     /// refused); empty after a CONNACK that resumed the session.
     pub granted: Vec<Option<u8>>,
+    /// The session-present flag of the last accepted CONNACK.
+    pub session_present: bool,
+    /// Why the last connection (or attempt) ended, in words.
+    pub last_close: String,
 }
 
 /// The MQTT session of one stream. See the module docs.
@@ -385,6 +389,7 @@ impl Session {
                     ));
                 }
                 self.stats.connections += 1;
+                self.stats.session_present = session_present;
                 if self.stats.connections > 1 {
                     self.stats.reconnects += 1;
                 }
@@ -581,6 +586,7 @@ impl Session {
             delay.as_secs_f32()
         );
         self.stats.failures += 1;
+        self.stats.last_close = why.to_owned();
         self.decoder.reset();
         self.outbox.clear();
         // Unsent acks die with the connection: the broker redelivers those
@@ -1069,6 +1075,21 @@ mod tests {
         s.on_timer(t0 + Duration::from_secs(15), &mut ev);
         assert_eq!(ev, vec![Event::CloseTransport]);
         assert!(!s.is_connected());
+    }
+
+    #[test]
+    fn bytes_the_owner_left_unread_keep_a_broker_from_counting_as_silent() {
+        let (mut s, t0, mut ev) = connected(0);
+        s.on_timer(t0 + Duration::from_secs(10), &mut ev);
+        sent(&mut s);
+        // Storage fails: the owner stops reading, but bytes keep arriving
+        // (`Connection::note_unread_bytes` hands over an empty read).
+        s.on_bytes(&[], t0 + Duration::from_secs(14), &mut ev);
+        s.on_timer(t0 + Duration::from_secs(15), &mut ev);
+        assert!(ev.is_empty() && s.is_connected());
+        // Once nothing more arrives, the usual rule applies.
+        s.on_timer(t0 + Duration::from_secs(29), &mut ev);
+        assert_eq!(ev, vec![Event::CloseTransport]);
     }
 
     #[test]

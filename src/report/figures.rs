@@ -67,7 +67,7 @@ pub struct StreamFigures {
     pub filtered: u64,
     /// Messages skipped as oversize during the period.
     pub oversize: u64,
-    /// Rows lost to rolled-back transactions during the period.
+    /// Messages given up during the period (never committed).
     pub lost: u64,
     /// Fraction of the period the loop was busy with this stream (0..1).
     pub utilisation: f64,

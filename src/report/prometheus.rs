@@ -99,7 +99,7 @@ pub fn prometheus(f: &Figures) -> String {
         ),
         (
             "attic_messages_lost_total",
-            "Rows lost because SQLite rolled back a transaction.",
+            "Messages that never reached a committed row (given up at a stop while storage failed).",
             |s| s.sample.counters.lost as f64,
         ),
         (

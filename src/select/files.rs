@@ -2,7 +2,7 @@
 //! their names alone.
 //!
 //! A file's name is its creation time `c` (unix µs, see
-//! `store::rotation`), and the writer opens a file when the first message
+//! `layout`), and the writer opens a file when the first message
 //! of a period arrives, so (with a clock that does not step back) its rows
 //! lie in `[c, next)`, where `next` is the creation time of the stream's
 //! next file. This module lists names and compares numbers; it must not
@@ -12,7 +12,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::store::rotation;
+use crate::layout;
 
 /// One file that may hold rows of the window.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +40,8 @@ pub fn candidates(
     let mut days: Vec<String> = Vec::new();
     for entry in fs::read_dir(stream_dir)? {
         let entry = entry?;
-        if let Some(name) = entry.file_name().to_str().filter(|n| is_day(n)) {
+        let name = entry.file_name();
+        if let Some(name) = name.to_str().filter(|_| layout::is_day_folder(&name)) {
             if entry.file_type()?.is_dir() {
                 days.push(name.to_owned());
             }
@@ -51,8 +52,8 @@ pub fn candidates(
     // file before it: so keep every day from `from`'s day on, plus the
     // latest earlier day that has a file. Days after `to`'s day hold only
     // files created after `to`.
-    let first_day = rotation::day_folder(from_us);
-    let last_day = rotation::day_folder(to_us.saturating_sub(1));
+    let first_day = layout::day_folder(from_us);
+    let last_day = layout::day_folder(to_us.saturating_sub(1));
     let mut files: Vec<Candidate> = Vec::new();
     let split = days.partition_point(|d| *d < first_day);
     for day in days[..split].iter().rev() {
@@ -99,19 +100,16 @@ fn list_day(day: &Path) -> io::Result<Vec<Candidate>> {
     for entry in fs::read_dir(day)? {
         let entry = entry?;
         let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let (stem, open) = if let Some(s) = name.strip_suffix(".sqlite.part") {
-            (s, true)
-        } else if let Some(s) = name.strip_suffix(".sqlite") {
-            (s, false)
-        } else {
-            continue;
-        };
-        if stem.is_empty() || !stem.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let Ok(created_us) = stem.parse::<i64>() else {
-            continue;
+        let (created_us, open) = match layout::parse(&name) {
+            Some(layout::Name {
+                created_us,
+                kind: layout::Kind::Part,
+            }) => (created_us, true),
+            Some(layout::Name {
+                created_us,
+                kind: layout::Kind::Finished,
+            }) => (created_us, false),
+            _ => continue,
         };
         out.push(Candidate {
             created_us,
@@ -122,19 +120,6 @@ fn list_day(day: &Path) -> io::Result<Vec<Candidate>> {
     }
     out.sort_by_key(|c| c.created_us);
     Ok(out)
-}
-
-/// `YYYY-MM-DD` (digits in the right places; the calendar is not checked).
-fn is_day(name: &str) -> bool {
-    let b = name.as_bytes();
-    b.len() == 10
-        && b.iter().enumerate().all(|(i, c)| {
-            if i == 4 || i == 7 {
-                *c == b'-'
-            } else {
-                c.is_ascii_digit()
-            }
-        })
 }
 
 #[cfg(test)]
@@ -159,15 +144,15 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         for (t, name) in finished
             .iter()
-            .map(|t| (*t, rotation::file_name(*t)))
-            .chain(parts.iter().map(|t| (*t, rotation::part_name(*t))))
+            .map(|t| (*t, layout::file_name(*t)))
+            .chain(parts.iter().map(|t| (*t, layout::part_name(*t))))
         {
-            let day = dir.join(rotation::day_folder(t));
+            let day = dir.join(layout::day_folder(t));
             fs::create_dir_all(&day).unwrap();
             fs::write(day.join(name), b"").unwrap();
         }
         fs::create_dir_all(dir.join("not-a-day")).unwrap();
-        fs::write(dir.join(rotation::day_folder(D0)).join("notes.txt"), b"").unwrap_or(());
+        fs::write(dir.join(layout::day_folder(D0)).join("notes.txt"), b"").unwrap_or(());
         Dir(dir)
     }
 

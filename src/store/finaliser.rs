@@ -226,9 +226,10 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layout as rotation;
+    use crate::store::Message;
     use crate::store::StoreError;
     use crate::store::writer::{FileMeta, Writer};
-    use crate::store::{Message, rotation};
     use mio::{Events, Poll, Token};
     use rusqlite::Connection;
     use std::path::Path;

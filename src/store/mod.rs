@@ -1,9 +1,9 @@
 //! Storage: where a message goes once the session has delivered it.
 //!
-//! [`gate`] is ack-after-commit as a sans-IO state machine; [`rotation`] is
-//! pure time arithmetic; [`writer`] owns the SQLite files; [`finaliser`]
+//! [`gate`] is ack-after-commit as a sans-IO state machine; [`writer`] owns the SQLite files; [`finaliser`]
 //! finishes closed files on a helper thread, off the loop; [`retention`]
-//! deletes the oldest finished ones; [`reader`] reads them back and
+//! deletes the oldest finished ones; [`lock`] keeps a
+//! second instance out of a stream folder; [`reader`] reads them back and
 //! [`export_file`] writes an export. Nothing here sees an MQTT packet or
 //! imports `mqtt`, `net`, `config` or `stream`.
 
@@ -11,9 +11,9 @@ pub mod export_file;
 pub mod facts;
 pub mod finaliser;
 pub mod gate;
+pub mod lock;
 pub mod reader;
 pub mod retention;
-pub mod rotation;
 pub mod writer;
 
 use std::fmt;
@@ -69,13 +69,14 @@ pub enum StoreError {
     },
     /// SQLite gave up the open transaction after an error (typically a full
     /// disk): the `rows` inserted since the last commit are NOT stored. The
-    /// writer itself stays usable; the caller must not acknowledge them.
+    /// writer itself stays usable; the caller must not acknowledge them and
+    /// inserts them again (the gate keeps a copy until the commit).
     RolledBack {
         /// What was being done, e.g. "commit".
         action: &'static str,
         /// The database file.
         path: PathBuf,
-        /// How many rows were lost.
+        /// How many rows the rollback took out of the file.
         rows: usize,
         /// The error that made SQLite roll back.
         source: rusqlite::Error,
@@ -102,7 +103,7 @@ impl fmt::Display for StoreError {
                 source,
             } => write!(
                 f,
-                "{action} {}: {source} (transaction rolled back, {rows} rows lost)",
+                "{action} {}: {source} (transaction rolled back: {rows} row(s) not in the file)",
                 path.display()
             ),
         }

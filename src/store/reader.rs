@@ -17,6 +17,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
+use super::writer::BrokerSession;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use super::StoreError;
@@ -210,7 +211,7 @@ impl FileReader {
     ) -> Result<Option<T>, StoreError> {
         // The writer renames the file once finished: follow it.
         if !self.path.exists() {
-            let finished = self.path.with_extension("");
+            let finished = crate::layout::with_kind(&self.path, crate::layout::Kind::Finished);
             if finished.exists() {
                 self.path = finished;
             } else {
@@ -238,6 +239,16 @@ impl FileReader {
 }
 
 /// A read-only connection that never waits for a lock.
+/// The `sessions` rows of the file at `path`, in order (none for a file
+/// made before the table existed). A `.part` file finished meanwhile is
+/// read under its final name.
+pub fn read_sessions(path: &Path) -> Result<Vec<BrokerSession>, StoreError> {
+    let finished = crate::layout::with_kind(path, crate::layout::Kind::Finished);
+    let path = if path.exists() { path } else { &finished };
+    let conn = open_ro(path).map_err(|e| sqlite_err(path, e))?;
+    super::writer::read_sessions(&conn).map_err(|e| sqlite_err(path, e))
+}
+
 fn open_ro(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,

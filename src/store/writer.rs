@@ -27,10 +27,12 @@ mod finalise;
 mod mqtt5;
 mod open;
 mod recovery;
+mod sessions;
 mod tuning;
 
 pub use finalise::{finalise_closed, finalise_with, is_busy};
 pub use recovery::recover_parts;
+pub use sessions::{BrokerSession, read as read_sessions};
 
 use super::{Durability, Message, StoreError};
 use open::{OpenFile, open_file};
@@ -41,8 +43,9 @@ pub const APPLICATION_ID: i32 = 0x4154_5443;
 /// The `format_version` meta value of the files this writer produces.
 pub const FORMAT_VERSION: &str = "1";
 
-/// The original's table and the key/value meta table. The `topics` index
-/// is built at finalisation ([`tuning::INDEX_SQL`]).
+/// The original's table and the key/value meta table (the `sessions`
+/// table, [`sessions::SCHEMA`], follows them). The `topics` index is built
+/// at finalisation ([`tuning::INDEX_SQL`]).
 const SCHEMA: &str = "\
 CREATE TABLE IF NOT EXISTS data (reception_timestamp INTEGER NOT NULL, topic TEXT NOT NULL, \
 payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL);
@@ -106,6 +109,9 @@ pub struct Writer {
     defer: bool,
     /// Closed `.part` files waiting to be handed to the finaliser.
     closed: Vec<PathBuf>,
+    /// The connection to the broker now up, recorded in the `sessions`
+    /// table of every file opened while it lasts.
+    live: Option<BrokerSession>,
 }
 
 impl Writer {
@@ -129,6 +135,7 @@ impl Writer {
             _cache: tuning::CacheShare::join(),
             defer: false,
             closed: Vec::new(),
+            live: None,
         }
     }
 
@@ -140,22 +147,24 @@ impl Writer {
     /// the message is not stored; a [`StoreError::RolledBack`] says that the
     /// uncommitted rows before it were lost as well. The writer stays usable.
     pub fn insert(&mut self, msg: &Message) -> Result<(), StoreError> {
-        if self
-            .open
-            .as_ref()
-            .is_some_and(|f| msg.timestamp_us >= f.period_end_us)
-        {
+        if self.belongs_after_open_file(msg.timestamp_us) {
             self.rotate()?;
         }
         let file = match self.open {
             Some(ref mut file) => file,
-            None => self.open.insert(open_file(
-                &self.stream_dir,
-                self.period_s,
-                self.durability,
-                &self.meta,
-                msg.timestamp_us,
-            )?),
+            None => {
+                let mut file = open_file(
+                    &self.stream_dir,
+                    self.period_s,
+                    self.durability,
+                    &self.meta,
+                    msg.timestamp_us,
+                )?;
+                if let Some(s) = &self.live {
+                    file.session_row = note_session(&file, sessions::insert(&file.conn, s));
+                }
+                self.open.insert(file)
+            }
         };
         file.insert(msg)
     }
@@ -224,6 +233,48 @@ impl Writer {
         self.open = None;
     }
 
+    /// True when a message stamped `ts_us` must go into a new file: it is
+    /// at or past the open file's period end, or before its period start
+    /// (the wall clock was stepped back: the new file is named and dated
+    /// by the new time, and never takes an existing name).
+    pub fn belongs_after_open_file(&self, ts_us: i64) -> bool {
+        self.open.as_ref().is_some_and(|f| {
+            let start = f.period_end_us.saturating_sub(self.period_us());
+            ts_us >= f.period_end_us || ts_us < start
+        })
+    }
+
+    /// The rotation period in µs.
+    fn period_us(&self) -> i64 {
+        i64::try_from(self.period_s)
+            .ok()
+            .and_then(|s| s.checked_mul(1_000_000))
+            .unwrap_or(i64::MAX)
+    }
+
+    /// A connection to the broker is up: a row in the open file's
+    /// `sessions` table, and in every file opened while it lasts.
+    pub fn session_started(&mut self, s: BrokerSession) {
+        if let Some(f) = self.open.as_mut() {
+            f.session_row = note_session(f, sessions::insert(&f.conn, &s));
+        }
+        self.live = Some(s);
+    }
+
+    /// The connection to the broker ended at `at_us`, for the reason `why`
+    /// (words): its row in the open file says so.
+    pub fn session_ended(&mut self, at_us: i64, why: &str) {
+        let Some(mut s) = self.live.take() else {
+            return;
+        };
+        s.disconnected_us = Some(at_us);
+        s.ended = Some(why.to_owned());
+        if let Some(f) = self.open.as_mut() {
+            let id = f.session_row.take();
+            note_session(f, sessions::end(&f.conn, id, &s).map(|()| 0));
+        }
+    }
+
     /// End of the open file's period: when the app must call
     /// [`rotate`](Self::rotate) even if no message comes. `None` when no file
     /// is open.
@@ -235,6 +286,17 @@ impl Writer {
     pub fn current_file(&self) -> Option<&Path> {
         self.open.as_ref().map(|f| f.path.as_path())
     }
+}
+
+/// A `sessions` row written (its id) or not (logged: the data goes on).
+fn note_session(f: &OpenFile, r: rusqlite::Result<i64>) -> Option<i64> {
+    r.map_err(|e| {
+        log::warn!(
+            "{}: cannot record the broker connection in its sessions table: {e}",
+            f.path.display()
+        );
+    })
+    .ok()
 }
 
 /// `X.sqlite.part` + `-wal` -> `X.sqlite.part-wal` (SQLite's naming).
@@ -285,7 +347,7 @@ fn io_err(action: &'static str, path: &Path, source: std::io::Error) -> StoreErr
 )]
 mod tests {
     use super::*;
-    use crate::store::rotation;
+    use crate::layout as rotation;
     use rusqlite::{Connection, ErrorCode, OpenFlags};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -391,6 +453,8 @@ mod tests {
                 "CREATE TABLE data (reception_timestamp INTEGER NOT NULL, topic TEXT NOT NULL, \
                  payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL)",
                 "CREATE TABLE attic_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+                "CREATE TABLE sessions (connected_us INTEGER NOT NULL, disconnected_us INTEGER, \
+                 session_present INTEGER NOT NULL, granted_qos TEXT NOT NULL, ended TEXT)",
                 // Built at finalisation, hence last.
                 "CREATE INDEX topics ON data (topic)",
             ]
@@ -501,6 +565,81 @@ mod tests {
     }
 
     #[test]
+    fn a_clock_stepped_back_starts_a_new_file_dated_by_the_new_time_and_never_reuses_a_name() {
+        let tmp = TempDir::new();
+        let mut w = writer(&tmp.0, 300);
+        w.insert(&msg(T0, "a", b"1")).unwrap();
+        assert!(!w.belongs_after_open_file(T0 + 1));
+        // NTP steps the clock back three days.
+        let back = T0 - 3 * 86_400_000_000;
+        assert!(w.belongs_after_open_file(back));
+        w.insert(&msg(back, "a", b"2")).unwrap();
+        let first = tmp.0.join("2023-11-14").join(rotation::file_name(T0));
+        assert_eq!(count(&first), 1, "the file before the step is finished");
+        assert_eq!(
+            w.current_file().unwrap(),
+            tmp.0.join("2023-11-11").join(rotation::part_name(back)),
+            "the new file is in the new day's folder"
+        );
+        // And forward again to the moment of the first file: a new name.
+        w.insert(&msg(T0, "a", b"3")).unwrap();
+        let third = w.rotate().unwrap().unwrap();
+        assert_eq!(
+            third,
+            tmp.0.join("2023-11-14").join(rotation::file_name(T0 + 1))
+        );
+        assert_eq!((count(&first), count(&third)), (1, 1));
+        assert_eq!(files_in(&tmp.0.join("2023-11-14")).len(), 2);
+    }
+
+    #[test]
+    fn each_file_records_the_connections_that_were_up_while_it_was_open() {
+        let tmp = TempDir::new();
+        let mut w = writer(&tmp.0, 300);
+        let up = |at: i64, present: bool| BrokerSession {
+            connected_us: at,
+            disconnected_us: None,
+            session_present: present,
+            granted_qos: "1".into(),
+            ended: None,
+        };
+        // Connected before the first message: the file gets the row when
+        // it opens.
+        w.session_started(up(T0 - 5, false));
+        w.insert(&msg(T0, "a", b"1")).unwrap();
+        w.commit().unwrap();
+        w.session_ended(T0 + 10, "broker closed the connection");
+        w.session_started(up(T0 + 20, true));
+        w.insert(&msg(T0 + 30, "a", b"2")).unwrap();
+        let first = w.rotate().unwrap().unwrap();
+        // The connection outlives the file: the next file has it too.
+        w.insert(&msg(T0 + 400_000_000, "a", b"3")).unwrap();
+        w.session_ended(T0 + 400_000_010, "attic stopped");
+        let second = w.rotate().unwrap().unwrap();
+        let read = |p: &Path| read_sessions(&open_ro(p)).unwrap();
+        let ended = |s: BrokerSession, at: i64, why: &str| BrokerSession {
+            disconnected_us: Some(at),
+            ended: Some(why.into()),
+            ..s
+        };
+        assert_eq!(
+            read(&first),
+            [
+                ended(up(T0 - 5, false), T0 + 10, "broker closed the connection"),
+                up(T0 + 20, true),
+            ]
+        );
+        assert_eq!(
+            read(&second),
+            [ended(up(T0 + 20, true), T0 + 400_000_010, "attic stopped")]
+        );
+        // Nothing is recorded while no connection is up.
+        w.insert(&msg(T0 + 800_000_000, "a", b"4")).unwrap();
+        let third = w.rotate().unwrap().unwrap();
+        assert_eq!(read(&third), []);
+    }
+
+    #[test]
     fn payload_bytes_and_columns_round_trip_exactly() {
         let tmp = TempDir::new();
         let mut w = writer(&tmp.0, 300);
@@ -595,11 +734,15 @@ mod tests {
         let tmp = TempDir::new();
         let day = tmp.0.join("2023-11-14");
         fs::create_dir_all(&day).unwrap();
-        fs::write(day.join("1.sqlite.part"), b"").unwrap();
-        fs::write(day.join("2.sqlite.part"), vec![0x5a; 8192]).unwrap();
-        fs::write(day.join("0.sqlite"), b"complete files are not touched").unwrap();
+        let part = |k: i64| day.join(rotation::part_name(k));
+        let done_at = |k: i64| day.join(rotation::file_name(k));
+        fs::write(part(1), b"").unwrap();
+        fs::write(part(2), vec![0x5a; 8192]).unwrap();
+        fs::write(done_at(0), b"complete files are not touched").unwrap();
+        // Not a name of the layout: not Attic's, left alone.
+        fs::write(day.join("5.sqlite.part"), b"foreign").unwrap();
         // A valid database without the data table.
-        Connection::open(day.join("3.sqlite.part"))
+        Connection::open(part(3))
             .unwrap()
             .execute_batch("CREATE TABLE other (x)")
             .unwrap();
@@ -607,20 +750,26 @@ mod tests {
         w.insert(&msg(T0, "a", b"x")).unwrap();
         w.commit().unwrap();
         let good = w.current_file().unwrap().to_path_buf();
-        let copy = day.join("4.sqlite.part");
+        let copy = part(4);
         fs::copy(&good, &copy).unwrap();
         fs::copy(sidecar(&good, "-wal"), sidecar(&copy, "-wal")).unwrap();
         w.abandon();
         fs::remove_file(&good).unwrap();
 
         let done = recover_parts(&tmp.0).unwrap();
-        assert_eq!(done, [day.join("3.sqlite"), day.join("4.sqlite")]);
+        assert_eq!(done, [done_at(3), done_at(4)]);
         assert_eq!(
             files_in(&day),
-            ["0.sqlite", "2.sqlite.corrupt", "3.sqlite", "4.sqlite"]
+            [
+                "0000000000000000.sqlite",
+                "0000000000000002.sqlite.corrupt",
+                "0000000000000003.sqlite",
+                "0000000000000004.sqlite",
+                "5.sqlite.part",
+            ]
         );
-        assert_eq!(count(&day.join("3.sqlite")), 0);
-        assert_eq!(count(&day.join("4.sqlite")), 1);
+        assert_eq!(count(&done_at(3)), 0);
+        assert_eq!(count(&done_at(4)), 1);
         assert_eq!(recover_parts(&tmp.0.join("missing")).unwrap().len(), 0);
     }
 

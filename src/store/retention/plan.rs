@@ -15,7 +15,9 @@ use std::collections::BinaryHeap;
 pub struct Input<'a> {
     /// Day folders, oldest first, each with its finished files oldest first.
     pub days: &'a [Day],
-    /// `max-age-days` as a cutoff: files created before this unix µs go.
+    /// `max-age-days` as a cutoff: files whose age runs from before this
+    /// unix µs go ([`File::age_from_us`](super::scan::File::age_from_us):
+    /// the later of the name's time and the modification time).
     pub created_before_us: Option<i64>,
     /// `max-size-mb` in bytes.
     pub max_size_bytes: Option<u64>,
@@ -102,7 +104,9 @@ pub fn plan(streams: &[Input<'_>], free: u64, min_free: Option<u64>) -> Plan {
 fn own_rules(s: &Input<'_>) -> Take {
     let mut t = Take::default();
     if let Some(before) = s.created_before_us {
-        for f in s.deletable().take_while(|f| f.created_us < before) {
+        // Oldest name first, up to the first file that is not old enough:
+        // a file kept for its modification time keeps the ones after it.
+        for f in s.deletable().take_while(|f| f.age_from_us() < before) {
             t.count += 1;
             t.bytes += f.size;
             t.why.age = true;
@@ -171,7 +175,11 @@ mod tests {
             .map(|(name, files)| {
                 let files = files
                     .iter()
-                    .map(|&(created_us, size)| File { created_us, size })
+                    .map(|&(created_us, size)| File {
+                        created_us,
+                        size,
+                        mtime_us: created_us,
+                    })
                     .collect();
                 Day::with_files(name, files)
             })
@@ -301,5 +309,40 @@ mod tests {
         let p = plan(&[keep(None, None)], 0, Some(1000));
         assert_eq!(p.take[0].count, 2);
         assert!(p.exhausted);
+    }
+
+    #[test]
+    fn a_file_with_an_old_name_but_a_recent_modification_time_is_not_old() {
+        const DAY: i64 = 86_400_000_000;
+        // Recorded in the first minute after a boot with the clock 3 days
+        // behind (an old name), finished after NTP stepped it (a recent
+        // modification time), then the files after it.
+        let now = 10 * DAY;
+        let boot = File {
+            created_us: now - 3 * DAY,
+            size: 1,
+            mtime_us: now - 60_000_000,
+        };
+        let later = File {
+            created_us: now - 1_000,
+            size: 2,
+            mtime_us: now - 500,
+        };
+        let d = vec![Day::with_files("x", vec![boot, later])];
+        let p = plan(&[input(&d, Some(now - 2 * DAY), None)], 0, None);
+        assert_eq!(p.take[0].count, 0, "a 2-day limit keeps it: {p:?}");
+        // Once its modification time is old enough too, it goes.
+        let p = plan(&[input(&d, Some(now + 1), None)], 0, None);
+        assert_eq!(p.take[0].count, 2);
+        // A file whose modification time is older than its name (the clock
+        // was stepped back while it was written) is aged by its name.
+        let back = File {
+            created_us: now - DAY,
+            size: 1,
+            mtime_us: now - 5 * DAY,
+        };
+        let d = vec![Day::with_files("x", vec![back])];
+        let p = plan(&[input(&d, Some(now - 2 * DAY), None)], 0, None);
+        assert_eq!(p.take[0].count, 0);
     }
 }

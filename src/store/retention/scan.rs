@@ -1,14 +1,14 @@
 //! What retention may delete, as found on disk: one stream folder's day
 //! folders and, in each, the finished files Attic named, with their sizes.
 //!
-//! Owns: the two name patterns (`YYYY-MM-DD` for a day folder, exactly 16
-//! digits + `.sqlite` for a finished file), the per-day cache (a day folder
+//! Owns: the per-day cache (a day folder
 //! whose identity and modification time have not changed is not read again;
 //! a known file keeps its size, since a finished file never changes), the
 //! removal of day folders found empty, and the sliced walk that keeps every
 //! call within a [`Budget`]. Must not: delete a file, follow a symbolic
 //! link, or look outside its stream folder.
 
+use crate::layout;
 use std::ffi::OsStr;
 use std::fs::{self, ReadDir};
 use std::os::unix::fs::MetadataExt;
@@ -54,33 +54,21 @@ impl Budget {
     }
 }
 
-/// The creation time (unix µs) in a finished file's name: exactly 16 ASCII
-/// digits followed by `.sqlite`, nothing else.
+/// The creation time (unix µs) of a finished file's name (see `layout`).
 pub fn finished_name(name: &OsStr) -> Option<i64> {
-    let digits = name.to_str()?.strip_suffix(".sqlite")?;
-    if digits.len() != 16 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
+    layout::parse(name)
+        .filter(|n| n.kind == layout::Kind::Finished)
+        .map(|n| n.created_us)
 }
 
-/// The name of the finished file created at `created_us` (16 digits, as
-/// [`finished_name`] reads it back).
+/// The name of the finished file created at `created_us`.
 pub fn finished_file_name(created_us: i64) -> String {
-    format!("{created_us:016}.sqlite")
+    layout::file_name(created_us)
 }
 
 /// A day folder's name: `YYYY-MM-DD`.
 pub fn is_day_name(name: &OsStr) -> bool {
-    let Some(s) = name.to_str() else {
-        return false;
-    };
-    let b = s.as_bytes();
-    b.len() == 10
-        && b.iter().enumerate().all(|(i, c)| match i {
-            4 | 7 => *c == b'-',
-            _ => c.is_ascii_digit(),
-        })
+    layout::is_day_folder(name)
 }
 
 /// A finished file retention may delete.
@@ -90,6 +78,25 @@ pub struct File {
     pub created_us: i64,
     /// Its length in bytes.
     pub size: u64,
+    /// Its modification time in unix µs: when it was finished.
+    pub mtime_us: i64,
+}
+
+impl File {
+    /// The moment its age is judged by: the later of its name's time and
+    /// its modification time. A file recorded while the clock was behind
+    /// (a Pi before NTP) has an old name but a recent modification time,
+    /// and a forward step must not make it look old.
+    pub fn age_from_us(&self) -> i64 {
+        self.created_us.max(self.mtime_us)
+    }
+}
+
+/// A modification time in unix µs (0 when the system cannot say).
+fn mtime_us(meta: &fs::Metadata) -> i64 {
+    meta.mtime()
+        .saturating_mul(1_000_000)
+        .saturating_add(meta.mtime_nsec() / 1_000)
 }
 
 /// Identity and modification time of a day folder: equal = same entries.
@@ -344,10 +351,10 @@ impl DayScan {
             .binary_search_by_key(&created, |f| f.created_us)
             .ok()
             .and_then(|i| day.files.get(i));
-        let size = match known {
-            Some(f) => f.size,
+        let (size, mtime_us) = match known {
+            Some(f) => (f.size, f.mtime_us),
             None => match entry.metadata() {
-                Ok(m) => m.len(),
+                Ok(m) => (m.len(), mtime_us(&m)),
                 Err(_) => {
                     // Deleted meanwhile, or unreadable: nothing to count.
                     self.key = None;
@@ -358,6 +365,7 @@ impl DayScan {
         self.files.push(File {
             created_us: created,
             size,
+            mtime_us,
         });
     }
 }
@@ -451,12 +459,17 @@ mod tests {
         let mut c = Catalog::new(t.0.clone());
         let calls = full_refresh(&mut c);
         assert!(calls > 3, "three operations per call: {calls} calls");
-        let days: Vec<(&str, Vec<File>, usize)> = c
+        // (day, [(created, size)], others)
+        type Seen<'a> = Vec<(&'a str, Vec<(i64, u64)>, usize)>;
+        let days: Seen<'_> = c
             .days
             .iter()
-            .map(|d| (d.name.as_str(), d.files.clone(), d.others))
+            .map(|d| {
+                let files = d.files.iter().map(|f| (f.created_us, f.size)).collect();
+                (d.name.as_str(), files, d.others)
+            })
             .collect();
-        let f = |created_us, size| File { created_us, size };
+        let f = |created_us: i64, size: u64| (created_us, size);
         assert_eq!(
             days,
             [

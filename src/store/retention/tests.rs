@@ -51,12 +51,12 @@ fn config(data: &Path, top: &str, streams: &[(&str, &str)]) -> Setup {
 
 /// A finished file of `len` bytes created at `created` in stream `stream`.
 fn put(data: &Path, stream: &str, created: i64, len: usize) -> PathBuf {
-    let day = data
-        .join(stream)
-        .join(crate::store::rotation::day_folder(created));
+    let day = data.join(stream).join(crate::layout::day_folder(created));
     fs::create_dir_all(&day).unwrap();
     let p = day.join(finished_file_name(created));
     fs::write(&p, vec![1u8; len]).unwrap();
+    // Finished when it was made: its modification time is its name's.
+    set_mtime(&p, created.max(0));
     p
 }
 
@@ -384,4 +384,76 @@ fn held_files_survive_every_rule_and_go_once_released() {
     run_pass_keeping(&mut r, DAY0 + 3 * DAY_US + 1, &held);
     assert!(!kept.exists(), "released, it goes");
     assert_eq!(r.deleted(0), (3, 30));
+}
+
+/// Sets a file's modification time to the unix µs `t`.
+fn set_mtime(path: &Path, t: i64) {
+    let when = std::time::UNIX_EPOCH + Duration::from_micros(u64::try_from(t).unwrap());
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
+}
+
+#[test]
+fn writer_recovery_retention_and_export_agree_on_one_name_a_1970_one_included() {
+    use crate::layout;
+    use crate::store::writer::{FileMeta, Writer, recover_parts};
+    use crate::store::{Durability, Message};
+    let t = Tmp::new("one-name");
+    let c = config(&t.0, "retention: { max-age-days: 2 }\n", &[("s", "")]);
+    let stream = t.0.join("s");
+    let mut w = Writer::new(
+        stream.clone(),
+        Duration::from_secs(300),
+        Durability::Normal,
+        FileMeta {
+            stream_folder: "s".into(),
+            topics: vec!["#".into()],
+            broker: "localhost:1883".into(),
+            host: "pi".into(),
+            mqtt5: false,
+        },
+    );
+    let msg = |ts: i64| Message {
+        timestamp_us: ts,
+        topic: "a".into(),
+        payload: bytes::Bytes::from_static(b"x"),
+        qos: 0,
+        retain: false,
+        properties: None,
+    };
+    // A Pi booted without a battery clock: 1970-01-01T00:00:05Z.
+    let early = 5_000_000;
+    w.insert(&msg(early)).unwrap();
+    let finished = w.rotate().unwrap().unwrap();
+    assert_eq!(finished, stream.join(layout::relative_path(early)));
+    assert_eq!(
+        finished.strip_prefix(&stream).unwrap(),
+        Path::new("1970-01-01/0000000005000000.sqlite")
+    );
+    // A crash leaves a `.part`; recovery finishes it under the same rule.
+    w.insert(&msg(DAY0)).unwrap();
+    w.commit().unwrap();
+    w.abandon();
+    let recovered = recover_parts(&stream).unwrap();
+    assert_eq!(recovered, [stream.join(layout::relative_path(DAY0))]);
+    // Export reads both creation times back from the names.
+    let found = crate::select::files::candidates(&stream, 0, i64::MAX, false).unwrap();
+    let found: Vec<(i64, PathBuf)> = found.into_iter().map(|c| (c.created_us, c.path)).collect();
+    assert_eq!(
+        found,
+        [(early, finished.clone()), (DAY0, recovered[0].clone())]
+    );
+    // Retention reads the same names: the 1970 file, old by its name and
+    // by its modification time, is deleted; the 2024 one is kept.
+    set_mtime(&finished, early);
+    set_mtime(&recovered[0], DAY0);
+    let mut r = Retention::with_free_space(c, Instant::now(), fake_disk(&t.0, 1 << 30)).unwrap();
+    run_pass(&mut r, DAY0 + DAY_US, 1000);
+    assert!(!finished.exists(), "the 1970 file is deleted when old");
+    assert!(recovered[0].exists());
+    assert_eq!(r.deleted(0).0, 1);
 }

@@ -64,6 +64,7 @@ impl Writer {
             uncommitted,
             committed,
             mqtt5,
+            session_row,
         } = file;
         if let Err((conn, source)) = (*conn).close() {
             self.open = Some(OpenFile {
@@ -75,6 +76,7 @@ impl Writer {
                 uncommitted,
                 committed,
                 mqtt5,
+                session_row,
             });
             return Err(StoreError::Sqlite {
                 action: "close",
@@ -180,7 +182,7 @@ pub(super) fn publish(
             .and_then(|f| f.sync_all())
             .map_err(|e| io_err("fsync", part, e))?;
     }
-    let done = part.with_extension("");
+    let done = crate::layout::with_kind(part, crate::layout::Kind::Finished);
     fs::rename(part, &done).map_err(|e| io_err("rename", part, e))?;
     if durability == Durability::PowerSafe
         && let Some(dir) = done.parent()

@@ -8,7 +8,8 @@
 use super::mqtt5::{ADD_PROPERTIES_COLUMN, INSERT_SQL_V5, mqtt_version};
 use super::{APPLICATION_ID, FORMAT_VERSION, failure, io_err, sidecar, sqlite_err, sync_dir};
 use super::{FileMeta, INSERT_SQL, META_SQL, SCHEMA, STATEMENT_CACHE, tuning};
-use crate::store::{Durability, Message, StoreError, rotation};
+use crate::layout::{self, Kind};
+use crate::store::{Durability, Message, StoreError};
 use rusqlite::{Connection, OpenFlags, Statement, ffi};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,8 @@ pub(super) struct OpenFile {
     pub(super) committed: u64,
     /// The file has the MQTT 5 `properties` column.
     pub(super) mqtt5: bool,
+    /// The `sessions` row of the connection now up, if written.
+    pub(super) session_row: Option<i64>,
 }
 
 impl OpenFile {
@@ -153,27 +156,33 @@ pub(super) fn open_file(
     meta: &FileMeta,
     created_us: i64,
 ) -> Result<OpenFile, StoreError> {
-    let day = stream_dir.join(rotation::day_folder(created_us));
+    let mut created = layout::name_time(created_us);
+    let day = stream_dir.join(layout::day_folder(created));
     fs::create_dir_all(&day).map_err(|e| io_err("create day folder", &day, e))?;
     // Never reuse a name (the clock may have stepped back): a `.sqlite` file
     // is never touched again, and a `.part` belongs to recovery.
-    let mut created = created_us;
-    while fs::symlink_metadata(day.join(rotation::file_name(created))).is_ok()
-        || fs::symlink_metadata(day.join(rotation::part_name(created))).is_ok()
-    {
-        created = created.saturating_add(1);
+    let taken = |t: i64| {
+        [Kind::Finished, Kind::Part, Kind::Init, Kind::Corrupt]
+            .into_iter()
+            .any(|k| fs::symlink_metadata(day.join(layout::name(t, k))).is_ok())
+    };
+    while created < layout::NAME_MAX_US && taken(created) {
+        created += 1;
     }
-    let path = day.join(rotation::part_name(created));
+    let path = day.join(layout::part_name(created));
     // The file is made under a private name (`X.sqlite.init`), switched to
     // WAL and given its schema there, and only then renamed to `.part`.
     // Switching to WAL needs the file to itself: a reader (`sqlite3`,
     // `attic export --include-open`, a dashboard polling `*.part`) that
     // opened a fresh `.part` at that moment made its creation fail.
     // Once a file is in WAL mode, readers never block the writer's commits.
-    let init = path.with_extension("init");
+    let init = layout::with_kind(&path, layout::Kind::Init);
     for p in [init.clone(), sidecar(&init, "-wal"), sidecar(&init, "-shm")] {
         let _ = fs::remove_file(p); // a leftover holds no rows
     }
+    // Created here first so that a failure names its cause (a read-only
+    // file system, a full disk) instead of SQLite's "unable to open".
+    fs::File::create(&init).map_err(|e| io_err("create", &init, e))?;
     let made = open_rw(&init)
         .and_then(|conn| init_file(&conn, durability, meta, created).map(|()| conn))
         .and_then(|conn| conn.close().map_err(|(_, e)| e));
@@ -200,11 +209,12 @@ pub(super) fn open_file(
         insert: None,
         conn: Box::new(conn),
         path,
-        period_end_us: rotation::period_end_us(created_us, period_s),
+        period_end_us: layout::period_end_us(created_us, period_s),
         in_txn: false,
         uncommitted: 0,
         committed: 0,
         mqtt5: meta.mqtt5,
+        session_row: None,
     })
 }
 
@@ -238,6 +248,7 @@ pub(super) fn init_file(
     }
     let tx = conn.unchecked_transaction()?;
     tx.execute_batch(SCHEMA)?;
+    tx.execute_batch(super::sessions::SCHEMA)?;
     if meta.mqtt5 {
         tx.execute_batch(ADD_PROPERTIES_COLUMN)?;
     }

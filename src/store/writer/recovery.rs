@@ -6,6 +6,7 @@
 
 use super::finalise::{checkpoint_and_leave_wal, closing_meta, publish};
 use super::{APPLICATION_ID, FORMAT_VERSION, META_SQL, SCHEMA, io_err, sidecar, sqlite_err};
+use crate::layout::{self, Kind};
 use crate::store::{Durability, StoreError};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use std::fs;
@@ -43,7 +44,8 @@ pub fn recover_parts(stream_dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
         };
         for file in files.flatten() {
             let name = file.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".sqlite.part") {
+            let kind = layout::parse(&file.file_name()).map(|n| n.kind);
+            if kind == Some(Kind::Part) {
                 parts.push(file.path());
             } else if is_init_leftover(&name) {
                 // A crash while a new file was being made: it holds no rows.
@@ -61,7 +63,7 @@ pub fn recover_parts(stream_dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
             Ok(Some(path)) => done.push(path),
             Ok(None) => log::info!("recovery: removed empty {}", part.display()),
             Err(e) if is_corrupt(&e) => {
-                let to = part.with_extension("corrupt");
+                let to = layout::with_kind(&part, Kind::Corrupt);
                 log::warn!("recovery: {e}; moving it to {}", to.display());
                 if let Err(e) = fs::rename(&part, &to) {
                     log::warn!("recovery: cannot rename {}: {e}", part.display());
@@ -80,10 +82,11 @@ pub fn recover_parts(stream_dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
 /// `<16 digits>.sqlite.init` (and its `-wal`/`-shm`): a new file that was
 /// still being made (see `open`), which never held a row.
 fn is_init_leftover(name: &str) -> bool {
-    let stem = ["", "-wal", "-shm"]
+    let file = ["-wal", "-shm"]
         .iter()
-        .find_map(|s| name.strip_suffix(&format!(".sqlite.init{s}")));
-    stem.is_some_and(|d| d.len() == 16 && d.bytes().all(|b| b.is_ascii_digit()))
+        .find_map(|s| name.strip_suffix(s))
+        .unwrap_or(name);
+    layout::parse(std::ffi::OsStr::new(file)).is_some_and(|n| n.kind == Kind::Init)
 }
 
 /// Finalises one `.part`; `Ok(None)` if it was empty and removed.

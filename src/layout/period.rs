@@ -1,17 +1,16 @@
-//! Rotation arithmetic: which period a moment belongs to, which UTC day
-//! folder it goes in, and what a file created at that moment is called.
+//! Rotation arithmetic: which period a moment belongs to and which UTC day
+//! folder it goes in (the names of the files are in the parent module).
 //!
 //! Pure functions of their arguments: this module must not read a clock,
 //! touch the file system or panic, whatever the input (negative times, far
 //! future, absurd periods).
 
-use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Microseconds in one second.
-const US_PER_S: i64 = 1_000_000;
+pub(super) const US_PER_S: i64 = 1_000_000;
 /// Microseconds in one day.
-const US_PER_DAY: i64 = 86_400 * US_PER_S;
+pub(super) const US_PER_DAY: i64 = 86_400 * US_PER_S;
 
 /// The end (exclusive) of the period of `period_s` seconds that contains
 /// `t_us` (Unix microseconds).
@@ -88,23 +87,6 @@ pub fn day_folder(t_us: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
-/// The final name of a file created at `created_us`: `<created_us>.sqlite`.
-pub fn file_name(created_us: i64) -> String {
-    format!("{created_us}.sqlite")
-}
-
-/// The name of a file created at `created_us` while it is being written:
-/// `<created_us>.sqlite.part`.
-pub fn part_name(created_us: i64) -> String {
-    format!("{created_us}.sqlite.part")
-}
-
-/// The final path of a file created at `created_us`, relative to its stream
-/// folder: `<YYYY-MM-DD>/<created_us>.sqlite`.
-pub fn relative_path(created_us: i64) -> PathBuf {
-    PathBuf::from(day_folder(created_us)).join(file_name(created_us))
-}
-
 /// Days since 1970-01-01 -> proleptic Gregorian (year, month, day).
 ///
 /// Howard Hinnant's `civil_from_days`; exact for every `i64` day count that
@@ -130,6 +112,8 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layout::relative_path;
+    use std::path::PathBuf;
 
     /// Unix microseconds of a UTC date-time (test helper, via days_from_civil).
     fn utc_us(y: i64, m: i64, d: i64, hh: i64, mm: i64, ss: i64) -> i64 {
@@ -230,24 +214,6 @@ mod tests {
             assert!(name > prev, "{name} after {prev}");
             prev = name;
         }
-    }
-
-    #[test]
-    fn file_names_carry_the_creation_time_and_sort_by_it() {
-        assert_eq!(file_name(1_700_000_000_123_456), "1700000000123456.sqlite");
-        assert_eq!(
-            part_name(1_700_000_000_123_456),
-            "1700000000123456.sqlite.part"
-        );
-        assert_eq!(
-            relative_path(1_700_000_000_123_456),
-            PathBuf::from("2023-11-14/1700000000123456.sqlite")
-        );
-        // Same number of digits from 2001-09-09 to 2286: lexical = numeric order.
-        let a = file_name(1_700_000_000_000_000);
-        let b = file_name(1_700_000_000_000_001);
-        let c = file_name(1_800_000_000_000_000);
-        assert!(a < b && b < c);
     }
 
     /// `latest_wall_deadline_us()` on a 32-bit `time_t` system.

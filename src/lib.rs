@@ -47,7 +47,9 @@
 //!   suggest     "did you mean": the closest known key
 //!   app         the mio loop: tokens, deadlines, dispatch, shutdown sequence
 //!   select/     export/replay selection: TIME, files by name, k-way merge over store::reader
-//!   export/     `attic export`: the selection as JSON lines, CSV or one SQLite file
+//!   export/     `attic export`: the selection as JSON lines, CSV, one SQLite file or Parquet
+//!     decode/   payloads decoded on the way out: JSON, Avro (schemas, framings), --field columns
+//!     parquet_file  one Parquet file (the only user of parquet); hive: --output-dir partitions
 //!   replay/     `attic replay`: the selection published to a broker over one Connection
 //! ```
 //!

@@ -149,8 +149,7 @@ fn hex(s: &str) -> Vec<u8> {
 }
 
 #[test]
-fn avro_payloads_of_an_independent_writer_decode_in_all_three_framings_with_two_schema_versions()
-{
+fn avro_payloads_of_an_independent_writer_decode_in_all_three_framings_with_two_schema_versions() {
     let (dir, cfg, data) = setup("decode-avro");
     let schemas = dir.subdir("schemas");
     let out = Command::new("python3")
@@ -162,7 +161,11 @@ fn avro_payloads_of_an_independent_writer_decode_in_all_three_framings_with_two_
         println!("skipped: python3 with fastavro is needed (pip install fastavro)");
         return;
     }
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let made: Vec<Value> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -187,7 +190,16 @@ fn avro_payloads_of_an_independent_writer_decode_in_all_three_framings_with_two_
     let got = jsonl(&export(
         &dir,
         &cfg,
-        &["--decode", "avro", "--avro-schemas", dir_arg, "--topic", "confluent/#", "--topic", "single/#"],
+        &[
+            "--decode",
+            "avro",
+            "--avro-schemas",
+            dir_arg,
+            "--topic",
+            "confluent/#",
+            "--topic",
+            "single/#",
+        ],
     ));
     let framed: Vec<&Value> = made
         .iter()
@@ -206,15 +218,32 @@ fn avro_payloads_of_an_independent_writer_decode_in_all_three_framings_with_two_
             .unwrap()
             .to_owned()
     };
-    assert!(err("confluent/missing").contains("schema id 9: no file"), "{}", err("confluent/missing"));
-    assert!(err("confluent/corrupt").starts_with("Avro (2.avsc): "), "{}", err("confluent/corrupt"));
+    assert!(
+        err("confluent/missing").contains("schema id 9: no file"),
+        "{}",
+        err("confluent/missing")
+    );
+    assert!(
+        err("confluent/corrupt").starts_with("Avro (2.avsc): "),
+        "{}",
+        err("confluent/corrupt")
+    );
 
     // One schema file: bare datums, and single-object payloads of it only.
     let v1 = schemas.join("1.avsc");
     let got = jsonl(&export(
         &dir,
         &cfg,
-        &["--decode", "avro", "--avro-schema", v1.to_str().unwrap(), "--topic", "bare/#", "--topic", "single/#"],
+        &[
+            "--decode",
+            "avro",
+            "--avro-schema",
+            v1.to_str().unwrap(),
+            "--topic",
+            "bare/#",
+            "--topic",
+            "single/#",
+        ],
     ));
     let by_topic = |t: &str| got.iter().find(|g| g["topic"] == t).unwrap();
     assert_eq!(by_topic("bare/v1")["value"], json!({"id": 3, "t": 0.5}));
@@ -234,8 +263,18 @@ fn avro_payloads_of_an_independent_writer_decode_in_all_three_framings_with_two_
 fn sensor_rows() -> Vec<(i64, &'static str, Vec<u8>, Option<&'static str>)> {
     let p = |s: &str| s.as_bytes().to_vec();
     vec![
-        (T0, "s/1", p(r#"{"t": 21.5, "n": 1, "ok": true, "name": "a", "deep": {"v": [5]}}"#), None),
-        (T0 + 500_000, "s/2", p(r#"{"t": 22, "n": 2, "ok": false, "name": 7}"#), None),
+        (
+            T0,
+            "s/1",
+            p(r#"{"t": 21.5, "n": 1, "ok": true, "name": "a", "deep": {"v": [5]}}"#),
+            None,
+        ),
+        (
+            T0 + 500_000,
+            "s/2",
+            p(r#"{"t": 22, "n": 2, "ok": false, "name": 7}"#),
+            None,
+        ),
         (T0 + 1_000_000, "s/1", p("{broken"), None),
         (T0 + 2_500_000, "s/3", p(r#"{"t": "hot", "n": 3.5}"#), None),
         (T0 + 3_000_000, "s/1", p(r#"{"n": 4, "ok": null}"#), None),
@@ -250,27 +289,80 @@ fn json_fields_infer_their_types_and_are_null_where_missing_or_misfit() {
         &dir,
         &cfg,
         &[
-            "--field", "t=/t:f64", "--field", "n=/n", "--field", "ok=/ok", "--field", "name=/name",
-            "--field", "v=/deep/v/0:i64", "--field", "deep=/deep:json",
+            "--field",
+            "t=/t:f64",
+            "--field",
+            "n=/n",
+            "--field",
+            "ok=/ok",
+            "--field",
+            "name=/name",
+            "--field",
+            "v=/deep/v/0:i64",
+            "--field",
+            "deep=/deep:json",
         ],
     );
     let rows = jsonl(&out);
     assert_eq!(rows.len(), 5, "the corrupt payload keeps its row");
     let col = |k: &str| rows.iter().map(|r| r[k].clone()).collect::<Vec<_>>();
-    assert_eq!(col("t"), [json!(21.5), json!(22.0), Value::Null, Value::Null, Value::Null]);
+    assert_eq!(
+        col("t"),
+        [
+            json!(21.5),
+            json!(22.0),
+            Value::Null,
+            Value::Null,
+            Value::Null
+        ]
+    );
     // n: 1, 2, 3.5, 4 -> inferred f64 (not every one an integer).
-    assert_eq!(col("n"), [json!(1.0), json!(2.0), Value::Null, json!(3.5), json!(4.0)]);
+    assert_eq!(
+        col("n"),
+        [json!(1.0), json!(2.0), Value::Null, json!(3.5), json!(4.0)]
+    );
     // ok: booleans and a null -> bool.
-    assert_eq!(col("ok"), [json!(true), json!(false), Value::Null, Value::Null, Value::Null]);
+    assert_eq!(
+        col("ok"),
+        [
+            json!(true),
+            json!(false),
+            Value::Null,
+            Value::Null,
+            Value::Null
+        ]
+    );
     // name: a string and a number -> str, the number as its JSON text.
-    assert_eq!(col("name"), [json!("a"), json!("7"), Value::Null, Value::Null, Value::Null]);
+    assert_eq!(
+        col("name"),
+        [
+            json!("a"),
+            json!("7"),
+            Value::Null,
+            Value::Null,
+            Value::Null
+        ]
+    );
     assert_eq!(col("v")[0], json!(5));
     assert_eq!(col("deep")[0], json!(r#"{"v":[5]}"#));
     assert!(rows[2]["value"].is_null());
-    assert!(rows[2]["decode_error"].as_str().unwrap().starts_with("JSON: "));
-    assert!(rows.iter().filter(|r| r.get("decode_error").is_some()).count() == 1);
+    assert!(
+        rows[2]["decode_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("JSON: ")
+    );
+    assert!(
+        rows.iter()
+            .filter(|r| r.get("decode_error").is_some())
+            .count()
+            == 1
+    );
     assert_eq!(rows[0]["value"]["t"], json!(21.5));
-    assert_eq!(rows[0]["payload"], json!(r#"{"t": 21.5, "n": 1, "ok": true, "name": "a", "deep": {"v": [5]}}"#));
+    assert_eq!(
+        rows[0]["payload"],
+        json!(r#"{"t": 21.5, "n": 1, "ok": true, "name": "a", "deep": {"v": [5]}}"#)
+    );
 
     let stderr = String::from_utf8(out.stderr).unwrap();
     let lines: Vec<&str> = stderr.lines().collect();
@@ -279,7 +371,10 @@ fn json_fields_infer_their_types_and_are_null_where_missing_or_misfit() {
         lines[0].starts_with("attic export: 5 rows written, 4 decoded, 1 failed (first: 2026-11-27T23:59:59.000000Z sensors s/1: JSON: "),
         "{stderr}"
     );
-    assert!(lines[0].ends_with("; nulls: t=3, n=1, ok=3, name=3, v=4, deep=4"), "{stderr}");
+    assert!(
+        lines[0].ends_with("; nulls: t=3, n=1, ok=3, name=3, v=4, deep=4"),
+        "{stderr}"
+    );
 
     // The same in CSV: typed text, empty for null.
     let csv_out = export(&dir, &cfg, &["--format", "csv", "--field", "n=/n:i64"]);
@@ -299,9 +394,17 @@ fn mqtt5_properties_round_trip_through_jsonl_csv_and_sqlite() {
         &data,
         "v5",
         true,
-        &[(T0, "p/1", b"1".to_vec(), Some(props)), (T0 + 10, "p/2", b"2".to_vec(), None)],
+        &[
+            (T0, "p/1", b"1".to_vec(), Some(props)),
+            (T0 + 10, "p/2", b"2".to_vec(), None),
+        ],
     );
-    write_rows(&data, "sensors", false, &[(T0 + 20, "q/1", b"3".to_vec(), None)]);
+    write_rows(
+        &data,
+        "sensors",
+        false,
+        &[(T0 + 20, "q/1", b"3".to_vec(), None)],
+    );
 
     let rows = jsonl(&export(&dir, &cfg, &[]));
     assert_eq!(rows.len(), 3);
@@ -353,13 +456,20 @@ fn parquet_reads_back_in_pyarrow_and_duckdb_with_the_documented_column_types() {
     write_rows(&data, "sensors", false, &rows);
     let file = dir.join("out.parquet");
     let f = file.to_str().unwrap();
-    export(&dir, &cfg, &["--output", f, "--field", "t=/t:f64", "--field", "n=/n"]);
+    export(
+        &dir,
+        &cfg,
+        &["--output", f, "--field", "t=/t:f64", "--field", "n=/n"],
+    );
     let Some(text) = python(&["pyarrow", "duckdb"], PARQUET_CHECK, &[f]) else {
         return;
     };
     let got: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(got["rows"], json!(6));
-    assert_eq!(got["types"]["reception_timestamp"], json!("timestamp[us, tz=UTC]"));
+    assert_eq!(
+        got["types"]["reception_timestamp"],
+        json!("timestamp[us, tz=UTC]")
+    );
     assert_eq!(got["types"]["stream"], json!("string"));
     assert_eq!(got["types"]["topic"], json!("string"));
     assert_eq!(got["types"]["payload"], json!("binary"));
@@ -369,7 +479,10 @@ fn parquet_reads_back_in_pyarrow_and_duckdb_with_the_documented_column_types() {
     assert_eq!(got["types"]["value"], json!("string"));
     assert_eq!(got["types"]["t"], json!("double"));
     assert_eq!(got["types"]["n"], json!("double"));
-    assert_eq!(got["duckdb_types"]["reception_timestamp"], json!("TIMESTAMP WITH TIME ZONE"));
+    assert_eq!(
+        got["duckdb_types"]["reception_timestamp"],
+        json!("TIMESTAMP WITH TIME ZONE")
+    );
     assert_eq!(got["duckdb_types"]["payload"], json!("BLOB"));
     assert_eq!(got["duckdb_rows"], json!(6));
     assert_eq!(got["duckdb_t_sum"], json!(43.5));
@@ -377,7 +490,11 @@ fn parquet_reads_back_in_pyarrow_and_duckdb_with_the_documented_column_types() {
         .iter()
         .map(|r| r.2.iter().map(|b| format!("{b:02x}")).collect())
         .collect();
-    assert_eq!(got["payload_hex"], json!(expect_hex), "payload byte for byte");
+    assert_eq!(
+        got["payload_hex"],
+        json!(expect_hex),
+        "payload byte for byte"
+    );
     let expect_ts: Vec<i64> = rows.iter().map(|r| r.0).collect();
     assert_eq!(got["ts"], json!(expect_ts));
     assert_eq!(got["n"], json!([1.0, 2.0, null, 3.5, 4.0, null]));
@@ -412,21 +529,40 @@ fn hive_partitions_are_one_duckdb_table_and_a_second_export_of_the_window_gives_
     let sec = 1_000_000;
     // sensors: 2 rows on 2026-11-27, 3 on 2026-11-28; v5: 1 and 1.
     let s: Vec<(i64, &str, Vec<u8>, Option<&str>)> = (0..5)
-        .map(|i| (T0 + i * sec, "s/x", format!("{{\"t\":{i}}}").into_bytes(), None))
+        .map(|i| {
+            (
+                T0 + i * sec,
+                "s/x",
+                format!("{{\"t\":{i}}}").into_bytes(),
+                None,
+            )
+        })
         .collect();
     write_rows(&data, "sensors", false, &s);
     write_rows(
         &data,
         "v5",
         true,
-        &[(T0 + 1, "p", b"{}".to_vec(), Some("{}")), (T0 + 3 * sec, "p", b"{}".to_vec(), None)],
+        &[
+            (T0 + 1, "p", b"{}".to_vec(), Some("{}")),
+            (T0 + 3 * sec, "p", b"{}".to_vec(), None),
+        ],
     );
     let lake = dir.subdir("lake");
     let l = lake.to_str().unwrap();
     // Something that is not the export's: must survive.
     std::fs::create_dir_all(lake.join("stream=sensors/date=2026-11-27")).unwrap();
-    std::fs::write(lake.join("stream=sensors/date=2026-11-27/notes.txt"), b"mine").unwrap();
-    let window = ["--from", "2026-11-27T12:00:00Z", "--to", "2026-11-28T12:00:00Z"];
+    std::fs::write(
+        lake.join("stream=sensors/date=2026-11-27/notes.txt"),
+        b"mine",
+    )
+    .unwrap();
+    let window = [
+        "--from",
+        "2026-11-27T12:00:00Z",
+        "--to",
+        "2026-11-28T12:00:00Z",
+    ];
     let mut args = vec!["--output-dir", l, "--field", "t=/t"];
     args.extend(window);
     export(&dir, &cfg, &args);
@@ -457,9 +593,21 @@ fn hive_partitions_are_one_duckdb_table_and_a_second_export_of_the_window_gives_
     std::fs::remove_file(first_file).unwrap();
     let older = lake.join(format!("stream=sensors/date=2026-11-27/{T0}.parquet"));
     export(&dir, &cfg, &args);
-    assert!(!older.exists(), "the earlier file of the window is replaced");
-    assert!(lake.join(format!("stream=sensors/date=2026-11-27/{}.parquet", T0 + sec)).exists());
-    assert!(lake.join("stream=sensors/date=2026-11-27/notes.txt").exists());
+    assert!(
+        !older.exists(),
+        "the earlier file of the window is replaced"
+    );
+    assert!(
+        lake.join(format!(
+            "stream=sensors/date=2026-11-27/{}.parquet",
+            T0 + sec
+        ))
+        .exists()
+    );
+    assert!(
+        lake.join("stream=sensors/date=2026-11-27/notes.txt")
+            .exists()
+    );
 
     let Some(text) = python(&["duckdb"], HIVE_CHECK, &[l]) else {
         return;
@@ -481,20 +629,57 @@ fn bad_schema_files_and_pointers_exit_2_with_one_line_before_any_output() {
     let (dir, cfg, data) = setup("decode-bad");
     write_rows(&data, "sensors", false, &sensor_rows());
     let bad = dir.join("bad.avsc");
-    std::fs::write(&bad, r#"{"type": "record", "name": "x", "fields": [{"name": "a", "type": "nope"}]}"#).unwrap();
+    std::fs::write(
+        &bad,
+        r#"{"type": "record", "name": "x", "fields": [{"name": "a", "type": "nope"}]}"#,
+    )
+    .unwrap();
     let schemas = dir.subdir("schemas");
     std::fs::write(schemas.join("1.avsc"), r#""int""#).unwrap();
     std::fs::write(schemas.join("2.avsc"), "{not json").unwrap();
     let out_file = dir.join("out.parquet");
     let o = out_file.to_str().unwrap();
     for (args, needle) in [
-        (vec!["--decode", "avro", "--avro-schema", bad.to_str().unwrap(), "-o", o], "bad.avsc: does not parse"),
-        (vec!["--decode", "avro", "--avro-schemas", schemas.to_str().unwrap(), "-o", o], "2.avsc: does not parse"),
-        (vec!["--decode", "avro", "--avro-schema", "/nonexistent.avsc", "-o", o], "/nonexistent.avsc"),
+        (
+            vec![
+                "--decode",
+                "avro",
+                "--avro-schema",
+                bad.to_str().unwrap(),
+                "-o",
+                o,
+            ],
+            "bad.avsc: does not parse",
+        ),
+        (
+            vec![
+                "--decode",
+                "avro",
+                "--avro-schemas",
+                schemas.to_str().unwrap(),
+                "-o",
+                o,
+            ],
+            "2.avsc: does not parse",
+        ),
+        (
+            vec![
+                "--decode",
+                "avro",
+                "--avro-schema",
+                "/nonexistent.avsc",
+                "-o",
+                o,
+            ],
+            "/nonexistent.avsc",
+        ),
         (vec!["--field", "t=t", "-o", o], "is not a JSON Pointer"),
         (vec!["--field", "t=/a~x", "-o", o], "bad escape"),
         (vec!["--field", "t=/t:float", "-o", o], "unknown type"),
-        (vec!["--format", "parquet"], "needs --output FILE or --output-dir DIR"),
+        (
+            vec!["--format", "parquet"],
+            "needs --output FILE or --output-dir DIR",
+        ),
     ] {
         let out = export_raw(&dir, &cfg, &args);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -502,6 +687,9 @@ fn bad_schema_files_and_pointers_exit_2_with_one_line_before_any_output() {
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
         assert!(out.stdout.is_empty());
-        assert!(!out_file.exists() && !dir.join("out.parquet.tmp").exists(), "{args:?}");
+        assert!(
+            !out_file.exists() && !dir.join("out.parquet.tmp").exists(),
+            "{args:?}"
+        );
     }
 }

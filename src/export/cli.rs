@@ -257,9 +257,18 @@ mod tests {
             (&["--from", "2000", "--to", "1000"], "empty time window"),
             (&["--to"], "--to needs a time"),
             (&["--frobnicate"], "unexpected argument"),
-            (&["--format", "parquet"], "needs --output FILE or --output-dir DIR"),
-            (&["--format", "parquet", "-o", "-"], "needs --output FILE or --output-dir"),
-            (&["--output-dir", "d", "--format", "csv"], "use --format parquet"),
+            (
+                &["--format", "parquet"],
+                "needs --output FILE or --output-dir DIR",
+            ),
+            (
+                &["--format", "parquet", "-o", "-"],
+                "needs --output FILE or --output-dir",
+            ),
+            (
+                &["--output-dir", "d", "--format", "csv"],
+                "use --format parquet",
+            ),
             (&["--decode", "xml"], "unknown --decode"),
             (&["--decode", "avro"], "needs --avro-schema"),
             (&["--avro-schema", "a.avsc"], "need --decode avro"),

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use super::ExportError;
 use super::decode::Decoded;
 use super::decode::fields::Field;
-use super::parquet::ParquetFile;
+use super::parquet_file::ParquetFile;
 use super::sink::Sink;
 use crate::select::Row;
 use crate::store::rotation::day_folder;
@@ -152,7 +152,10 @@ mod tests {
     #[test]
     fn partition_file_names_are_sixteen_digits_of_the_first_row() {
         assert_eq!(file_name(1_764_237_600_000_000), "1764237600000000.parquet");
-        assert_eq!(first_of("1764237600000000.parquet"), Some(1_764_237_600_000_000));
+        assert_eq!(
+            first_of("1764237600000000.parquet"),
+            Some(1_764_237_600_000_000)
+        );
         assert_eq!(first_of("1764237600000000.parquet.tmp"), None);
         assert_eq!(first_of("176423760000000.parquet"), None);
         assert_eq!(first_of("notes.parquet"), None);

@@ -8,7 +8,7 @@
 //!
 //! [`cli`] parses the arguments and maps errors to exit codes; [`decode`]
 //! turns payloads into values and `--field` columns; [`sink`] holds the
-//! text and SQLite writers, [`parquet`] the Parquet file and [`hive`] its
+//! text and SQLite writers, [`parquet_file`] the Parquet file and [`hive`] its
 //! partitions. An untyped `--field` has its type inferred by a first pass
 //! over the selection that only decodes (memory stays flat; the rows are
 //! read twice). This module reads the data folder only through `select`
@@ -17,7 +17,7 @@
 pub mod cli;
 pub mod decode;
 pub mod hive;
-pub mod parquet;
+pub mod parquet_file;
 pub mod sink;
 
 use std::fmt;
@@ -147,7 +147,7 @@ pub fn export(config: &Config, opts: &ExportOptions) -> Result<u64, ExportError>
                 let _ = std::fs::remove_file(crate::store::export_file::incomplete_path(out));
             }
             Format::Parquet => {
-                let _ = std::fs::remove_file(parquet::temporary_path(out));
+                let _ = std::fs::remove_file(parquet_file::temporary_path(out));
             }
             Format::Jsonl | Format::Csv => {}
         }

@@ -1,5 +1,5 @@
 //! The text and SQLite output writers of `attic export` (Parquet is
-//! [`super::parquet`]). Each takes rows one at a time and keeps no more
+//! [`super::parquet_file`]). Each takes rows one at a time and keeps no more
 //! than a buffer; none reads the data folder.
 //!
 //! - jsonl: `{"reception_timestamp":..,"time":"..Z","stream":..,"topic":..,
@@ -62,7 +62,7 @@ pub fn open(
     fields: &[Field],
 ) -> Result<Box<dyn Sink>, ExportError> {
     match opts.format {
-        Format::Parquet => super::parquet::open(opts, decoding, fields),
+        Format::Parquet => super::parquet_file::open(opts, decoding, fields),
         Format::Sqlite => {
             let path = opts.output.clone().ok_or_else(|| {
                 ExportError::Usage("--format sqlite needs --output FILE".to_owned())
@@ -352,7 +352,11 @@ impl Sink for Csv {
             props.as_bytes(),
         ];
         self.out
-            .write_record(fixed.into_iter().chain(self.record.iter().map(String::as_bytes)))
+            .write_record(
+                fixed
+                    .into_iter()
+                    .chain(self.record.iter().map(String::as_bytes)),
+            )
             .map_err(|e| csv_err(&self.name, e))
     }
 
@@ -426,7 +430,9 @@ impl Sink for SqliteSink {
         }
         let value = dec.value_text();
         let mut cells = vec![
-            value.as_deref().map_or(export_file::Cell::Null, export_file::Cell::Text),
+            value
+                .as_deref()
+                .map_or(export_file::Cell::Null, export_file::Cell::Text),
             dec.error
                 .as_deref()
                 .map_or(export_file::Cell::Null, export_file::Cell::Text),

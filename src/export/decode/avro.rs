@@ -235,8 +235,10 @@ impl AvroSchemas {
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
+    p.file_name().map_or_else(
+        || p.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 fn hex(b: &[u8]) -> String {
@@ -301,12 +303,7 @@ fn to_json(v: Avro, schema: Option<&Schema>, names: &HashMap<Name, Schema>) -> V
                 Some(Schema::Array(a)) => Some(a.items.as_ref()),
                 _ => None,
             };
-            Value::Array(
-                items
-                    .into_iter()
-                    .map(|x| to_json(x, item, names))
-                    .collect(),
-            )
+            Value::Array(items.into_iter().map(|x| to_json(x, item, names)).collect())
         }
         Avro::Map(m) => {
             let item = match schema {

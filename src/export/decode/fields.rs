@@ -286,9 +286,15 @@ mod tests {
             }
             i.result()
         };
-        assert_eq!(infer(&[json!({"a": 1}), json!({}), json!({"a": 2})]), FieldType::I64);
+        assert_eq!(
+            infer(&[json!({"a": 1}), json!({}), json!({"a": 2})]),
+            FieldType::I64
+        );
         assert_eq!(infer(&[json!({"a": 1}), json!({"a": 2.5})]), FieldType::F64);
-        assert_eq!(infer(&[json!({"a": true}), json!({"a": null})]), FieldType::Bool);
+        assert_eq!(
+            infer(&[json!({"a": true}), json!({"a": null})]),
+            FieldType::Bool
+        );
         assert_eq!(infer(&[json!({"a": 1}), json!({"a": "x"})]), FieldType::Str);
         assert_eq!(infer(&[json!({})]), FieldType::Str);
     }

@@ -88,9 +88,9 @@ impl Decoder {
         Ok(match (opts.kind, &opts.schemas) {
             (None, _) => None,
             (Some(DecodeKind::Json), _) => Some(Decoder::Json),
-            (Some(DecodeKind::Avro), Some(SchemaSource::File(f))) => Some(Decoder::Avro(
-                Box::new(avro::AvroSchemas::from_file(f)?),
-            )),
+            (Some(DecodeKind::Avro), Some(SchemaSource::File(f))) => {
+                Some(Decoder::Avro(Box::new(avro::AvroSchemas::from_file(f)?)))
+            }
             (Some(DecodeKind::Avro), Some(SchemaSource::Dir(d))) => {
                 Some(Decoder::Avro(Box::new(avro::AvroSchemas::from_dir(d)?)))
             }
@@ -272,7 +272,10 @@ mod tests {
         assert!(out.error.as_deref().unwrap().starts_with("JSON: "));
         assert_eq!(out.cells, [Cell::Null]);
         let s = d.summary();
-        assert!(s.starts_with("2 rows written, 1 decoded, 1 failed (first: b: JSON: "), "{s}");
+        assert!(
+            s.starts_with("2 rows written, 1 decoded, 1 failed (first: b: JSON: "),
+            "{s}"
+        );
         assert!(s.ends_with("; nulls: t=1"), "{s}");
     }
 }

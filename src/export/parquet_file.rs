@@ -182,16 +182,41 @@ fn schema(with_stream: bool, decoding: bool, fields: &[Field]) -> Result<Arc<Typ
         Some(LogicalType::timestamp(true, TimeUnit::MICROS)),
     )?];
     if with_stream {
-        cols.push(primitive("stream", Physical::BYTE_ARRAY, REQUIRED, string())?);
+        cols.push(primitive(
+            "stream",
+            Physical::BYTE_ARRAY,
+            REQUIRED,
+            string(),
+        )?);
     }
-    cols.push(primitive("topic", Physical::BYTE_ARRAY, REQUIRED, string())?);
+    cols.push(primitive(
+        "topic",
+        Physical::BYTE_ARRAY,
+        REQUIRED,
+        string(),
+    )?);
     cols.push(primitive("payload", Physical::BYTE_ARRAY, REQUIRED, None)?);
     cols.push(primitive("qos", Physical::INT32, REQUIRED, None)?);
     cols.push(primitive("retain", Physical::BOOLEAN, REQUIRED, None)?);
-    cols.push(primitive("properties", Physical::BYTE_ARRAY, OPTIONAL, string())?);
+    cols.push(primitive(
+        "properties",
+        Physical::BYTE_ARRAY,
+        OPTIONAL,
+        string(),
+    )?);
     if decoding {
-        cols.push(primitive("value", Physical::BYTE_ARRAY, OPTIONAL, string())?);
-        cols.push(primitive("decode_error", Physical::BYTE_ARRAY, OPTIONAL, string())?);
+        cols.push(primitive(
+            "value",
+            Physical::BYTE_ARRAY,
+            OPTIONAL,
+            string(),
+        )?);
+        cols.push(primitive(
+            "decode_error",
+            Physical::BYTE_ARRAY,
+            OPTIONAL,
+            string(),
+        )?);
         for f in fields {
             let (t, l) = match f.ty.unwrap_or(FieldType::Str) {
                 FieldType::F64 => (Physical::DOUBLE, None),
@@ -252,7 +277,10 @@ impl ParquetFile {
         let writer =
             SerializedFileWriter::new(file, schema, props()).map_err(|e| write_err(&tmp, e))?;
         let types: Vec<FieldType> = if decoding {
-            fields.iter().map(|f| f.ty.unwrap_or(FieldType::Str)).collect()
+            fields
+                .iter()
+                .map(|f| f.ty.unwrap_or(FieldType::Str))
+                .collect()
         } else {
             Vec::new()
         };
@@ -296,7 +324,8 @@ impl ParquetFile {
         g.payload.push(ByteArray::from(row.payload.clone()));
         g.qos.push(i32::from(row.qos));
         g.retain.push(row.retain);
-        g.properties.push(row.properties.as_deref().map(str::as_bytes));
+        g.properties
+            .push(row.properties.as_deref().map(str::as_bytes));
         g.bytes += row.topic.len() + row.payload.len() + 24;
         if self.decoding {
             let v = dec.value_text();

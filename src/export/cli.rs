@@ -36,7 +36,7 @@ pub enum Args {
         /// The config file.
         config: PathBuf,
         /// What and where.
-        opts: ExportOptions,
+        opts: Box<ExportOptions>,
     },
 }
 
@@ -131,13 +131,13 @@ pub fn parse(args: &[String], now_us: i64) -> Result<Args, String> {
     }
     Ok(Args::Run {
         config: config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH)),
-        opts: ExportOptions {
+        opts: Box::new(ExportOptions {
             selection,
             format,
             output,
             output_dir,
             decode,
-        },
+        }),
     })
 }
 
@@ -203,7 +203,7 @@ mod tests {
 
     fn opts(args: &[&str]) -> ExportOptions {
         match p(args) {
-            Ok(Args::Run { opts, .. }) => opts,
+            Ok(Args::Run { opts, .. }) => *opts,
             other => panic!("{args:?}: {other:?}"),
         }
     }

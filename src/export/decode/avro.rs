@@ -98,7 +98,7 @@ fn crc64_avro(bytes: &[u8]) -> u64 {
     }
     let mut fp = EMPTY;
     for &b in bytes {
-        fp = (fp >> 8) ^ table[usize::from((fp as u8) ^ b)];
+        fp = (fp >> 8) ^ table[usize::from(fp.to_le_bytes()[0] ^ b)];
     }
     fp
 }

@@ -329,7 +329,7 @@ impl ParquetFile {
         g.bytes += row.topic.len() + row.payload.len() + 24;
         if self.decoding {
             let v = dec.value_text();
-            g.bytes += v.as_ref().map_or(0, String::len);
+            g.bytes += v.as_ref().map_or(0, |t| t.len());
             g.value.push(v.as_deref().map(str::as_bytes));
             g.error.push(dec.error.as_deref().map(str::as_bytes));
             for (col, c) in g.fields.iter_mut().zip(&dec.cells) {

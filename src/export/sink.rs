@@ -226,7 +226,16 @@ fn append_decoding(
     };
     key(line, 0);
     match &dec.value {
+        // A JSON payload is its own value, unless a line break in it
+        // would split the line.
+        _ if !dec.text.is_empty() && !dec.text.contains(['\n', '\r']) => {
+            line.extend_from_slice(dec.text.as_bytes());
+        }
         Some(v) => serde_json::to_writer(&mut *line, v)?,
+        None if !dec.text.is_empty() => {
+            let v: serde_json::Value = serde_json::from_str(&dec.text)?;
+            serde_json::to_writer(&mut *line, &v)?;
+        }
         None => line.extend_from_slice(b"null"),
     }
     if let Some(e) = &dec.error {
@@ -332,7 +341,7 @@ impl Sink for Csv {
         if dec.active {
             self.record.resize(dec.cells.len() + 2, String::new());
             let (head, cells) = self.record.split_at_mut(2);
-            head[0] = dec.value_text().unwrap_or_default();
+            head[0] = dec.value_text().map(|t| t.into_owned()).unwrap_or_default();
             head[1] = dec.error.clone().unwrap_or_default();
             for (c, out) in dec.cells.iter().zip(cells) {
                 cell_text(c, out);

@@ -13,6 +13,7 @@
 pub mod avro;
 pub mod fields;
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 
 use serde_json::Value;
@@ -114,8 +115,12 @@ impl Decoder {
 pub struct Decoded {
     /// Decoding is on: the row has `value` and `decode_error`.
     pub active: bool,
-    /// The decoded value (`None` when it did not decode).
+    /// The decoded value (`None` when it did not decode, or when it is
+    /// only in `text`).
     pub value: Option<Value>,
+    /// A JSON payload that decoded: its own text is the value's JSON text
+    /// (no need to write the value out again). Empty otherwise.
+    pub text: String,
     /// Why it did not decode.
     pub error: Option<String>,
     /// One cell per `--field`.
@@ -124,8 +129,16 @@ pub struct Decoded {
 
 impl Decoded {
     /// `value` as JSON text, or `None`.
-    pub fn value_text(&self) -> Option<String> {
-        self.value.as_ref().map(Value::to_string)
+    pub fn value_text(&self) -> Option<Cow<'_, str>> {
+        if !self.text.is_empty() {
+            return Some(Cow::Borrowed(&self.text));
+        }
+        self.value.as_ref().map(|v| Cow::Owned(v.to_string()))
+    }
+
+    /// True if the row's payload decoded.
+    pub fn decoded(&self) -> bool {
+        self.active && self.error.is_none()
     }
 }
 
@@ -183,16 +196,32 @@ impl RowDecoder {
     pub fn decode(&mut self, payload: &[u8], at: &dyn Fn() -> String, out: &mut Decoded) {
         self.tally.rows += 1;
         out.cells.clear();
+        out.text.clear();
         out.active = self.decoder.is_some();
         let Some(d) = &self.decoder else {
             out.value = None;
             out.error = None;
             return;
         };
-        match d.decode(payload) {
+        // JSON without fields needs no value: checking the syntax is enough,
+        // and the payload is its own JSON text.
+        let result = match d {
+            Decoder::Json if self.fields.is_empty() => {
+                serde_json::from_slice::<serde::de::IgnoredAny>(payload)
+                    .map(|_| None)
+                    .map_err(|e| format!("JSON: {e}"))
+            }
+            _ => d.decode(payload).map(Some),
+        };
+        match result {
             Ok(v) => {
                 self.tally.decoded += 1;
-                out.value = Some(v);
+                if matches!(d, Decoder::Json) {
+                    // Valid JSON is valid UTF-8.
+                    out.text
+                        .push_str(std::str::from_utf8(payload).unwrap_or_default());
+                }
+                out.value = v;
                 out.error = None;
             }
             Err(e) => {
@@ -241,6 +270,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn json_without_fields_is_checked_and_kept_as_its_own_text() {
+        let mut d = RowDecoder::new(Some(Decoder::Json), Vec::new());
+        let mut out = Decoded::default();
+        d.decode(b"[1, 2]", &|| "a".into(), &mut out);
+        assert!(out.decoded());
+        assert_eq!(out.value_text().as_deref(), Some("[1, 2]"));
+        d.decode(b"[1, ", &|| "b".into(), &mut out);
+        assert!(!out.decoded() && out.value_text().is_none());
+        assert_eq!(d.tally.failed, 1);
+    }
+
+    #[test]
     fn a_field_implies_json_and_a_schema_needs_avro() {
         let mut o = DecodeOptions {
             fields: vec![fields::parse_field("t=/t").unwrap()],
@@ -267,8 +308,9 @@ mod tests {
         let mut out = Decoded::default();
         d.decode(br#"{"t": 21.5}"#, &|| "a".into(), &mut out);
         assert_eq!(out.cells, [Cell::F64(21.5)]);
+        assert_eq!(out.value_text().as_deref(), Some(r#"{"t": 21.5}"#));
         d.decode(b"{not json", &|| "b".into(), &mut out);
-        assert!(out.value.is_none());
+        assert!(out.value.is_none() && out.value_text().is_none());
         assert!(out.error.as_deref().unwrap().starts_with("JSON: "));
         assert_eq!(out.cells, [Cell::Null]);
         let s = d.summary();

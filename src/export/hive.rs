@@ -3,7 +3,8 @@
 //! (UTC days). `stream` is the partition key and not a column inside.
 //!
 //! Rows arrive in reception order, so each stream has at most one open file
-//! (its current day). A file is written as `<name>.tmp` and renamed when
+//! (its current day); the open files share the row-group bounds of one
+//! file, so memory does not grow with the number of streams either. A file is written as `<name>.tmp` and renamed when
 //! its day ends or the export does. Replacing: once a partition's new file
 //! is in place, the other `<16 digits>.parquet` files of that partition
 //! whose first reception time lies inside the export's window are removed
@@ -125,7 +126,11 @@ impl Sink for Partitions {
                 let path = folder.join(file_name(row.timestamp_us));
                 let file = ParquetFile::create(path, false, self.decoding, &self.fields)?;
                 self.open.push((stream.to_owned(), Open { date, file }));
-                self.open.len() - 1
+                let share = self.open.len();
+                for (_, o) in &mut self.open {
+                    o.file.share_limits(share);
+                }
+                share - 1
             }
         };
         self.open[i].1.file.push(row, stream, dec)

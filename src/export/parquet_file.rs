@@ -155,6 +155,9 @@ pub struct ParquetFile {
     group: Group,
     /// Reception time of the first row (for partition file names).
     pub first_us: Option<i64>,
+    /// Rows and bytes after which a row group is written: [`GROUP_ROWS`]
+    /// and [`GROUP_BYTES`], or their share when several files are open.
+    limits: (usize, usize),
 }
 
 fn primitive(
@@ -304,7 +307,19 @@ impl ParquetFile {
                 bytes: 0,
             },
             first_us: None,
+            limits: (GROUP_ROWS, GROUP_BYTES),
         })
+    }
+
+    /// Gives this file a `1/share` of the row group bounds (at least 1,024
+    /// rows and 256 KiB), so that `share` open files together buffer no
+    /// more than one file alone.
+    pub fn share_limits(&mut self, share: usize) {
+        let share = share.max(1);
+        self.limits = (
+            (GROUP_ROWS / share).max(1_024),
+            (GROUP_BYTES / share).max(256 << 10),
+        );
     }
 
     /// The final name.
@@ -336,7 +351,7 @@ impl ParquetFile {
                 col.push(c);
             }
         }
-        if g.ts.len() >= GROUP_ROWS || g.bytes >= GROUP_BYTES {
+        if g.ts.len() >= self.limits.0 || g.bytes >= self.limits.1 {
             self.flush()?;
         }
         Ok(())

@@ -135,9 +135,9 @@ fn python(modules: &[&str], code: &str, args: &[&str]) -> Option<String> {
     Some(String::from_utf8(out.stdout).unwrap())
 }
 
-fn helper(name: &str) -> PathBuf {
+fn python_script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/helpers")
+        .join("tests/python")
         .join(name)
 }
 
@@ -153,7 +153,7 @@ fn avro_payloads_of_an_independent_writer_decode_in_all_three_framings_with_two_
     let (dir, cfg, data) = setup("decode-avro");
     let schemas = dir.subdir("schemas");
     let out = Command::new("python3")
-        .arg(helper("avro_payloads.py"))
+        .arg(python_script("avro_payloads.py"))
         .arg(&schemas)
         .output()
         .unwrap();

@@ -35,8 +35,10 @@ struct Loaded {
 /// The schemas of `--avro-schema` or `--avro-schemas`.
 #[derive(Debug)]
 pub struct AvroSchemas {
-    /// `--avro-schema FILE`: bare datums and single-object payloads of it.
-    single: Option<Loaded>,
+    /// `--avro-schema FILE`: the index of its schema in `all`, for bare
+    /// datums (single-object payloads must then carry its fingerprint,
+    /// the only one in `by_fingerprint`).
+    single: Option<usize>,
     /// `--avro-schemas DIR`: `<id>.avsc` by id.
     by_id: HashMap<u32, usize>,
     /// Every loaded schema (for `--avro-schema`, the one).
@@ -109,18 +111,12 @@ impl AvroSchemas {
         let l = load(path)?;
         let fp = fingerprint(&l.schema);
         Ok(AvroSchemas {
-            single: None,
+            single: Some(0),
             by_id: HashMap::new(),
             all: vec![l],
             by_fingerprint: HashMap::from([(fp, 0)]),
             dir: None,
-        }
-        .with_single())
-    }
-
-    fn with_single(mut self) -> AvroSchemas {
-        self.single = self.all.pop();
-        self
+        })
     }
 
     /// `--avro-schemas DIR`: every `*.avsc`; files named `<id>.avsc` also
@@ -196,10 +192,6 @@ impl AvroSchemas {
             let mut fp = [0u8; 8];
             fp.copy_from_slice(&rest[..8]);
             let found = self.by_fingerprint.get(&fp).and_then(|&i| self.all.get(i));
-            let found = found.or(self
-                .single
-                .as_ref()
-                .filter(|s| fingerprint(&s.schema) == fp));
             return match found {
                 Some(l) => Ok((l, &rest[8..])),
                 None => Err(format!(
@@ -208,7 +200,7 @@ impl AvroSchemas {
                 )),
             };
         }
-        if let Some(s) = &self.single {
+        if let Some(s) = self.single.and_then(|i| self.all.get(i)) {
             return Ok((s, payload));
         }
         match payload {

@@ -8,6 +8,14 @@
 //! not of this process). Memory flatness: the same export over a window of
 //! 10 % of the rows.
 //!
+//! Parquet and decoding (skipped with `EXPORT_DECODE=0`): `--format
+//! parquet` to one file and to `--output-dir` partitions, with two typed
+//! `--field`s, with one inferred (two passes), jsonl with `--decode json`;
+//! the Parquet size against the finished SQLite files it came from; and,
+//! where the `duckdb` Python package and its sqlite extension
+//! (`pip install duckdb==1.4.4 duckdb-ext-sqlite`) import, DuckDB turning
+//! the same files into one zstd Parquet file through its SQLite reader.
+//!
 //! Run: `cargo build --release && cargo bench --bench export`
 //! (`ATTIC_BIN` overrides the binary; `EXPORT_ROWS` the row count).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -280,6 +288,10 @@ fn main() {
         shell_db.cpu_s / sqlite.cpu_s.max(1e-6),
     );
 
+    if std::env::var("EXPORT_DECODE").as_deref() != Ok("0") {
+        decoding(&root, &files, rows, &tenth_s, &export);
+    }
+
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
         "speed relative to sqlite3 (>1 = faster): jsonl wall {:.2}x cpu {:.2}x; sqlite wall {:.2}x cpu {:.2}x",
@@ -298,5 +310,126 @@ fn main() {
             .take(3)
             .collect::<Vec<_>>()
             .join(" ")
+    );
+}
+
+/// DuckDB converting `files` to one Parquet file through its SQLite
+/// reader, from the wheel-shipped extension (no download).
+const DUCKDB_CONVERT: &str = r#"
+import sys, os, duckdb, duckdb_ext
+ext = os.path.join(list(duckdb_ext.__path__)[0], "extensions", "v" + duckdb.__version__, "linux_amd64", "sqlite_scanner.duckdb_extension")
+c = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+c.execute(f"LOAD '{ext}'")
+files = open(sys.argv[1]).read().split()
+union = " UNION ALL ".join(f"SELECT * FROM sqlite_scan('{f}', 'data')" for f in files)
+c.execute(f"COPY ({union}) TO '{sys.argv[2]}' (FORMAT parquet, COMPRESSION zstd)")
+"#;
+
+fn size(p: &Path) -> u64 {
+    std::fs::metadata(p).map_or(0, |m| m.len())
+}
+
+fn tree_size(p: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(entries) = std::fs::read_dir(p) {
+        for e in entries.flatten() {
+            let path = e.path();
+            total += if path.is_dir() {
+                tree_size(&path)
+            } else {
+                size(&path)
+            };
+        }
+    }
+    total
+}
+
+fn decoding(
+    root: &Path,
+    files: &[PathBuf],
+    rows: u64,
+    tenth_s: &str,
+    export: &dyn Fn(&[&str]) -> Command,
+) {
+    let sqlite_bytes: u64 = files.iter().map(|f| size(f)).sum();
+    let pq = root.join("out.parquet");
+    let p = pq.to_str().unwrap();
+    let plain = measure("attic parquet", export(&["--output", p]), None);
+    report("attic export --format parquet", rows, &plain);
+    let plain_bytes = size(&pq);
+    let small = measure(
+        "attic parquet 10%",
+        export(&["--output", p, "--to", tenth_s]),
+        None,
+    );
+    report("attic export parquet (10% window)", rows / 10, &small);
+    let typed = measure(
+        "attic parquet + fields",
+        export(&[
+            "--output",
+            p,
+            "--field",
+            "temperature=/temperature:f64",
+            "--field",
+            "seq=/seq:i64",
+        ]),
+        None,
+    );
+    report("attic parquet + 2 typed --field", rows, &typed);
+    let fields_bytes = size(&pq);
+    let inferred = measure(
+        "attic parquet + inferred field",
+        export(&["--output", p, "--field", "temperature=/temperature"]),
+        None,
+    );
+    report("attic parquet + 1 inferred --field", rows, &inferred);
+    let json = measure(
+        "attic jsonl --decode json",
+        export(&["--output", "/dev/null", "--decode", "json"]),
+        None,
+    );
+    report("attic export jsonl --decode json", rows, &json);
+    let lake = root.join("lake");
+    let _ = std::fs::remove_dir_all(&lake);
+    let hive = measure(
+        "attic parquet --output-dir",
+        export(&["--output-dir", lake.to_str().unwrap()]),
+        None,
+    );
+    report("attic export --output-dir (hive)", rows, &hive);
+    println!(
+        "parquet size vs the {} finished SQLite files ({:.1} MB): {:.3}x (payload kept), {:.3}x (payload + 2 fields), hive {:.3}x",
+        files.len(),
+        sqlite_bytes as f64 / 1e6,
+        plain_bytes as f64 / sqlite_bytes as f64,
+        fields_bytes as f64 / sqlite_bytes as f64,
+        tree_size(&lake) as f64 / sqlite_bytes as f64,
+    );
+    println!(
+        "parquet peak memory 10% vs 100% of the rows: {:.1} vs {:.1} MB",
+        small.peak_kib as f64 / 1024.0,
+        plain.peak_kib as f64 / 1024.0
+    );
+
+    let probe = Command::new("python3")
+        .args(["-c", "import duckdb, duckdb_ext"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        println!("duckdb: skipped (pip install duckdb==1.4.4 duckdb-ext-sqlite)");
+        return;
+    }
+    let list = root.join("files.txt");
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    std::fs::write(&list, names.join("\n")).unwrap();
+    let out = root.join("duckdb.parquet");
+    let mut c = Command::new("python3");
+    c.arg("-c").arg(DUCKDB_CONVERT).arg(&list).arg(&out);
+    let duck = measure("duckdb", c, None);
+    report("duckdb sqlite_scan -> parquet zstd", rows, &duck);
+    println!(
+        "duckdb parquet {:.3}x the SQLite files; attic parquet vs duckdb (>1 = faster): wall {:.2}x cpu {:.2}x",
+        size(&out) as f64 / sqlite_bytes as f64,
+        duck.wall_s / plain.wall_s.max(1e-6),
+        duck.cpu_s / plain.cpu_s.max(1e-6),
     );
 }

@@ -55,7 +55,9 @@
 //!   cli         what every subcommand shares: exit codes, config or exit 78, stdout
 //!   progress    the progress line of export and replay; counts in words
 //!   select/     export/replay selection: TIME, files by name, k-way merge over store::reader
-//!   export/     `attic export`: the selection as JSON lines, CSV or one SQLite file
+//!   export/     `attic export`: the selection as JSON lines, CSV, one SQLite file or Parquet
+//!     decode/   payloads decoded on the way out: JSON, Avro (schemas, framings), --field columns
+//!     parquet_file  one Parquet file (the only user of parquet); hive: --output-dir partitions
 //!   replay/     `attic replay`: the selection published to a broker over one Connection
 //! ```
 //!

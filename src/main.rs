@@ -17,7 +17,8 @@ usage:
         [--stop-after-messages N] stop gracefully once N messages are stored
         [--summary FILE|-]        write a JSON summary at exit (- = stdout)
   attic check [--config FILE]     validate the configuration, print the resolved streams
-  attic export [--config FILE] [SELECTION] [--format jsonl|csv|sqlite] [--output FILE]
+  attic export [--config FILE] [SELECTION] [--format jsonl|csv|sqlite|parquet]
+               [--output FILE | --output-dir DIR] [--decode json|avro] [--field NAME=POINTER]...
                                   stored rows in reception order (attic export --help)
   attic replay [--config FILE] [SELECTION] --broker HOST[:PORT] [--speed X] ...
                                   publish stored rows to a broker (attic replay --help)

@@ -167,7 +167,8 @@ fn parse_csv(text: &[u8]) -> Vec<Out> {
             "payload",
             "payload_encoding",
             "qos",
-            "retain"
+            "retain",
+            "properties"
         ]
     );
     r.records()

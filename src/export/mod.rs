@@ -1,16 +1,24 @@
 //! `attic export`: the selected rows, in reception order, as JSON lines,
-//! CSV or one SQLite file.
+//! CSV, one SQLite file or Parquet, with payloads optionally decoded.
 //!
 //! ```text
-//!  select::Plan --rows--> Sink (jsonl | csv | sqlite) --> stdout or --output FILE
+//!  select::Plan --rows--> decode::RowDecoder --row + Decoded--> Sink --> stdout, --output FILE
+//!                                                  (jsonl | csv | sqlite | parquet | hive)   or --output-dir DIR
 //! ```
 //!
-//! [`cli`] parses the arguments and maps errors to exit codes; [`sink`]
-//! holds the three writers; [`sessions`] prints the files' `sessions`
-//! tables instead of their rows (`--sessions`). This module reads the data folder only through
+//! [`cli`] parses the arguments and maps errors to exit codes; [`decode`]
+//! turns payloads into values and `--field` columns; [`sink`] holds the
+//! text and SQLite writers, [`parquet_file`] the Parquet file and [`hive`] its
+//! partitions; [`sessions`] prints the files' `sessions` tables instead of
+//! their rows (`--sessions`). An untyped `--field` has its type inferred by
+//! a first pass over the selection that only decodes (memory stays flat;
+//! the rows are read twice). This module reads the data folder only through
 //! `select` and never writes into it.
 
 pub mod cli;
+pub mod decode;
+pub mod hive;
+pub mod parquet_file;
 pub mod sessions;
 pub mod sink;
 
@@ -32,6 +40,8 @@ pub enum Format {
     Csv,
     /// One SQLite file: the Attic schema plus a `stream` column.
     Sqlite,
+    /// Parquet: one file, or hive partitions with `--output-dir`.
+    Parquet,
 }
 
 impl Format {
@@ -41,6 +51,7 @@ impl Format {
             "jsonl" | "ndjson" | "json" => Some(Format::Jsonl),
             "csv" => Some(Format::Csv),
             "sqlite" | "db" => Some(Format::Sqlite),
+            "parquet" => Some(Format::Parquet),
             _ => None,
         }
     }
@@ -52,6 +63,7 @@ impl Format {
             "jsonl" | "ndjson" => Some(Format::Jsonl),
             "csv" => Some(Format::Csv),
             "sqlite" | "db" => Some(Format::Sqlite),
+            "parquet" => Some(Format::Parquet),
             _ => None,
         }
     }
@@ -75,6 +87,10 @@ pub struct ExportOptions {
     pub output: Option<PathBuf>,
     /// `--sessions`: the connections recorded in the files, not the rows.
     pub sessions: bool,
+    /// `--output-dir DIR`: Parquet hive partitions.
+    pub output_dir: Option<PathBuf>,
+    /// DECODING.
+    pub decode: decode::DecodeOptions,
 }
 
 /// Why an export failed (every variant is exit code 1 but `Usage`, 2).
@@ -129,21 +145,52 @@ pub fn export(config: &Config, opts: &ExportOptions) -> Result<u64, ExportError>
     if opts.sessions {
         return sessions::export_sessions(config, opts);
     }
-    let result = export_rows(config, opts);
-    if let (Err(_), Format::Sqlite, Some(out)) = (&result, opts.format, &opts.output) {
-        let _ = std::fs::remove_file(crate::store::export_file::incomplete_path(out));
+    // Schema files are read before anything is written (exit 2 when bad).
+    let decoder = decode::Decoder::open(&opts.decode).map_err(ExportError::Usage)?;
+    let result = export_rows(config, opts, decoder);
+    if let (Err(_), Some(out)) = (&result, &opts.output) {
+        match opts.format {
+            Format::Sqlite => {
+                let _ = std::fs::remove_file(crate::store::export_file::incomplete_path(out));
+            }
+            Format::Parquet => {
+                let _ = std::fs::remove_file(parquet_file::temporary_path(out));
+            }
+            Format::Jsonl | Format::Csv => {}
+        }
     }
     result
 }
 
-fn export_rows(config: &Config, opts: &ExportOptions) -> Result<u64, ExportError> {
+fn export_rows(
+    config: &Config,
+    opts: &ExportOptions,
+    decoder: Option<decode::Decoder>,
+) -> Result<u64, ExportError> {
+    let mut fields = opts.decode.fields.clone();
+    if let Some(d) = &decoder
+        && fields.iter().any(|f| f.ty.is_none())
+    {
+        infer_types(config, opts, d, &mut fields)?;
+    }
+    let mut decoder = decode::RowDecoder::new(decoder, fields);
     let plan = Plan::new(config, &opts.selection)?;
     let (streams, mut rows) = plan.rows();
-    let mut sink = sink::open(opts, &streams)?;
+    let mut sink = sink::open(opts, &streams, decoder.active(), decoder.fields())?;
     let mut progress = Progress::new();
     let mut count: u64 = 0;
+    let mut decoded = decode::Decoded::default();
     while let Some(row) = rows.next_row()? {
-        sink.row(&row, &streams[row.stream])?;
+        let stream = &streams[row.stream];
+        let at = || {
+            format!(
+                "{} {stream} {}",
+                time::rfc3339_us(row.timestamp_us).unwrap_or_default(),
+                row.topic
+            )
+        };
+        decoder.decode(&row.payload, &at, &mut decoded);
+        sink.row(&row, stream, &decoded)?;
         count += 1;
         if count % 8_192 == 0 {
             progress.show(count, row.timestamp_us);
@@ -151,7 +198,36 @@ fn export_rows(config: &Config, opts: &ExportOptions) -> Result<u64, ExportError
     }
     progress.clear();
     sink.finish(count)?;
+    if decoder.active() {
+        eprintln!("attic export: {}", decoder.summary());
+    }
     Ok(count)
+}
+
+/// The first pass for untyped `--field`s: decodes every selected row and
+/// gives each untyped field the type its present values agree on.
+fn infer_types(
+    config: &Config,
+    opts: &ExportOptions,
+    decoder: &decode::Decoder,
+    fields: &mut [decode::fields::Field],
+) -> Result<(), ExportError> {
+    let plan = Plan::new(config, &opts.selection)?;
+    let (_, mut rows) = plan.rows();
+    let mut seen = vec![decode::fields::Inference::new(); fields.len()];
+    while let Some(row) = rows.next_row()? {
+        if let Ok(v) = decoder.decode(&row.payload) {
+            for (f, i) in fields.iter().zip(&mut seen) {
+                if f.ty.is_none() {
+                    i.see(f, &v);
+                }
+            }
+        }
+    }
+    for (f, i) in fields.iter_mut().zip(&seen) {
+        f.ty.get_or_insert(i.result());
+    }
+    Ok(())
 }
 
 /// The progress line on stderr, only when stderr is a terminal.

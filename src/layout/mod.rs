@@ -117,6 +117,21 @@ pub fn parse(file_name: &OsStr) -> Option<Name> {
     })
 }
 
+/// The name of a Parquet partition file of `attic export --output-dir`
+/// whose first row was received at `first_us`: the same 16 digits.
+pub fn parquet_name(first_us: i64) -> String {
+    format!("{:0width$}.parquet", name_time(first_us), width = DIGITS)
+}
+
+/// The first reception time in a Parquet partition file name, if it is
+/// one (exactly 16 digits and `.parquet`).
+pub fn parse_parquet_name(name: &str) -> Option<i64> {
+    let digits = name.strip_suffix(".parquet")?;
+    (digits.len() == DIGITS && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
 /// The name of the file at `path`, parsed ([`parse`]).
 pub fn parse_path(path: &Path) -> Option<Name> {
     parse(path.file_name()?)

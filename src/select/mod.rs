@@ -39,6 +39,8 @@ pub struct Row {
     pub qos: u8,
     /// Stored retain flag.
     pub retain: bool,
+    /// The stored MQTT 5 properties (JSON object text), if any.
+    pub properties: Option<String>,
 }
 
 impl merge::Timestamped for Row {
@@ -215,6 +217,7 @@ impl merge::Source for FileRows {
             payload: r.payload,
             qos: r.qos,
             retain: r.retain,
+            properties: r.properties,
         }))
     }
 }

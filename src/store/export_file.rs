@@ -1,6 +1,7 @@
 //! The SQLite file of `attic export --format sqlite`: the Attic `data`
-//! table plus a `stream` column, the `topics` index, the application id,
-//! and caller-given `attic_meta` pairs.
+//! table plus a `stream` column, the MQTT 5 `properties` column (NULL for
+//! 3.1.1 rows), caller-given extra columns (decoded values), the `topics`
+//! index, the application id, and caller-given `attic_meta` pairs.
 //!
 //! The file is a scratch file until complete: written as
 //! `<output>.incomplete` with no journal and no fsync, indexed once at the
@@ -21,11 +22,52 @@ const BATCH: u64 = 100_000;
 
 const SCHEMA: &str = "\
 CREATE TABLE data (reception_timestamp INTEGER NOT NULL, topic TEXT NOT NULL, \
-payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL, stream TEXT NOT NULL);
-CREATE TABLE attic_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);";
+payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL, stream TEXT NOT NULL, \
+properties TEXT";
 
 const INSERT: &str = "INSERT INTO data (reception_timestamp, topic, payload, qos, retain, \
-stream) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+stream, properties";
+
+/// An extra column's SQLite type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    /// INTEGER (also booleans, as 0/1).
+    Integer,
+    /// REAL.
+    Real,
+    /// TEXT.
+    Text,
+}
+
+/// A value of an extra column.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cell<'a> {
+    /// NULL.
+    Null,
+    /// INTEGER.
+    Int(i64),
+    /// REAL.
+    Real(f64),
+    /// TEXT.
+    Text(&'a str),
+}
+
+impl rusqlite::ToSql for Cell<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match *self {
+            Cell::Null => ValueRef::Null,
+            Cell::Int(i) => ValueRef::Integer(i),
+            Cell::Real(f) => ValueRef::Real(f),
+            Cell::Text(t) => ValueRef::Text(t.as_bytes()),
+        }))
+    }
+}
+
+/// `name` as an SQL identifier.
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
 
 const META: &str = "INSERT OR REPLACE INTO attic_meta (key, value) VALUES (?1, ?2)";
 
@@ -34,6 +76,25 @@ pub fn incomplete_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".incomplete");
     path.with_file_name(name)
+}
+
+/// The stored columns of one exported row.
+#[derive(Debug, Clone, Copy)]
+pub struct ExportRow<'a> {
+    /// `reception_timestamp`, unix µs.
+    pub timestamp_us: i64,
+    /// The topic.
+    pub topic: &'a str,
+    /// The payload.
+    pub payload: &'a [u8],
+    /// QoS.
+    pub qos: u8,
+    /// Retain flag.
+    pub retain: bool,
+    /// The stream folder.
+    pub stream: &'a str,
+    /// MQTT 5 properties (JSON text) or `None`.
+    pub properties: Option<&'a str>,
 }
 
 /// An export file being written.
@@ -48,12 +109,19 @@ pub struct ExportFile {
     batch: u64,
     /// Rows in total.
     rows: u64,
+    /// The INSERT with its extra columns.
+    insert: String,
 }
 
 impl ExportFile {
     /// Creates `<path>.incomplete` (replacing a leftover one) with the
-    /// schema, `format_version`, `attic_version` and the `meta` pairs.
-    pub fn create(path: PathBuf, meta: &[(&str, &str)]) -> Result<ExportFile, StoreError> {
+    /// schema and `extra` columns, `format_version`, `attic_version` and
+    /// the `meta` pairs.
+    pub fn create(
+        path: PathBuf,
+        meta: &[(&str, &str)],
+        extra: &[(&str, ColumnType)],
+    ) -> Result<ExportFile, StoreError> {
         let tmp = incomplete_path(&path);
         match std::fs::remove_file(&tmp) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
@@ -70,6 +138,23 @@ impl ExportFile {
             path: tmp.clone(),
             source,
         };
+        let mut schema = SCHEMA.to_owned();
+        let mut insert = INSERT.to_owned();
+        for (name, ty) in extra {
+            let ty = match ty {
+                ColumnType::Integer => "INTEGER",
+                ColumnType::Real => "REAL",
+                ColumnType::Text => "TEXT",
+            };
+            schema.push_str(&format!(", {} {ty}", quoted(name)));
+            insert.push_str(&format!(", {}", quoted(name)));
+        }
+        schema.push_str(");\nCREATE TABLE attic_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);");
+        insert.push_str(") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7");
+        for i in 0..extra.len() {
+            insert.push_str(&format!(", ?{}", i + 8));
+        }
+        insert.push(')');
         let conn = Connection::open(&tmp).map_err(err)?;
         // 8 KiB pages: fewer page splits and writes than 4 KiB for the same
         // 2 MiB cache (measured: less system time, CPU within noise lower).
@@ -80,7 +165,7 @@ impl ExportFile {
              PRAGMA synchronous = OFF;
              PRAGMA locking_mode = EXCLUSIVE;
              PRAGMA cache_size = -2048;
-             {SCHEMA}"
+             {schema}"
         ))
         .map_err(err)?;
         let version = env!("CARGO_PKG_VERSION");
@@ -98,23 +183,28 @@ impl ExportFile {
             path,
             batch: 0,
             rows: 0,
+            insert,
         })
     }
 
-    /// Adds one row.
-    pub fn insert(
-        &mut self,
-        timestamp_us: i64,
-        topic: &str,
-        payload: &[u8],
-        qos: u8,
-        retain: bool,
-        stream: &str,
-    ) -> Result<(), StoreError> {
-        let r = self
-            .conn
-            .prepare_cached(INSERT)
-            .and_then(|mut stmt| stmt.execute((timestamp_us, topic, payload, qos, retain, stream)));
+    /// Adds one row: the stored columns, the stream, the properties and
+    /// one cell per extra column.
+    pub fn insert(&mut self, row: &ExportRow<'_>, extra: &[Cell<'_>]) -> Result<(), StoreError> {
+        let r = self.conn.prepare_cached(&self.insert).and_then(|mut stmt| {
+            let fixed: [&dyn rusqlite::ToSql; 7] = [
+                &row.timestamp_us,
+                &row.topic,
+                &row.payload,
+                &row.qos,
+                &row.retain,
+                &row.stream,
+                &row.properties,
+            ];
+            let params = fixed
+                .into_iter()
+                .chain(extra.iter().map(|c| c as &dyn rusqlite::ToSql));
+            stmt.execute(rusqlite::params_from_iter(params))
+        });
         r.map_err(|e| self.err("insert", e))?;
         self.rows += 1;
         self.batch += 1;

@@ -35,6 +35,9 @@ pub struct StoredRow {
     pub qos: u8,
     /// Stored retain flag.
     pub retain: bool,
+    /// The MQTT 5 properties as stored (a JSON object); `None` for a file
+    /// of an MQTT 3.1.1 stream and for a message without properties.
+    pub properties: Option<String>,
 }
 
 /// Which topics a reader keeps.
@@ -46,9 +49,15 @@ const CHUNK_ROWS: i64 = 2_048;
 /// payloads does not fill memory.
 const CHUNK_BYTES: usize = 4 << 20;
 
-const CHUNK_SQL: &str = "SELECT rowid, reception_timestamp, topic, payload, qos, retain FROM data \
-WHERE rowid > ?1 AND rowid <= ?2 AND reception_timestamp >= ?3 AND reception_timestamp < ?4 \
-ORDER BY rowid LIMIT ?5";
+const CHUNK_SQL: &str = "SELECT rowid, reception_timestamp, topic, payload, qos, retain, NULL \
+FROM data WHERE rowid > ?1 AND rowid <= ?2 AND reception_timestamp >= ?3 \
+AND reception_timestamp < ?4 ORDER BY rowid LIMIT ?5";
+
+/// [`CHUNK_SQL`] for a file of an MQTT 5 stream, which has the
+/// `properties` column.
+const CHUNK_SQL_V5: &str = "SELECT rowid, reception_timestamp, topic, payload, qos, retain, \
+properties FROM data WHERE rowid > ?1 AND rowid <= ?2 AND reception_timestamp >= ?3 \
+AND reception_timestamp < ?4 ORDER BY rowid LIMIT ?5";
 
 /// The matching rows of one file.
 pub struct FileReader {
@@ -71,6 +80,8 @@ pub struct FileReader {
     buffer: VecDeque<StoredRow>,
     /// Every row up to `last` has been read.
     done: bool,
+    /// The file's `data` table has the `properties` column (MQTT 5).
+    has_properties: bool,
 }
 
 impl std::fmt::Debug for FileReader {
@@ -102,9 +113,10 @@ impl FileReader {
             last: 0,
             buffer: VecDeque::new(),
             done: false,
+            has_properties: false,
         };
         let found = if is_part {
-            cursor.with_part(last_rowid)?
+            cursor.with_part(|c| Ok((last_rowid(c)?, has_properties(c)?)))?
         } else if !path.exists() {
             // Deleted since it was listed (retention runs while we read).
             log::warn!("{}: deleted before it was read, skipped", path.display());
@@ -112,11 +124,13 @@ impl FileReader {
         } else {
             let conn = open_ro(path).map_err(|e| sqlite_err(path, e))?;
             let last = last_rowid(&conn).map_err(|e| sqlite_err(path, e))?;
+            let props = has_properties(&conn).map_err(|e| sqlite_err(path, e))?;
             cursor.conn = Some(conn);
-            Some(last)
+            Some((last, props))
         };
-        Ok(found.map(|last| {
+        Ok(found.map(|(last, props)| {
             cursor.last = last;
+            cursor.has_properties = props;
             cursor
         }))
     }
@@ -153,7 +167,12 @@ impl FileReader {
 
     /// Reads one chunk into the buffer; true if rows may remain.
     fn read_chunk(&mut self, conn: &Connection) -> rusqlite::Result<bool> {
-        let mut stmt = conn.prepare_cached(CHUNK_SQL)?;
+        let sql = if self.has_properties {
+            CHUNK_SQL_V5
+        } else {
+            CHUNK_SQL
+        };
+        let mut stmt = conn.prepare_cached(sql)?;
         let mut rows = stmt.query((self.after, self.last, self.from_us, self.to_us, CHUNK_ROWS))?;
         let mut seen = 0;
         let mut bytes = 0;
@@ -186,6 +205,7 @@ impl FileReader {
                 payload,
                 qos: u8::try_from(qos.clamp(0, 2)).unwrap_or(0),
                 retain: retain != 0,
+                properties: r.get(6)?,
             });
             if bytes >= CHUNK_BYTES {
                 return Ok(true);
@@ -260,6 +280,16 @@ fn open_ro(path: &Path) -> rusqlite::Result<Connection> {
 
 fn last_rowid(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("SELECT coalesce(max(rowid), 0) FROM data", [], |r| r.get(0))
+}
+
+/// True if the file's `data` table has the `properties` column.
+fn has_properties(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT count(*) FROM pragma_table_info('data') WHERE name = 'properties'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
 }
 
 fn is_busy(e: &rusqlite::Error) -> bool {

@@ -54,6 +54,7 @@
 //!   app         the mio loop: tokens, deadlines, dispatch, shutdown sequence
 //!   cli         what every subcommand shares: exit codes, config or exit 78, stdout
 //!   progress    the progress line of export and replay; counts in words
+//!   time        timestamps in RFC 3339 UTC (the one formatter), UTC days
 //!   select/     export/replay selection: TIME, files by name, k-way merge over store::reader
 //!   export/     `attic export`: the selection as JSON lines, CSV, one SQLite file or Parquet
 //!     decode/   payloads decoded on the way out: JSON, Avro (schemas, framings), --field columns
@@ -104,4 +105,5 @@ pub mod stream;
 pub mod suggest;
 pub mod summary;
 pub mod systemd;
+pub mod time;
 pub mod tls;

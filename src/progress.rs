@@ -7,7 +7,7 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use crate::select::time;
+use crate::time;
 
 /// A progress line for one command (`"attic export"`, `"attic replay"`).
 #[derive(Debug)]

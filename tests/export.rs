@@ -448,6 +448,13 @@ fn include_open_reads_committed_rows_while_attic_keeps_storing() {
     // Without --include-open there is nothing finished yet.
     let none = export(&dir, &cfg, &[]);
     assert!(none.stdout.is_empty());
+    // ... and it says so, and what to do.
+    let err = String::from_utf8_lossy(&none.stderr);
+    assert!(
+        err.contains("attic export: 0 rows written; ")
+            && err.contains("skipped (being written; --include-open adds their committed rows)"),
+        "{err}"
+    );
     let mut seen = Vec::new();
     for _ in 0..5 {
         let out = export(&dir, &cfg, &["--include-open"]);

@@ -23,12 +23,11 @@ pub mod sessions;
 pub mod sink;
 
 use std::fmt;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::select::{Plan, SelectError, Selection, time};
+use crate::progress::Progress;
+use crate::select::{Plan, SelectError, Selection};
 use crate::store::StoreError;
 
 /// The output formats.
@@ -175,9 +174,10 @@ fn export_rows(
     }
     let mut decoder = decode::RowDecoder::new(decoder, fields);
     let plan = Plan::new(config, &opts.selection)?;
+    let (notes, files) = (plan.notes.clone(), plan.files.len());
     let (streams, mut rows) = plan.rows();
     let mut sink = sink::open(opts, &streams, decoder.active(), decoder.fields())?;
-    let mut progress = Progress::new();
+    let mut progress = Progress::new("attic export");
     let mut count: u64 = 0;
     let mut decoded = decode::Decoded::default();
     while let Some(row) = rows.next_row()? {
@@ -185,7 +185,7 @@ fn export_rows(
         let at = || {
             format!(
                 "{} {stream} {}",
-                time::rfc3339_us(row.timestamp_us).unwrap_or_default(),
+                crate::time::rfc3339_us(row.timestamp_us).unwrap_or_default(),
                 row.topic
             )
         };
@@ -198,9 +198,16 @@ fn export_rows(
     }
     progress.clear();
     sink.finish(count)?;
-    if decoder.active() {
-        eprintln!("attic export: {}", decoder.summary());
+    // One line at the end, whatever came out, and why nothing did.
+    let mut line = if decoder.active() {
+        decoder.summary()
+    } else {
+        crate::progress::count(count, "row written", "rows written")
+    };
+    if let Some(why) = notes.explain(count, files, &config.data_folder) {
+        line.push_str(&format!("; {why}"));
     }
+    eprintln!("attic export: {line}");
     Ok(count)
 }
 
@@ -228,46 +235,4 @@ fn infer_types(
         f.ty.get_or_insert(i.result());
     }
     Ok(())
-}
-
-/// The progress line on stderr, only when stderr is a terminal.
-struct Progress {
-    /// `None` when stderr is not a terminal.
-    started: Option<Instant>,
-    /// When the line was last drawn.
-    last: Instant,
-    /// Something is drawn and must be cleared.
-    drawn: bool,
-}
-
-impl Progress {
-    fn new() -> Progress {
-        let now = Instant::now();
-        Progress {
-            started: std::io::stderr().is_terminal().then_some(now),
-            last: now,
-            drawn: false,
-        }
-    }
-
-    fn show(&mut self, rows: u64, at_us: i64) {
-        let Some(start) = self.started else { return };
-        let now = Instant::now();
-        if now.duration_since(self.last) < Duration::from_millis(250) {
-            return;
-        }
-        self.last = now;
-        self.drawn = true;
-        let secs = now.duration_since(start).as_secs_f64().max(1e-3);
-        let rate = rows as f64 / secs;
-        let at = time::rfc3339_us(at_us).unwrap_or_default();
-        eprint!("\rattic export: {rows} rows, {rate:.0} rows/s, at {at}\x1b[K");
-    }
-
-    fn clear(&mut self) {
-        if self.drawn {
-            eprint!("\r\x1b[K");
-            self.drawn = false;
-        }
-    }
 }

@@ -19,10 +19,10 @@ use serde::Serialize;
 
 use super::{ExportError, ExportOptions};
 use crate::config::Config;
-use crate::select::time::rfc3339_us;
 use crate::select::{Plan, SelectError};
 use crate::store::reader::read_sessions;
 use crate::store::writer::BrokerSession;
+use crate::time::rfc3339_us;
 
 /// One line of the output.
 #[derive(Debug, Serialize)]

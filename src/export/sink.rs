@@ -26,9 +26,9 @@ use serde::Serialize;
 use super::decode::Decoded;
 use super::decode::fields::{Cell, Field, FieldType};
 use super::{ExportError, ExportOptions, Format};
-use crate::select::time::{TimeFormatter, rfc3339_us};
 use crate::select::{Row, Selection};
 use crate::store::export_file::{self, ColumnType, ExportFile, ExportRow};
+use crate::time::{TimeFormatter, rfc3339_us};
 
 /// Output buffer size for the text formats.
 const BUFFER: usize = 256 << 10;

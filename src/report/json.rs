@@ -21,16 +21,7 @@ fn finite(v: f64) -> f64 {
 
 /// ISO 8601 UTC with microseconds: `2026-11-27T13:05:09.123456Z`.
 pub fn iso_utc(us: i64) -> String {
-    let day = crate::layout::day_folder(us);
-    let in_day = us.rem_euclid(86_400_000_000);
-    let s = in_day / 1_000_000;
-    format!(
-        "{day}T{:02}:{:02}:{:02}.{:06}Z",
-        s / 3600,
-        s / 60 % 60,
-        s % 60,
-        in_day % 1_000_000
-    )
+    crate::time::rfc3339_us(us).unwrap_or_default()
 }
 
 /// The whole report: the original's keys first, then the new figures.

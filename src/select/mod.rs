@@ -111,8 +111,8 @@ impl Selection {
         match (self.from_us, self.to_us) {
             (Some(f), Some(t)) if f >= t => Err(format!(
                 "empty time window: --from ({}) is not before --to ({})",
-                time::rfc3339_us(f).unwrap_or_else(|| f.to_string()),
-                time::rfc3339_us(t).unwrap_or_else(|| t.to_string()),
+                crate::time::rfc3339_us(f).unwrap_or_else(|| f.to_string()),
+                crate::time::rfc3339_us(t).unwrap_or_else(|| t.to_string()),
             )),
             _ => Ok(()),
         }
@@ -229,6 +229,62 @@ pub struct Plan {
     pub streams: Vec<String>,
     /// Files that may hold matching rows, in stream order then by time.
     pub files: Vec<PlannedFile>,
+    /// What was left out, so that an empty result can say why.
+    pub notes: PlanNotes,
+}
+
+/// What a [`Plan`] left out: the words of "0 rows, because ...".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanNotes {
+    /// Files being written (`.part`) in the window, left out without
+    /// `--include-open`.
+    pub open_skipped: usize,
+    /// Stream folders that do not exist (nothing recorded yet, or a
+    /// relative `data-folder` taken from another working directory).
+    pub missing_folders: Vec<PathBuf>,
+}
+
+impl PlanNotes {
+    /// Why a selection gave `rows` rows from `files` files, when that needs
+    /// saying: every note that applies, `None` when there is nothing to add.
+    pub fn explain(
+        &self,
+        rows: u64,
+        files: usize,
+        data_folder: &std::path::Path,
+    ) -> Option<String> {
+        let mut why = Vec::new();
+        if self.open_skipped > 0 {
+            why.push(format!(
+                "{} skipped (being written; --include-open adds their committed rows)",
+                crate::progress::count(self.open_skipped as u64, "open file", "open files")
+            ));
+        }
+        for dir in &self.missing_folders {
+            let mut note = format!("no folder {}", dir.display());
+            if data_folder.is_relative() {
+                let cwd = std::env::current_dir()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_else(|_| "?".to_owned());
+                note.push_str(&format!(
+                    " (data-folder {} is relative to the working directory, here {cwd})",
+                    data_folder.display()
+                ));
+            }
+            why.push(note);
+        }
+        if rows == 0 && why.is_empty() {
+            why.push(if files == 0 {
+                "no file of the selected streams lies in the window".to_owned()
+            } else {
+                format!(
+                    "no row of the {} matched the window and topics",
+                    crate::progress::count(files as u64, "file read", "files read")
+                )
+            });
+        }
+        (!why.is_empty()).then(|| why.join("; "))
+    }
 }
 
 impl Plan {
@@ -271,17 +327,25 @@ impl Plan {
         let window = sel.window();
         let topics = TopicFilters(sel.topics.clone());
         let mut files = Vec::new();
+        let mut notes = PlanNotes::default();
         for (i, name) in streams.iter().enumerate() {
             let dir = data.join(name);
             if !dir.exists() {
-                continue; // nothing recorded yet
+                // Nothing recorded yet (or another working directory).
+                notes.missing_folders.push(dir);
+                continue;
             }
-            let found = files::candidates(&dir, window.0, window.1, sel.include_open).map_err(
-                |source| SelectError::List {
+            // Open files are listed, then counted and left out unless asked
+            // for: a `.part` still bounds the file before it the same way.
+            let found = files::candidates(&dir, window.0, window.1, true).map_err(|source| {
+                SelectError::List {
                     path: dir.clone(),
                     source,
-                },
-            )?;
+                }
+            })?;
+            let (found, open): (Vec<_>, Vec<_>) =
+                found.into_iter().partition(|c| sel.include_open || !c.open);
+            notes.open_skipped += open.len();
             files.extend(found.into_iter().map(|file| PlannedFile {
                 file,
                 stream: i,
@@ -289,11 +353,49 @@ impl Plan {
                 topics: topics.clone(),
             }));
         }
-        Ok(Plan { streams, files })
+        Ok(Plan {
+            streams,
+            files,
+            notes,
+        })
     }
 
     /// The rows of the plan in ascending `reception_timestamp`.
     pub fn rows(self) -> (Vec<String>, merge::Merge<PlannedFile>) {
         (self.streams, merge::Merge::new(self.files))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_export_says_why_and_a_full_one_says_nothing_more() {
+        let notes = PlanNotes {
+            open_skipped: 1,
+            missing_folders: vec![PathBuf::from("data/sensors")],
+        };
+        let why = notes.explain(0, 0, std::path::Path::new("data")).unwrap();
+        assert!(
+            why.starts_with("1 open file skipped (being written; --include-open"),
+            "{why}"
+        );
+        assert!(
+            why.contains(
+                "no folder data/sensors (data-folder data is relative to the working directory, here "
+            ),
+            "{why}"
+        );
+        let none = PlanNotes::default();
+        assert_eq!(
+            none.explain(0, 0, std::path::Path::new("/d")).as_deref(),
+            Some("no file of the selected streams lies in the window")
+        );
+        assert_eq!(
+            none.explain(0, 2, std::path::Path::new("/d")).as_deref(),
+            Some("no row of the 2 files read matched the window and topics")
+        );
+        assert_eq!(none.explain(5, 2, std::path::Path::new("/d")), None);
     }
 }

@@ -22,7 +22,12 @@ pub fn describe(e: &rustls::Error, s: &TlsSettings, peer: &str) -> String {
         None => format!("any of the system's root certificates (no {ca_key})"),
     };
     let has_client_cert = s.cert_file.is_some();
-    let date = |t: &rustls::pki_types::UnixTime| utc_date(t.as_secs());
+    let date = |t: &rustls::pki_types::UnixTime| {
+        i64::try_from(t.as_secs())
+            .ok()
+            .and_then(crate::time::utc_date)
+            .unwrap_or_else(|| "?".to_owned())
+    };
     match e {
         E::InvalidCertificate(c) => match c {
             CertificateError::UnknownIssuer => format!(
@@ -108,31 +113,9 @@ fn bare_name(presented: &str) -> &str {
         .unwrap_or(presented)
 }
 
-/// `YYYY-MM-DD` (UTC) of a Unix time in seconds (Howard Hinnant's
-/// `civil_from_days`).
-fn utc_date(secs: u64) -> String {
-    let z = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates_are_utc_calendar_days() {
-        assert_eq!(utc_date(0), "1970-01-01");
-        assert_eq!(utc_date(951_782_400), "2000-02-29");
-        assert_eq!(utc_date(1_015_200_000), "2002-03-04");
-    }
 
     fn settings(origin: super::super::Origin) -> TlsSettings {
         TlsSettings {

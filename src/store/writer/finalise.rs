@@ -23,7 +23,8 @@
 //! [`recover_parts`]: super::recover_parts
 
 use super::open::OpenFile;
-use super::{META_SQL, Writer, failure, io_err, now_us, sqlite_err, sync_dir};
+use super::{META_SQL, Writer, failure, io_err, sqlite_err, sync_dir};
+use crate::clock::now_us;
 use crate::store::{Durability, StoreError};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, ffi};

@@ -160,7 +160,9 @@ pub struct StreamSummary {
     pub last_reception_timestamp: Option<i64>,
     /// The same as RFC 3339 UTC.
     pub last_reception_time: Option<String>,
-    /// Files written, absolute paths, in the order they were finalised.
+    /// Files written, absolute paths, in the order they were finalised, as
+    /// they are at exit: a `.part` for one a reader held at the stop; none
+    /// that retention deleted meanwhile.
     pub files: Vec<String>,
 }
 
@@ -182,9 +184,25 @@ impl StreamSummary {
             first_reception_time: span.map(|s| iso_utc(s.0)),
             last_reception_timestamp: span.map(|s| s.1),
             last_reception_time: span.map(|s| iso_utc(s.1)),
-            files: f.tally.files().iter().map(|p| absolute(p)).collect(),
+            files: f
+                .tally
+                .files()
+                .iter()
+                .filter_map(|p| on_disk(p))
+                .map(|p| absolute(&p))
+                .collect(),
         }
     }
+}
+
+/// A written file as it is on disk at exit: its final name, else the
+/// `.part` it still is (a reader held it at the stop; the next start
+/// finishes it); `None` when it is gone (retention deleted it).
+fn on_disk(p: &Path) -> Option<PathBuf> {
+    use crate::layout::{Kind, with_kind};
+    [with_kind(p, Kind::Finished), with_kind(p, Kind::Part)]
+        .into_iter()
+        .find(|c| c.exists())
 }
 
 /// A path as an absolute string (relative `data-folder`s are relative to
@@ -287,7 +305,11 @@ mod tests {
         tally.inserted(1_795_833_301_000_000);
         tally.inserted(1_795_833_302_500_001);
         tally.committed();
-        tally.file_written(Path::new("/data/s/2026-11-28/1795833301000000.sqlite"));
+        let dir = std::env::temp_dir().join(format!("attic-summary-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("1795833301000000.sqlite");
+        std::fs::write(&file, b"").unwrap();
+        tally.file_written(&file);
         let f = StreamTotals {
             folder: "s".into(),
             received: 5,
@@ -310,9 +332,39 @@ mod tests {
                 "first_reception_time": "2026-11-28T02:35:01.000000Z",
                 "last_reception_timestamp": 1_795_833_302_500_001_i64,
                 "last_reception_time": "2026-11-28T02:35:02.500001Z",
-                "files": ["/data/s/2026-11-28/1795833301000000.sqlite"],
+                "files": [file.display().to_string()],
             })
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn files_are_listed_as_they_are_at_exit() {
+        let dir = std::env::temp_dir().join(format!("attic-summary-disk-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let finished = dir.join("0000000000000001.sqlite");
+        let held = dir.join("0000000000000002.sqlite");
+        let deleted = dir.join("0000000000000003.sqlite");
+        std::fs::write(&finished, b"").unwrap();
+        // A reader held it at the stop: it is still the `.part`.
+        std::fs::write(dir.join("0000000000000002.sqlite.part"), b"").unwrap();
+        let mut tally = Tally::default();
+        tally.record_files();
+        for f in [&finished, &held, &deleted] {
+            tally.file_written(f);
+        }
+        let s = StreamSummary::new(&StreamTotals {
+            tally,
+            ..StreamTotals::default()
+        });
+        assert_eq!(
+            s.files,
+            [
+                finished.display().to_string(),
+                format!("{}.part", held.display())
+            ]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -327,13 +379,19 @@ mod tests {
     fn relative_file_paths_are_made_absolute() {
         let mut tally = Tally::default();
         tally.record_files();
-        tally.file_written(Path::new("data/x.sqlite"));
+        // Tests run in the package root: a relative path under target/.
+        let rel = PathBuf::from(format!("target/attic-summary-rel-{}", std::process::id()));
+        std::fs::create_dir_all(&rel).unwrap();
+        let file = rel.join("x.sqlite");
+        std::fs::write(&file, b"").unwrap();
+        tally.file_written(&file);
         let s = StreamSummary::new(&StreamTotals {
             tally,
             ..StreamTotals::default()
         });
         assert!(Path::new(&s.files[0]).is_absolute(), "{:?}", s.files);
-        assert!(s.files[0].ends_with("data/x.sqlite"));
+        assert!(s.files[0].ends_with(&file.display().to_string()));
+        std::fs::remove_dir_all(&rel).unwrap();
     }
 
     #[test]

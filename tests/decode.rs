@@ -372,9 +372,11 @@ fn json_fields_infer_their_types_and_are_null_where_missing_or_misfit() {
         "{stderr}"
     );
     assert!(
-        lines[0].ends_with("; nulls: t=3, n=1, ok=3, name=3, v=4, deep=4"),
+        lines[0].contains("; nulls: t=3, n=1, ok=3, name=3, v=4, deep=4"),
         "{stderr}"
     );
+    // The stream that recorded nothing is named, not silently skipped.
+    assert!(lines[0].ends_with("/data/v5"), "{stderr}");
 
     // The same in CSV: typed text, empty for null.
     let csv_out = export(&dir, &cfg, &["--format", "csv", "--field", "n=/n:i64"]);

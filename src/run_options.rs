@@ -54,20 +54,11 @@ impl RunOptions {
         arg: &str,
         rest: &mut impl Iterator<Item = &'a String>,
     ) -> Result<bool, String> {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) => (f, Some(v.to_owned())),
-            None => (arg, None),
-        };
+        let (flag, inline) = crate::cli::split_flag(arg);
         if !FLAGS.contains(&flag) {
             return Ok(false);
         }
-        let value = match inline {
-            Some(v) => v,
-            None => rest
-                .next()
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs a value"))?,
-        };
+        let value = crate::cli::flag_value(flag, inline, &mut rest.cloned(), "a value")?;
         let already = match flag {
             "--ready-file" => self.ready_file.is_some(),
             "--stop-after" => self.stop_after.is_some(),

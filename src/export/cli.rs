@@ -56,17 +56,9 @@ pub fn parse(args: &[String], now_us: i64) -> Result<Args, String> {
         if selection.take_arg(&a, &mut it, now_us)? {
             continue;
         }
-        let (name, inline) = match a.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n.to_owned(), Some(v.to_owned())),
-            _ => (a.clone(), None),
-        };
-        let mut value = |what: &str| {
-            inline
-                .clone()
-                .or_else(|| it.next())
-                .ok_or_else(|| format!("{name} needs {what}"))
-        };
-        match name.as_str() {
+        let (name, inline) = cli::split_flag(&a);
+        let mut value = |what: &str| cli::flag_value(name, inline, &mut it, what);
+        match name {
             "-h" | "--help" => return Ok(Args::Help),
             "--sessions" if inline.is_none() => sessions = true,
             "-c" | "--config" => config = Some(PathBuf::from(value("a file name")?)),

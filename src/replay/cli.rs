@@ -75,17 +75,9 @@ pub fn parse(
         if selection.take_arg(&a, &mut it, now_us)? {
             continue;
         }
-        let (name, inline) = match a.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n.to_owned(), Some(v.to_owned())),
-            _ => (a.clone(), None),
-        };
-        let mut value = |what: &str| {
-            inline
-                .clone()
-                .or_else(|| it.next())
-                .ok_or_else(|| format!("{name} needs {what}"))
-        };
-        match name.as_str() {
+        let (name, inline) = cli::split_flag(&a);
+        let mut value = |what: &str| cli::flag_value(name, inline, &mut it, what);
+        match name {
             "-h" | "--help" => return Ok(Args::Help),
             "-c" | "--config" => config = Some(PathBuf::from(value("a file name")?)),
             "--broker" => broker = Some(parse_broker(&value("HOST[:PORT]")?)?),

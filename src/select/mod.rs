@@ -74,16 +74,8 @@ impl Selection {
         rest: &mut dyn Iterator<Item = String>,
         now_us: i64,
     ) -> Result<bool, String> {
-        let (name, inline) = match flag.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_owned())),
-            _ => (flag, None),
-        };
-        let mut value = |what: &str| {
-            inline
-                .clone()
-                .or_else(|| rest.next())
-                .ok_or_else(|| format!("{name} needs {what}"))
-        };
+        let (name, inline) = crate::cli::split_flag(flag);
+        let mut value = |what: &str| crate::cli::flag_value(name, inline, rest, what);
         match name {
             "--stream" => self.streams.push(value("a stream folder name")?),
             "--from" => self.from_us = Some(time::parse_time(&value("a time")?, now_us)?),

@@ -246,8 +246,10 @@ impl RowDecoder {
     pub fn summary(&self) -> String {
         let t = &self.tally;
         let mut s = format!(
-            "{} rows written, {} decoded, {} failed",
-            t.rows, t.decoded, t.failed
+            "{}, {} decoded, {} failed",
+            crate::progress::count(t.rows, "row written", "rows written"),
+            t.decoded,
+            t.failed
         );
         if let Some(first) = &t.first_failure {
             s.push_str(&format!(" (first: {first})"));

@@ -262,8 +262,14 @@ impl Drop for Publisher {
 }
 
 fn attic_config(data: &Path, qos: u8) -> String {
+    attic_config_via(data, qos, PORT)
+}
+
+/// [`attic_config`] with the broker reached at `port` of namespace B (the
+/// delaying relay's, say).
+fn attic_config_via(data: &Path, qos: u8, port: u16) -> String {
     format!(
-        "console-feedback-period-seconds: 60\ndata-folder: \"{}\"\nstreams:\n  - mqtt-broker-address: \"{BROKER_IP}\"\n    mqtt-broker-port: {PORT}\n    topic: \"cut/#\"\n    prefix: \"cut\"\n    suffix: \"\"\n    file-rotation-time-seconds: 3600\n    commit-interval-ms: 100\n    keep-alive-seconds: {KEEP_ALIVE_S}\n    qos: {qos}\n    clean-session: false\n    client-id: \"attic-netns\"\nlog-performance: false\n",
+        "console-feedback-period-seconds: 60\ndata-folder: \"{}\"\nstreams:\n  - mqtt-broker-address: \"{BROKER_IP}\"\n    mqtt-broker-port: {port}\n    topic: \"cut/#\"\n    prefix: \"cut\"\n    suffix: \"\"\n    file-rotation-time-seconds: 3600\n    commit-interval-ms: 100\n    keep-alive-seconds: {KEEP_ALIVE_S}\n    qos: {qos}\n    clean-session: false\n    client-id: \"attic-netns\"\nlog-performance: false\n",
         data.display()
     )
 }
@@ -476,10 +482,69 @@ fn at_qos_2_a_cut_path_stores_every_message_exactly_once() {
     );
 }
 
+/// The relay's port in namespace B: Attic connects to it, it forwards to
+/// mosquitto.
+const RELAY_PORT: u16 = 1884;
+
+/// A TCP relay in namespace B that passes every chunk on [`LINK_DELAY`]
+/// late, in both directions: the link's delay, since this kernel has no
+/// netem. Its threads live as long as their connections.
+fn start_delay_relay(pair: &Pair) {
+    let listening = Arc::new(AtomicBool::new(false));
+    let ready = listening.clone();
+    drop(in_netns(&pair.b, move || {
+        let listener = std::net::TcpListener::bind(("0.0.0.0", RELAY_PORT)).unwrap();
+        ready.store(true, Ordering::SeqCst);
+        for down in listener.incoming() {
+            let Ok(down) = down else { return };
+            let Ok(up) = std::net::TcpStream::connect(("127.0.0.1", PORT)) else {
+                continue;
+            };
+            let (down2, up2) = (down.try_clone().unwrap(), up.try_clone().unwrap());
+            delayed_pump(down, up);
+            delayed_pump(up2, down2);
+        }
+    }));
+    wait_until(t(10), "the delaying relay listening", || {
+        listening.load(Ordering::SeqCst)
+    });
+}
+
+/// One-way delay of the emulated link.
+const LINK_DELAY: Duration = Duration::from_millis(100);
+
+/// Copies `from` to `to`, each chunk [`LINK_DELAY`] after it was read, in
+/// order; the end of `from` shuts `to` down for writing.
+fn delayed_pump(mut from: std::net::TcpStream, mut to: std::net::TcpStream) {
+    use std::io::{Read, Write};
+    let (tx, rx) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = from.read(&mut buf).unwrap_or(0);
+            if tx.send((Instant::now() + LINK_DELAY, buf[..n].to_vec())).is_err() || n == 0 {
+                return;
+            }
+        }
+    });
+    std::thread::spawn(move || {
+        for (due, bytes) in rx {
+            // The delay is the emulated link itself, not a wait for a
+            // condition.
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            if bytes.is_empty() || to.write_all(&bytes).is_err() {
+                let _ = to.shutdown(std::net::Shutdown::Write);
+                return;
+            }
+        }
+    });
+}
+
 #[test]
-fn a_lossy_link_stores_every_qos_1_message() {
-    // No netem in this kernel (so no delay); iptables' statistic match
-    // drops 10 % of the packets in each direction at random.
+fn a_lossy_slow_link_stores_every_qos_1_message() {
+    // No netem in this kernel: iptables' statistic match drops 10 % of the
+    // packets in each direction at random, and a relay in the broker's
+    // namespace delays everything by 100 ms each way.
     let test = "netns-lossy";
     let Some(pair) = Pair::make(test) else {
         return;
@@ -491,8 +556,9 @@ fn a_lossy_link_stores_every_qos_1_message() {
     let dir = TempDir::new(test);
     let data = dir.join("data");
     let _broker = Broker::start(&pair, &dir);
+    start_delay_relay(&pair);
     let mut attic = Attic::start_with_prefix(
-        &attic_config(&data, 1),
+        &attic_config_via(&data, 1, RELAY_PORT),
         &dir,
         &["ip", "netns", "exec", &pair.a],
     );
@@ -537,7 +603,7 @@ fn a_lossy_link_stores_every_qos_1_message() {
         .collect();
     assert!(missing.is_empty(), "messages not stored: {missing:?}...");
     println!(
-        "{test}: 10 % loss each way, no delay: {} of {sent} stored ({} duplicates, {reconnects} connections lost), the last stored {settle_s:.2} s after the last published",
+        "{test}: 10 % loss and 100 ms delay each way: {} of {sent} stored ({} duplicates, {reconnects} connections lost), the last stored {settle_s:.2} s after the last published",
         seen.len(),
         rows.len() - seen.len()
     );

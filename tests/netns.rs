@@ -522,7 +522,11 @@ fn delayed_pump(mut from: std::net::TcpStream, mut to: std::net::TcpStream) {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let n = from.read(&mut buf).unwrap_or(0);
-            if tx.send((Instant::now() + LINK_DELAY, buf[..n].to_vec())).is_err() || n == 0 {
+            if tx
+                .send((Instant::now() + LINK_DELAY, buf[..n].to_vec()))
+                .is_err()
+                || n == 0
+            {
                 return;
             }
         }

@@ -82,12 +82,7 @@ pub fn encode_subscribe(
         check_str("topic filter", f)?;
         s.add(f.clone(), q);
     }
-    let start = out.len();
-    s.write(out).map_err(|e| {
-        out.truncate(start);
-        EncodeError(format!("SUBSCRIBE: {e:?}"))
-    })?;
-    Ok(())
+    write_whole(out, "SUBSCRIBE", |o| s.write(o))
 }
 
 /// Appends PUBLISH (used for the self-report).
@@ -104,13 +99,7 @@ pub fn encode_publish(
     let mut p = v4::Publish::new(topic, q, payload);
     p.retain = retain;
     p.pkid = pkid;
-    let start = out.len();
-    p.write(out).map_err(|e| {
-        // A failed write leaves a partial packet behind.
-        out.truncate(start);
-        EncodeError(format!("PUBLISH: {e:?}"))
-    })?;
-    Ok(())
+    write_whole(out, "PUBLISH", |o| p.write(o))
 }
 
 /// Appends PUBLISH with the DUP flag set: a QoS 1/2 publish sent again
@@ -193,11 +182,7 @@ pub fn encode_incoming(p: &Incoming, out: &mut BytesMut) -> Option<()> {
             pb.retain = *retain;
             pb.dup = *dup;
             pb.pkid = *pkid;
-            let start = out.len();
-            if pb.write(out).is_err() {
-                out.truncate(start);
-                return None;
-            }
+            write_whole(out, "PUBLISH", |o| pb.write(o)).ok()?;
         }
         Incoming::PubAck(id) => encode_ack(Ack::PubAck, *id, out),
         Incoming::PubRec(id) => encode_ack(Ack::PubRec, *id, out),
@@ -222,4 +207,18 @@ pub fn encode_incoming(p: &Incoming, out: &mut BytesMut) -> Option<()> {
         Incoming::Oversize { .. } | Incoming::Unexpected(_) => return None,
     }
     Some(())
+}
+/// Runs one mqttbytes `write` into `out`. mqttbytes 0.6 leaves the bytes
+/// of a failed write behind, so they are cut off again here, the one place
+/// that knows; the error names `packet`.
+pub(in crate::mqtt::framing) fn write_whole<E: std::fmt::Debug>(
+    out: &mut BytesMut,
+    packet: &str,
+    write: impl FnOnce(&mut BytesMut) -> Result<usize, E>,
+) -> Result<(), EncodeError> {
+    let start = out.len();
+    write(out).map(drop).map_err(|e| {
+        out.truncate(start);
+        EncodeError(format!("{packet}: {e:?}"))
+    })
 }

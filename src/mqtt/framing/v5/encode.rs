@@ -10,6 +10,7 @@
 //! empty user name drops the password. It must not decide what to send.
 
 use super::decode::{ConnAck5, Disconnect5, Packet5, Publish5, write_varint};
+use crate::mqtt::framing::encode::write_whole;
 use crate::mqtt::framing::{self, ConnectParams, EncodeError};
 use bytes::BytesMut;
 use mqttbytes::v5;
@@ -98,12 +99,7 @@ pub fn encode_subscribe5(
         check_str("topic filter", f)?;
         s.add(f.clone(), q);
     }
-    let start = out.len();
-    s.write(out).map_err(|e| {
-        out.truncate(start);
-        EncodeError(format!("SUBSCRIBE: {e:?}"))
-    })?;
-    Ok(())
+    write_whole(out, "SUBSCRIBE", |o| s.write(o))
 }
 
 /// Appends an MQTT 5 PUBLISH without properties (the self-report).
@@ -119,12 +115,7 @@ pub fn encode_publish5(
     let mut p = v5::Publish::new(topic, qos(q)?, payload);
     p.retain = retain;
     p.pkid = pkid;
-    let start = out.len();
-    p.write(out).map_err(|e| {
-        out.truncate(start);
-        EncodeError(format!("PUBLISH: {e:?}"))
-    })?;
-    Ok(())
+    write_whole(out, "PUBLISH", |o| p.write(o))
 }
 
 fn connack_code(code: u8) -> Option<v5::ConnectReturnCode> {
@@ -206,12 +197,7 @@ fn encode_publish(p: &Publish5, out: &mut BytesMut) -> Option<()> {
             content_type: q.content_type.clone(),
         });
     }
-    let start = out.len();
-    if pb.write(out).is_err() {
-        out.truncate(start);
-        return None;
-    }
-    Some(())
+    write_whole(out, "PUBLISH", |o| pb.write(o)).ok()
 }
 
 fn encode_disconnect(d: &Disconnect5, out: &mut BytesMut) -> Option<()> {

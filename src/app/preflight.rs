@@ -73,7 +73,7 @@ pub fn check(config: &Config) -> Vec<Finding> {
         }
     }
     if let (Some(want), Some(dir)) = (config.min_free_bytes, nearest_existing(data))
-        && let Some(total) = file_system_size(&dir)
+        && let Ok((_, total)) = crate::store::retention::file_system_bytes(&dir)
         && want >= total
     {
         found.push(Finding::Warning(format!(
@@ -108,26 +108,6 @@ fn nearest_existing(dir: &Path) -> Option<PathBuf> {
         .find(|a| !a.as_os_str().is_empty() && a.is_dir())
         .map(Path::to_path_buf)
         .or_else(|| (!start.is_absolute()).then(|| PathBuf::from(".")))
-}
-
-/// Total size in bytes of the file system holding `dir`.
-fn file_system_size(dir: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: all-zero bytes are a valid `statvfs`; it is only written by
-    // the call below.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is NUL-terminated and outlives the call; `st` is a valid
-    // place for the answer.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return None;
-    }
-    #[allow(
-        clippy::useless_conversion,
-        reason = "the field types differ by target"
-    )]
-    let (blocks, size) = (u64::from(st.f_blocks), u64::from(st.f_frsize));
-    blocks.checked_mul(size)
 }
 
 #[cfg(test)]

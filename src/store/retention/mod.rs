@@ -42,6 +42,13 @@ pub type FreeSpace = Box<dyn FnMut(&Path) -> io::Result<u64>>;
 /// Bytes available to an unprivileged user on the file system holding
 /// `path` (`f_bavail * f_frsize` of statvfs).
 pub fn free_bytes(path: &Path) -> io::Result<u64> {
+    file_system_bytes(path).map(|(free, _)| free)
+}
+
+/// Of the file system holding `path`: the bytes available to an
+/// unprivileged user and its whole size (`f_bavail` and `f_blocks` times
+/// `f_frsize` of statvfs).
+pub fn file_system_bytes(path: &Path) -> io::Result<(u64, u64)> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -55,8 +62,12 @@ pub fn free_bytes(path: &Path) -> io::Result<u64> {
         clippy::useless_conversion,
         reason = "the field types are 32-bit on some targets"
     )]
-    let (avail, frsize) = (u64::from(st.f_bavail), u64::from(st.f_frsize));
-    Ok(avail.saturating_mul(frsize))
+    let (avail, blocks, frsize) = (
+        u64::from(st.f_bavail),
+        u64::from(st.f_blocks),
+        u64::from(st.f_frsize),
+    );
+    Ok((avail.saturating_mul(frsize), blocks.saturating_mul(frsize)))
 }
 
 /// What retention needs to know of the config.

@@ -31,6 +31,7 @@
 //! loop hands it a [`Progress`] per stream and, at the stop, their
 //! [`StreamTotals`]), or block the loop (two small file writes, once each).
 
+use crate::atomic::write_atomically;
 use crate::config::Config;
 use crate::report::ProcessSample;
 use crate::run_options::{RunOptions, SummaryTarget};
@@ -348,23 +349,6 @@ fn check_folder(what: &str, path: &Path) -> Result<(), String> {
             folder.display()
         ))
     }
-}
-
-/// Writes `bytes` to a hidden temporary file beside `path`, then renames it
-/// over `path`: a reader sees no file or the whole file, never a part.
-fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let name = path
-        .file_name()
-        .map_or_else(|| "attic".into(), |n| n.to_string_lossy().into_owned());
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let context = |e: io::Error, what: &str, p: &Path| {
-        io::Error::new(e.kind(), format!("cannot {what} {}: {e}", p.display()))
-    };
-    std::fs::write(&tmp, bytes).map_err(|e| context(e, "write", &tmp))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        context(e, "rename into place", path)
-    })
 }
 
 #[cfg(test)]

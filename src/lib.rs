@@ -52,6 +52,7 @@
 //!   logging     the log format
 //!   suggest     "did you mean": the closest known key
 //!   app         the mio loop: tokens, deadlines, dispatch, shutdown sequence
+//!   atomic      small files written whole (temporary name, then rename)
 //!   cli         what every subcommand shares: exit codes, config or exit 78, stdout
 //!   progress    the progress line of export and replay; counts in words
 //!   time        timestamps in RFC 3339 UTC (the one formatter), UTC days
@@ -76,6 +77,7 @@
 //! commits, acknowledges and rotates when their deadline or trigger is due.
 
 pub mod app;
+pub mod atomic;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -144,10 +144,7 @@ impl Qos2State {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let mut tmp = self.path.clone().into_os_string();
-        tmp.push(".tmp");
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, &self.path)
+        crate::atomic::write_atomically(&self.path, text.as_bytes())
     }
 }
 

@@ -15,7 +15,7 @@
 //! Owns: the file's format, reading and writing it. Must not: decide what
 //! runs when, or touch a finished file.
 
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 
 /// The file's name inside the stream folder (not a day folder, so that
@@ -116,11 +116,7 @@ pub fn save<'a>(stream_dir: &Path, lines: impl Iterator<Item = &'a Line>) -> io:
             field(l.bytes)
         ));
     }
-    let tmp = stream_dir.join(format!("{FILE_NAME}.tmp"));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    drop(f);
-    std::fs::rename(&tmp, stream_dir.join(FILE_NAME))
+    crate::atomic::write_atomically(&stream_dir.join(FILE_NAME), text.as_bytes())
 }
 
 #[cfg(test)]

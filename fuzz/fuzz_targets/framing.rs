@@ -85,4 +85,3 @@ fn canonical(packet: &Incoming, frame: &[u8], header_len: usize) -> bool {
         Incoming::Oversize { .. } | Incoming::Unexpected(_) => false,
     }
 }
-

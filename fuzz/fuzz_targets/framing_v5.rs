@@ -46,7 +46,11 @@ impl Framing for V5 {
             let topic_len = usize::from(u16::from_be_bytes([var[0], var[1]]));
             let at = 2 + topic_len + if qos > 0 { 2 } else { 0 };
             let (len, n) = varint(&var[at..]);
-            assert_eq!(&p.payload[..], &var[at + n + len..], "payload bytes lost or added");
+            assert_eq!(
+                &p.payload[..],
+                &var[at + n + len..],
+                "payload bytes lost or added"
+            );
         }
     }
     fn encode(p: &Packet5) -> Option<Vec<u8>> {

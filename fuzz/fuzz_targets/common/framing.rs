@@ -70,7 +70,10 @@ fn split_read<D: Framing>(data: &[u8], max_payload: usize, seed: u8) -> Outcome<
         decoder.push(&rest[..n]);
         rest = &rest[n..];
         loop {
-            assert!(decoder.buffered() <= data.len(), "decoder buffers more than it got");
+            assert!(
+                decoder.buffered() <= data.len(),
+                "decoder buffers more than it got"
+            );
             match decoder.next_packet() {
                 Ok(Some(p)) => packets.push(p),
                 Ok(None) => break,
@@ -150,5 +153,9 @@ fn check_reencoding<D: Framing>(packet: &D::Packet, max_payload: usize) {
     decoder.push(&out);
     let again = decoder.next_packet();
     assert_eq!(again, Ok(Some(packet.clone())), "re-encoding of {packet:?}");
-    assert_eq!(decoder.buffered(), 0, "re-encoding of {packet:?} has extra bytes");
+    assert_eq!(
+        decoder.buffered(),
+        0,
+        "re-encoding of {packet:?} has extra bytes"
+    );
 }

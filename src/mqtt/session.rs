@@ -342,6 +342,13 @@ impl Session {
             return;
         }
         self.last_recv = now;
+        if data.is_empty() {
+            // Bytes the owner left unread (storage paused): the PINGRESP
+            // may be among them, so the next ping is not held back. The
+            // broker expects a packet from us every keep-alive.
+            self.ping_outstanding = false;
+            return;
+        }
         if let Err(why) = self.check_first_bytes(data) {
             self.fail(now, &why, events);
             return;
@@ -1087,6 +1094,9 @@ mod tests {
         s.on_bytes(&[], t0 + Duration::from_secs(14), &mut ev);
         s.on_timer(t0 + Duration::from_secs(15), &mut ev);
         assert!(ev.is_empty() && s.is_connected());
+        // We keep pinging meanwhile: the broker, too, counts silence.
+        s.on_timer(t0 + Duration::from_secs(24), &mut ev);
+        assert!(matches!(&sent(&mut s)[..], [Packet::PingReq]));
         // Once nothing more arrives, the usual rule applies.
         s.on_timer(t0 + Duration::from_secs(29), &mut ev);
         assert_eq!(ev, vec![Event::CloseTransport]);

@@ -523,8 +523,14 @@ fn a_thousand_pending_files_with_a_slow_hook_leave_memory_and_the_loop_turn_flat
         "1 pending: {rss_few} B RSS, {turn_few} ms CPU; 1000 pending: {rss_many} B RSS, {turn_many} ms CPU"
     );
     assert!(seen_few >= 1 && seen_many >= 1000, "{seen_few} {seen_many}");
+    // Under an emulator the peak RSS is the emulator's, translated code of
+    // every path the run took included (measured under qemu-arm on a loaded
+    // machine: 2.6 MiB more for the run with 1,000 pending files); natively
+    // it is Attic's own.
+    let emulated = std::env::var("ATTIC_TEST_RUNNER").is_ok_and(|r| !r.is_empty());
+    let bound = if emulated { 6 } else { 2 } * 1024 * 1024;
     assert!(
-        rss_many < rss_few + 2 * 1024 * 1024,
+        rss_many < rss_few + bound,
         "1,000 pending files cost {} KiB",
         (rss_many.saturating_sub(rss_few)) / 1024
     );

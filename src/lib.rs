@@ -28,6 +28,7 @@
 //!     export_file  the SQLite file of `attic export --format sqlite`
 //!   layout/     the one definition of day folders and file names (16 digits);
 //!               period: rotation arithmetic (periods, UTC days, the 2038 limit)
+//!   message     Message: the one shape of a message, from the stream to the reader (a leaf)
 //!   filter/     the per-stream filter chain: keep, drop (counted) or rewrite
 //!   connection  one session + one net::Link: commands carried out, notices to the owner
 //!   stream      a Connection + a filter chain + a gate over a writer; the socket's read state
@@ -90,6 +91,7 @@ pub mod harness;
 pub mod hook;
 pub mod layout;
 pub mod logging;
+pub mod message;
 pub mod metrics;
 pub mod mqtt;
 pub mod net;

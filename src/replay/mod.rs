@@ -26,7 +26,6 @@ pub mod pace;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use mio::{Events, Poll, Token, Waker};
 
 use crate::config::Config;
@@ -175,7 +174,7 @@ pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, Re
             if next.is_none() && !exhausted {
                 match rows.next_row().map_err(ReplayError::Select)? {
                     Some(row) => {
-                        let due = pace.due(row.timestamp_us, now);
+                        let due = pace.due(row.message.timestamp_us, now);
                         next = Some((row, due));
                     }
                     None => exhausted = true,
@@ -187,10 +186,11 @@ pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, Re
             if *due > now {
                 break;
             }
-            let topic = format!("{}{}", opts.topic_prefix, row.topic);
-            let qos = opts.qos.unwrap_or(row.qos);
-            let retain = opts.retain_as_stored && row.retain;
-            let payload = Bytes::copy_from_slice(&row.payload);
+            let m = &row.message;
+            let topic = format!("{}{}", opts.topic_prefix, m.topic);
+            let qos = opts.qos.unwrap_or(m.qos);
+            let retain = opts.retain_as_stored && m.retain;
+            let payload = m.payload.clone();
             match conn
                 .session_mut()
                 .publish_message(&topic, payload, qos, retain, now)
@@ -205,7 +205,7 @@ pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, Re
                     summary.skipped += 1;
                 }
             }
-            progress.show(summary.published, row.timestamp_us);
+            progress.show(summary.published, m.timestamp_us);
             next = None;
             sent += 1;
         }

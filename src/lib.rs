@@ -53,6 +53,7 @@
 //!   logging     the log format
 //!   suggest     "did you mean": the closest known key
 //!   app         the mio loop: tokens, deadlines, dispatch, shutdown sequence
+//!   event_loop  what every mio loop shares: earliest deadline, poll timeout, a wait over EINTR
 //!   atomic      small files written whole (temporary name, then rename)
 //!   cli         what every subcommand shares: exit codes, config or exit 78, stdout
 //!   progress    the progress line of export and replay; counts in words
@@ -84,6 +85,7 @@ pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod counters;
+pub mod event_loop;
 pub mod export;
 pub mod file_events;
 pub mod filter;

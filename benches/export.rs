@@ -25,7 +25,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use attic::config::Durability;
-use attic::store::Message;
+use attic::message::Message;
 use attic::store::writer::{FileMeta, Writer};
 
 const FILES_PER_STREAM: u64 = 100;

@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use attic::config::Durability;
-use attic::store::Message;
+use attic::message::Message;
 use attic::store::writer::{FileMeta, Writer, finalise_with};
 use bytes::Bytes;
 use divan::{Bencher, black_box};

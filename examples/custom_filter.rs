@@ -11,7 +11,7 @@
 
 // --- src/filter/trim.rs -------------------------------------------------
 use attic::filter::{Filter, Options, Verdict};
-use attic::store::Message;
+use attic::message::Message;
 
 /// Removes leading and trailing ASCII whitespace from payloads.
 pub struct Trim {

@@ -23,6 +23,7 @@
 
 use crate::clock::{self, StepWatch, WallTimer};
 use crate::config::Config;
+use crate::event_loop;
 use crate::file_events::{FileEvent, FileEvents};
 use crate::harness::{Harness, Progress};
 use crate::hook::Hooks;
@@ -51,9 +52,11 @@ mod file_events;
 mod helpers;
 pub mod preflight;
 mod stop;
+mod turn;
 mod writable;
 use file_events::{Subscribers, dispatch};
 use helpers::{on_finalised, on_resolved, take_closed};
+use turn::{LongestTurn, Turn, Watchdog, poll_timeout, wall_target};
 
 const SIGNAL: Token = Token(usize::MAX - 1);
 const WALL: Token = Token(usize::MAX - 2);
@@ -158,214 +161,321 @@ pub fn run(config: &Config) -> Result<(), AppError> {
 /// stop conditions, summary; see `harness`).
 pub fn run_with(config: &Config, opts: &RunOptions) -> Result<(), AppError> {
     let mut harness = Harness::new(opts, config, Instant::now()).map_err(AppError::Startup)?;
-    let result = serve(config, &mut harness);
+    let result = App::start(config, &mut harness).and_then(|mut app| app.run());
     harness.finish(result.as_ref().err().map(ToString::to_string));
     result
 }
 
-fn serve(config: &Config, harness: &mut Harness) -> Result<(), AppError> {
-    // Block the signals first: nothing may interrupt the start-up half-way.
-    let signals = Signals::new()?;
-    let mut file_events = FileEvents::default();
-    let _locks = prepare(config, &mut file_events)?;
-    let mut poll = Poll::new()?;
-    signals.register(poll.registry(), SIGNAL)?;
-    let mut wall = WallTimer::new()?;
-    wall.register(poll.registry(), WALL)?;
-    let mut steps = StepWatch::new(clock::now_us(), Instant::now());
+/// The service: the streams, the helpers beside them and the loop's own
+/// state between turns.
+///
+/// Fields drop in the order they are declared, the reverse of the order
+/// in which [`App::start`] makes them: hooks and retention first, the
+/// streams before the finaliser, the folder locks and the signal mask
+/// last.
+struct App<'h> {
+    /// `--ready-file`, `--stop-after*`, `--summary`: sees every turn.
+    harness: &'h mut Harness,
+    /// `on-finish:` hooks: their processes, pending lists and retries.
+    hooks: Hooks,
+    /// Deletes the oldest finished files; `None` without a limit.
+    retention: Option<Retention>,
+    /// When the next WATCHDOG=1 is due.
+    watchdog: Watchdog,
+    /// The longest turn so far.
+    longest: LongestTurn,
+    /// Loop time each stream used since the last report.
+    busy: Vec<Duration>,
+    /// Where each report goes besides the log.
+    out: Outputs,
+    /// The self-report: its period and the figures of the last one.
+    reporter: Reporter,
+    /// Signals read from the signalfd (kept to reuse the allocation).
+    sigs: Vec<Signal>,
+    /// The one read buffer every connection reads into.
+    buf: Vec<u8>,
+    /// The configured streams; a stream's index is its token.
+    streams: Vec<Stream>,
+    /// Finishes closed files on its thread.
+    finaliser: Finaliser,
+    /// Host-name lookups, answered through the helpers' waker.
+    resolver: Resolver,
+    /// The size of a step of the wall clock, when the timer reports one.
+    steps: StepWatch,
+    /// The wall-clock timerfd: the earliest rotation, and clock steps.
+    wall: WallTimer,
+    /// The one poll.
+    poll: Poll,
+    /// The stream folders' locks, held while the service runs.
+    _locks: Vec<FolderLock>,
+    /// File events not yet handed to their subscribers.
+    file_events: FileEvents,
+    /// SIGINT/SIGTERM/SIGHUP, blocked and read through a signalfd.
+    signals: Signals,
+}
 
-    let waker = Arc::new(Waker::new(poll.registry(), HELPERS)?);
-    let mut resolver = Resolver::new(waker.clone(), resolve::from_env());
-    let mut finaliser = Finaliser::start(waker)?;
+impl<'h> App<'h> {
+    /// Start-up: signals blocked, folders locked and recovered, the
+    /// streams and helpers made, the recovered files dispatched, READY=1.
+    /// Brokers are connected by the loop, not awaited.
+    fn start(config: &Config, harness: &'h mut Harness) -> Result<App<'h>, AppError> {
+        // Block the signals first: nothing may interrupt the start-up half-way.
+        let signals = Signals::new()?;
+        let mut file_events = FileEvents::default();
+        let locks = prepare(config, &mut file_events)?;
+        let poll = Poll::new()?;
+        signals.register(poll.registry(), SIGNAL)?;
+        let wall = WallTimer::new()?;
+        wall.register(poll.registry(), WALL)?;
+        let steps = StepWatch::new(clock::now_us(), Instant::now());
 
-    let host = crate::config::host_name();
-    let start = Instant::now();
-    let mut streams: Vec<Stream> = config
-        .streams
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let mut stream = Stream::new(s, &config.data_folder, Token(i), &host, start);
-            stream.set_resolver(resolver.handle());
-            stream
-        })
-        .collect();
-    if harness.wants_files() {
-        streams.iter_mut().for_each(|s| s.tally.record_files());
-    }
-    log::info!(
-        "attic {} started: {} stream(s) into {}",
-        env!("CARGO_PKG_VERSION"),
-        streams.len(),
-        config.data_folder.display()
-    );
+        let waker = Arc::new(Waker::new(poll.registry(), HELPERS)?);
+        let resolver = Resolver::new(waker.clone(), resolve::from_env());
+        let finaliser = Finaliser::start(waker)?;
 
-    let mut events = Events::with_capacity(256);
-    let mut buf = vec![0u8; READ_BUF];
-    let mut sigs = Vec::new();
-    let mut reporter = Reporter::new(config.feedback_period, start, ProcessSample::read().cpu);
-    let mut out = Outputs {
-        publisher: config.performance.as_ref().map(|p| {
-            let mut publisher = Publisher::new(p, PUBLISHER, start);
-            publisher.set_resolver(resolver.handle());
-            publisher
-        }),
-        metrics: config.metrics_file.clone().map(MetricsFile::new),
-        notifier: Notifier::from_env(),
-    };
-    // Time the loop spent on each stream since the last report.
-    let mut busy = vec![Duration::ZERO; streams.len()];
-    let watchdog_every = out.notifier.watchdog_every();
-    let mut watchdog_due = watchdog_every.map(|_| start);
-    let mut longest_turn = Duration::ZERO;
-    // The same in CPU time: on a loaded machine the wall figure includes
-    // time the scheduler gave to other processes.
-    let mut longest_turn_cpu = Duration::ZERO;
-    // Runs first in the loop, after the recovery above.
-    let mut retention = Retention::new(retention_setup(config), start);
-    let mut hooks = Hooks::new(hook_setup(config), start);
-    dispatch(
-        &mut file_events,
-        &mut Subscribers {
-            streams: &mut streams,
-            finaliser: &mut finaliser,
-            hooks: &mut hooks,
-            retention: None,
-        },
-        start,
-    );
-    // Every stream is set up (folders recovered, poll ready); brokers are
-    // connected by the loop, not awaited.
-    out.notifier.ready();
-
-    loop {
-        let now = Instant::now();
-        // Always armed, so that every step of the clock is noticed.
-        let rotation = streams.iter().filter_map(Stream::rotation_due_us).min();
-        let far = far_wall_us();
-        wall.set(rotation.or_else(|| (far > clock::now_us()).then_some(far)))?;
-        let deadline = streams
+        let host = crate::config::host_name();
+        let start = Instant::now();
+        let mut streams: Vec<Stream> = config
+            .streams
             .iter()
-            .filter_map(Stream::next_deadline)
-            .chain(Some(reporter.due))
-            .chain(out.publisher.as_ref().and_then(Publisher::next_deadline))
-            .chain(watchdog_due)
-            .chain(harness.next_deadline())
-            .chain(retention.as_ref().map(Retention::next_deadline))
-            .chain(hooks.next_deadline())
-            .min();
-        let unread = streams.iter().any(Stream::has_unread)
-            || out.publisher.as_ref().is_some_and(Publisher::has_unread);
-        let timeout = if unread {
-            Some(Duration::ZERO)
-        } else {
-            deadline.map(|d| d.saturating_duration_since(now))
+            .enumerate()
+            .map(|(i, s)| {
+                let mut stream = Stream::new(s, &config.data_folder, Token(i), &host, start);
+                stream.set_resolver(resolver.handle());
+                stream
+            })
+            .collect();
+        if harness.wants_files() {
+            streams.iter_mut().for_each(|s| s.tally.record_files());
+        }
+        log::info!(
+            "attic {} started: {} stream(s) into {}",
+            env!("CARGO_PKG_VERSION"),
+            streams.len(),
+            config.data_folder.display()
+        );
+
+        let reporter = Reporter::new(config.feedback_period, start, ProcessSample::read().cpu);
+        let out = Outputs {
+            publisher: config.performance.as_ref().map(|p| {
+                let mut publisher = Publisher::new(p, PUBLISHER, start);
+                publisher.set_resolver(resolver.handle());
+                publisher
+            }),
+            metrics: config.metrics_file.clone().map(MetricsFile::new),
+            notifier: Notifier::from_env(),
         };
-        if let Err(e) = poll.poll(&mut events, timeout) {
-            if e.kind() == io::ErrorKind::Interrupted {
+        let busy = vec![Duration::ZERO; streams.len()];
+        let watchdog = Watchdog::new(out.notifier.watchdog_every(), start);
+        // Runs first in the loop, after the recovery above.
+        let retention = Retention::new(retention_setup(config), start);
+        let hooks = Hooks::new(hook_setup(config), start);
+        let mut app = App {
+            harness,
+            hooks,
+            retention,
+            watchdog,
+            longest: LongestTurn::default(),
+            busy,
+            out,
+            reporter,
+            sigs: Vec::new(),
+            buf: vec![0u8; READ_BUF],
+            streams,
+            finaliser,
+            resolver,
+            steps,
+            wall,
+            poll,
+            _locks: locks,
+            file_events,
+            signals,
+        };
+        dispatch(
+            &mut app.file_events,
+            &mut Subscribers {
+                streams: &mut app.streams,
+                finaliser: &mut app.finaliser,
+                hooks: &mut app.hooks,
+                retention: None,
+            },
+            start,
+        );
+        // Every stream is set up (folders recovered, poll ready); brokers are
+        // connected by the loop, not awaited.
+        app.out.notifier.ready();
+        Ok(app)
+    }
+
+    /// The loop: wait, dispatch each ready token, then the timers; until
+    /// a stop signal or the harness ends it with the stop sequence.
+    fn run(&mut self) -> Result<(), AppError> {
+        let mut events = Events::with_capacity(256);
+        loop {
+            let now = Instant::now();
+            self.arm_wall_timer()?;
+            let timeout = poll_timeout(self.has_unread(), self.next_deadline(), now);
+            if !event_loop::wait(&mut self.poll, &mut events, timeout)? {
                 continue;
             }
-            return Err(e.into());
+            let now = Instant::now();
+            let turn_cpu = thread_cpu();
+            let mut turn = Turn::default();
+            for ev in events.iter() {
+                self.dispatch_token(ev, now, &mut turn)?;
+            }
+            self.continue_reading(now);
+            let stop = self
+                .harness
+                .on_turn(self.streams.iter().map(progress), turn.stop, now);
+            if stop {
+                return self.stop(&mut events, now);
+            }
+            self.run_due_timers(now, turn.rotate_all);
+            let busy = now.elapsed();
+            if self
+                .longest
+                .record(busy, thread_cpu().saturating_sub(turn_cpu))
+            {
+                log::debug!(
+                    "longest loop turn so far: {:.1} ms",
+                    busy.as_secs_f64() * 1e3
+                );
+            }
         }
-        let now = Instant::now();
-        let turn_cpu = thread_cpu();
-        let mut rotate_all = false;
-        let mut stop = false;
-        for ev in events.iter() {
-            match ev.token() {
-                SIGNAL => {
-                    signals.drain(&mut sigs)?;
-                    for s in sigs.drain(..) {
-                        match s {
-                            Signal::Stop => stop = true,
-                            Signal::Rotate => rotate_all = true,
-                        }
-                    }
-                }
-                WALL => {
-                    if wall.acknowledge() {
-                        let step = steps.step_us(clock::now_us(), Instant::now());
-                        log::warn!(
-                            "the wall clock stepped {}; closing the open files so that file names and day folders follow the new time",
-                            clock::step_words(step)
-                        );
-                        rotate_all = true;
-                    }
-                }
-                PUBLISHER => {
-                    if let Some(p) = out.publisher.as_mut() {
-                        p.on_ready(poll.registry(), &mut buf, now);
-                    }
-                }
-                HELPERS => {
-                    on_resolved(&mut resolver, &mut streams, &mut out, poll.registry(), now);
-                    on_finalised(&mut finaliser, &streams, &mut file_events);
-                }
-                t if hooks.owns(t) => hooks.on_ready(poll.registry(), t, now),
-                Token(i) => {
-                    if let Some(s) = streams.get_mut(i) {
-                        let t = Instant::now();
-                        let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
-                        s.on_ready(poll.registry(), readable, ev.is_writable(), &mut buf, now);
-                        busy[i] += t.elapsed();
+    }
+
+    /// Sets the wall timer to the earliest rotation. Always armed, so that
+    /// every step of the clock is noticed.
+    fn arm_wall_timer(&mut self) -> Result<(), AppError> {
+        let rotation = self
+            .streams
+            .iter()
+            .filter_map(Stream::rotation_due_us)
+            .min();
+        self.wall
+            .set(wall_target(rotation, far_wall_us(), clock::now_us()))?;
+        Ok(())
+    }
+
+    /// The earliest monotonic deadline of anything the loop runs.
+    fn next_deadline(&self) -> Option<Instant> {
+        event_loop::earliest(
+            self.streams.iter().map(Stream::next_deadline).chain([
+                Some(self.reporter.due),
+                self.out
+                    .publisher
+                    .as_ref()
+                    .and_then(Publisher::next_deadline),
+                self.watchdog.due,
+                self.harness.next_deadline(),
+                self.retention.as_ref().map(Retention::next_deadline),
+                self.hooks.next_deadline(),
+            ]),
+        )
+    }
+
+    /// Bytes wait unread in a connection (a stream yielded, or storage
+    /// held them): the poll must not sleep.
+    fn has_unread(&self) -> bool {
+        self.streams.iter().any(Stream::has_unread)
+            || self
+                .out
+                .publisher
+                .as_ref()
+                .is_some_and(Publisher::has_unread)
+    }
+
+    /// Hands one ready token to its owner; what it asks of the whole loop
+    /// (stop, rotate every file) goes into `turn`.
+    fn dispatch_token(
+        &mut self,
+        ev: &mio::event::Event,
+        now: Instant,
+        turn: &mut Turn,
+    ) -> Result<(), AppError> {
+        match ev.token() {
+            SIGNAL => {
+                self.signals.drain(&mut self.sigs)?;
+                for s in self.sigs.drain(..) {
+                    match s {
+                        Signal::Stop => turn.stop = true,
+                        Signal::Rotate => turn.rotate_all = true,
                     }
                 }
             }
-        }
-        // Streams that yielded to the others: another bounded share.
-        for s in &mut streams {
-            s.continue_reading(poll.registry(), &mut buf, now);
-        }
-        if let Some(p) = out.publisher.as_mut() {
-            p.continue_reading(poll.registry(), &mut buf, now);
-        }
-        let stop = harness.on_turn(streams.iter().map(progress), stop, now);
-        if stop {
-            log::info!(
-                "longest loop turn: {:.1} ms (CPU {:.1} ms)",
-                longest_turn.as_secs_f64() * 1e3,
-                longest_turn_cpu.as_secs_f64() * 1e3
-            );
-            out.notifier.stopping();
-            if let Some(p) = out.publisher.as_mut() {
-                p.shutdown(poll.registry(), now);
+            WALL => {
+                if self.wall.acknowledge() {
+                    let step = self.steps.step_us(clock::now_us(), Instant::now());
+                    log::warn!(
+                        "the wall clock stepped {}; closing the open files so that file names and day folders follow the new time",
+                        clock::step_words(step)
+                    );
+                    turn.rotate_all = true;
+                }
             }
-            let stopped = stop::stop_all(
-                &mut poll,
-                &signals,
-                stop::Parts {
-                    streams: &mut streams,
-                    finaliser: &mut finaliser,
-                    hooks: &mut hooks,
-                    file_events: &mut file_events,
-                },
-                &mut events,
-            );
-            harness.stopped(streams.iter().map(totals));
-            // The metrics file says what is true after the exit (no
-            // connection, the final counts), not what the last period saw.
-            if let Some(m) = out.metrics.as_mut() {
-                let samples = samples(&streams, &mut busy, retention.as_ref(), &hooks);
-                let end = Instant::now();
-                let figures = reporter.take(samples, ProcessSample::read(), end, clock::now_us());
-                m.write(&report::prometheus(&figures));
+            PUBLISHER => {
+                if let Some(p) = self.out.publisher.as_mut() {
+                    p.on_ready(self.poll.registry(), &mut self.buf, now);
+                }
             }
-            return stopped;
+            HELPERS => {
+                on_resolved(
+                    &mut self.resolver,
+                    &mut self.streams,
+                    &mut self.out,
+                    self.poll.registry(),
+                    now,
+                );
+                on_finalised(&mut self.finaliser, &self.streams, &mut self.file_events);
+            }
+            t if self.hooks.owns(t) => self.hooks.on_ready(self.poll.registry(), t, now),
+            Token(i) => {
+                if let Some(s) = self.streams.get_mut(i) {
+                    let t = Instant::now();
+                    let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                    s.on_ready(
+                        self.poll.registry(),
+                        readable,
+                        ev.is_writable(),
+                        &mut self.buf,
+                        now,
+                    );
+                    self.busy[i] += t.elapsed();
+                }
+            }
         }
-        for (s, b) in streams.iter_mut().zip(busy.iter_mut()) {
+        Ok(())
+    }
+
+    /// Streams that yielded to the others: another bounded share.
+    fn continue_reading(&mut self, now: Instant) {
+        for s in &mut self.streams {
+            s.continue_reading(self.poll.registry(), &mut self.buf, now);
+        }
+        if let Some(p) = self.out.publisher.as_mut() {
+            p.continue_reading(self.poll.registry(), &mut self.buf, now);
+        }
+    }
+
+    /// Everything due at `now`: connection timers, rotation, file events,
+    /// hooks, retention, the self-report and the watchdog.
+    fn run_due_timers(&mut self, now: Instant, rotate_all: bool) {
+        let registry = self.poll.registry();
+        for (s, b) in self.streams.iter_mut().zip(self.busy.iter_mut()) {
             if s.next_deadline().is_some_and(|d| d <= now) {
                 let t = Instant::now();
-                s.on_timer(poll.registry(), &mut buf, now);
+                s.on_timer(registry, &mut self.buf, now);
                 *b += t.elapsed();
             }
         }
-        if let Some(p) = out.publisher.as_mut()
+        if let Some(p) = self.out.publisher.as_mut()
             && p.next_deadline().is_some_and(|d| d <= now)
         {
-            p.on_timer(poll.registry(), now);
+            p.on_timer(registry, now);
         }
         let wall_now = clock::now_us();
-        for (s, b) in streams.iter_mut().zip(busy.iter_mut()) {
+        for (s, b) in self.streams.iter_mut().zip(self.busy.iter_mut()) {
             if rotate_all || s.rotation_due_us().is_some_and(|d| d <= wall_now) {
                 let t = Instant::now();
                 s.rotate(now);
@@ -374,51 +484,86 @@ fn serve(config: &Config, harness: &mut Harness) -> Result<(), AppError> {
         }
         // Files closed this turn (rotation, or a message past the period
         // end), finished by the finaliser: to their subscribers.
-        take_closed(&mut streams, &mut file_events);
-        if !file_events.is_empty() {
+        take_closed(&mut self.streams, &mut self.file_events);
+        if !self.file_events.is_empty() {
             dispatch(
-                &mut file_events,
+                &mut self.file_events,
                 &mut Subscribers {
-                    streams: &mut streams,
-                    finaliser: &mut finaliser,
-                    hooks: &mut hooks,
-                    retention: retention.as_mut(),
+                    streams: &mut self.streams,
+                    finaliser: &mut self.finaliser,
+                    hooks: &mut self.hooks,
+                    retention: self.retention.as_mut(),
                 },
                 now,
             );
         }
-        hooks.on_timer(poll.registry(), now);
-        hooks.run_due(poll.registry(), now);
-        if hooks.take_released()
-            && let Some(r) = retention.as_mut()
+        self.hooks.on_timer(registry, now);
+        self.hooks.run_due(registry, now);
+        if self.hooks.take_released()
+            && let Some(r) = self.retention.as_mut()
         {
             r.request(now);
         }
-        if let Some(r) = retention.as_mut() {
-            retention_turn(r, &mut streams, &hooks, now, wall_now);
+        if let Some(r) = self.retention.as_mut() {
+            retention_turn(r, &mut self.streams, &self.hooks, now, wall_now);
         }
-        if now >= reporter.due {
-            let samples = samples(&streams, &mut busy, retention.as_ref(), &hooks);
-            let figures = reporter.take(samples, ProcessSample::read(), now, wall_now);
-            out.emit(poll.registry(), &figures, now);
-        }
-        if let (Some(due), Some(every)) = (watchdog_due, watchdog_every)
-            && now >= due
-        {
-            out.notifier.watchdog();
-            watchdog_due = Some(now + every);
-        }
-        // How long the loop was busy this turn: a long turn delays every
-        // stream (the benchmark reads this to bound rotation stalls).
-        let busy = now.elapsed();
-        longest_turn_cpu = longest_turn_cpu.max(thread_cpu().saturating_sub(turn_cpu));
-        if busy > longest_turn {
-            longest_turn = busy;
-            log::debug!(
-                "longest loop turn so far: {:.1} ms",
-                busy.as_secs_f64() * 1e3
+        if now >= self.reporter.due {
+            let samples = samples(
+                &self.streams,
+                &mut self.busy,
+                self.retention.as_ref(),
+                &self.hooks,
             );
+            let figures = self
+                .reporter
+                .take(samples, ProcessSample::read(), now, wall_now);
+            self.out.emit(registry, &figures, now);
         }
+        if self.watchdog.take_due(now) {
+            self.out.notifier.watchdog();
+        }
+    }
+
+    /// The stop sequence (`stop::stop_all`), then the summary's totals and
+    /// a last metrics file.
+    fn stop(&mut self, events: &mut Events, now: Instant) -> Result<(), AppError> {
+        log::info!(
+            "longest loop turn: {:.1} ms (CPU {:.1} ms)",
+            self.longest.wall.as_secs_f64() * 1e3,
+            self.longest.cpu.as_secs_f64() * 1e3
+        );
+        self.out.notifier.stopping();
+        if let Some(p) = self.out.publisher.as_mut() {
+            p.shutdown(self.poll.registry(), now);
+        }
+        let stopped = stop::stop_all(
+            &mut self.poll,
+            &self.signals,
+            stop::Parts {
+                streams: &mut self.streams,
+                finaliser: &mut self.finaliser,
+                hooks: &mut self.hooks,
+                file_events: &mut self.file_events,
+            },
+            events,
+        );
+        self.harness.stopped(self.streams.iter().map(totals));
+        // The metrics file says what is true after the exit (no
+        // connection, the final counts), not what the last period saw.
+        if let Some(m) = self.out.metrics.as_mut() {
+            let samples = samples(
+                &self.streams,
+                &mut self.busy,
+                self.retention.as_ref(),
+                &self.hooks,
+            );
+            let end = Instant::now();
+            let figures = self
+                .reporter
+                .take(samples, ProcessSample::read(), end, clock::now_us());
+            m.write(&report::prometheus(&figures));
+        }
+        stopped
     }
 }
 

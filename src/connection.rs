@@ -21,7 +21,7 @@
 
 use crate::config::BrokerConfig;
 use crate::mqtt::session::{Event, Session};
-use crate::net::{Link, ReadOutcome};
+use crate::net::{Link, LinkError, ReadOutcome};
 use crate::resolve::{Answer, ResolverHandle};
 use mio::{Registry, Token};
 use std::time::Instant;
@@ -168,11 +168,11 @@ impl Connection {
             }
             Ok(ReadOutcome::WouldBlock) => Read::WouldBlock,
             Ok(ReadOutcome::Closed) => {
-                self.down(registry, now, "the broker closed the connection");
+                self.down(registry, now, &LinkError::Closed);
                 Read::Gone
             }
             Err(e) => {
-                self.down(registry, now, &crate::net::read_failure(&e));
+                self.down(registry, now, &LinkError::Read(e));
                 Read::Gone
             }
         }
@@ -193,8 +193,9 @@ impl Connection {
     }
 
     /// The transport failed: tell the session and carry out what follows.
-    pub fn down(&mut self, registry: &Registry, now: Instant, why: &str) {
-        self.session.on_transport_down(now, why, &mut self.fresh);
+    pub fn down(&mut self, registry: &Registry, now: Instant, why: &LinkError) {
+        self.session
+            .on_transport_down(now, &why.to_string(), &mut self.fresh);
         self.execute(registry, now);
     }
 
@@ -231,7 +232,8 @@ impl Connection {
                 match ev {
                     Event::OpenTransport => {
                         if let Err(why) = self.link.open(registry) {
-                            self.session.on_transport_down(now, &why, &mut self.fresh);
+                            self.session
+                                .on_transport_down(now, &why.to_string(), &mut self.fresh);
                         }
                     }
                     Event::CloseTransport => self.link.close(registry),

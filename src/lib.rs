@@ -28,6 +28,7 @@
 //!     export_file  the SQLite file of `attic export --format sqlite`
 //!   layout/     the one definition of day folders and file names (16 digits);
 //!               period: rotation arithmetic (periods, UTC days, the 2038 limit)
+//!   message     Message: the one shape of a message, from the stream to the reader (a leaf)
 //!   filter/     the per-stream filter chain: keep, drop (counted) or rewrite
 //!   connection  one session + one net::Link: commands carried out, notices to the owner
 //!   stream      a Connection + a filter chain + a gate over a writer; the socket's read state
@@ -52,6 +53,7 @@
 //!   logging     the log format
 //!   suggest     "did you mean": the closest known key
 //!   app         the mio loop: tokens, deadlines, dispatch, shutdown sequence
+//!   event_loop  what every mio loop shares: earliest deadline, poll timeout, a wait over EINTR
 //!   atomic      small files written whole (temporary name, then rename)
 //!   cli         what every subcommand shares: exit codes, config or exit 78, stdout
 //!   progress    the progress line of export and replay; counts in words
@@ -83,6 +85,7 @@ pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod counters;
+pub mod event_loop;
 pub mod export;
 pub mod file_events;
 pub mod filter;
@@ -90,6 +93,7 @@ pub mod harness;
 pub mod hook;
 pub mod layout;
 pub mod logging;
+pub mod message;
 pub mod metrics;
 pub mod mqtt;
 pub mod net;

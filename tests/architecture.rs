@@ -369,3 +369,17 @@ fn only_layout_spells_a_file_name() {
         "file names belong to `layout`: {broken:#?}"
     );
 }
+
+#[test]
+fn message_is_a_leaf() {
+    let mut broken = Vec::new();
+    for s in &sources() {
+        if s.module == "message" {
+            let refs = crate_refs(s);
+            if !refs.is_empty() {
+                broken.push(format!("{} (message, a leaf) imports {refs:?}", s.rel));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "{broken:#?}");
+}

@@ -18,7 +18,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use ::attic::config::Durability;
-use ::attic::store::Message;
+use ::attic::message::Message;
 use ::attic::store::writer::{FileMeta, Writer};
 use common::*;
 use serde_json::{Value, json};

@@ -11,7 +11,7 @@
 mod common;
 
 use ::attic::config::Durability;
-use ::attic::store::Message;
+use ::attic::message::Message;
 use ::attic::store::writer::{FileMeta, Writer};
 use common::*;
 use std::os::unix::fs::PermissionsExt;

@@ -107,7 +107,7 @@ fn replace_older(folder: &Path, keep: &Path, window: (i64, i64)) -> Result<(), E
 
 impl Sink for Partitions {
     fn row(&mut self, row: &Row, stream: &str, dec: &Decoded) -> Result<(), ExportError> {
-        let date = day_folder(row.timestamp_us);
+        let date = day_folder(row.message.timestamp_us);
         let i = match self.open.iter().position(|(s, _)| s == stream) {
             Some(i) if self.open[i].1.date == date => i,
             found => {
@@ -120,7 +120,7 @@ impl Sink for Partitions {
                     path: folder.display().to_string(),
                     source,
                 })?;
-                let path = folder.join(file_name(row.timestamp_us));
+                let path = folder.join(file_name(row.message.timestamp_us));
                 let file = ParquetFile::create(path, false, self.decoding, &self.fields)?;
                 self.open.push((stream.to_owned(), Open { date, file }));
                 let share = self.open.len();

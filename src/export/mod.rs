@@ -185,15 +185,15 @@ fn export_rows(
         let at = || {
             format!(
                 "{} {stream} {}",
-                crate::time::rfc3339_us(row.timestamp_us).unwrap_or_default(),
-                row.topic
+                crate::time::rfc3339_us(row.message.timestamp_us).unwrap_or_default(),
+                row.message.topic
             )
         };
-        decoder.decode(&row.payload, &at, &mut decoded);
+        decoder.decode(&row.message.payload, &at, &mut decoded);
         sink.row(&row, stream, &decoded)?;
         count += 1;
         if count % 8_192 == 0 {
-            progress.show(count, row.timestamp_us);
+            progress.show(count, row.message.timestamp_us);
         }
     }
     progress.clear();
@@ -223,7 +223,7 @@ fn infer_types(
     let (_, mut rows) = plan.rows();
     let mut seen = vec![decode::fields::Inference::new(); fields.len()];
     while let Some(row) = rows.next_row()? {
-        if let Ok(v) = decoder.decode(&row.payload) {
+        if let Ok(v) = decoder.decode(&row.message.payload) {
             for (f, i) in fields.iter().zip(&mut seen) {
                 if f.ty.is_none() {
                     i.see(f, &v);

@@ -329,19 +329,20 @@ impl ParquetFile {
 
     /// Buffers one row; writes a row group when the buffer is full.
     pub fn push(&mut self, row: &Row, stream: &str, dec: &Decoded) -> Result<(), ExportError> {
-        self.first_us.get_or_insert(row.timestamp_us);
+        let m = &row.message;
+        self.first_us.get_or_insert(m.timestamp_us);
         let g = &mut self.group;
-        g.ts.push(row.timestamp_us);
+        g.ts.push(m.timestamp_us);
         if self.with_stream {
             g.stream.push(ByteArray::from(stream));
         }
-        g.topic.push(ByteArray::from(row.topic.as_str()));
-        g.payload.push(ByteArray::from(row.payload.clone()));
-        g.qos.push(i32::from(row.qos));
-        g.retain.push(row.retain);
+        g.topic.push(ByteArray::from(m.topic.as_str()));
+        g.payload.push(ByteArray::from(m.payload.clone()));
+        g.qos.push(i32::from(m.qos));
+        g.retain.push(m.retain);
         g.properties
-            .push(row.properties.as_deref().map(str::as_bytes));
-        g.bytes += row.topic.len() + row.payload.len() + 24;
+            .push(m.properties.as_deref().map(str::as_bytes));
+        g.bytes += m.topic.len() + m.payload.len() + 24;
         if self.decoding {
             let v = dec.value_text();
             g.bytes += v.as_ref().map_or(0, |t| t.len());

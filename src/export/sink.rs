@@ -27,7 +27,7 @@ use super::decode::Decoded;
 use super::decode::fields::{Cell, Field, FieldType};
 use super::{ExportError, ExportOptions, Format};
 use crate::select::{Row, Selection};
-use crate::store::export_file::{self, ColumnType, ExportFile, ExportRow};
+use crate::store::export_file::{self, ColumnType, ExportFile};
 use crate::time::{TimeFormatter, rfc3339_us};
 
 /// Output buffer size for the text formats.
@@ -269,18 +269,19 @@ fn raw_properties(p: Option<&str>) -> Option<&serde_json::value::RawValue> {
 
 impl Sink for Jsonl {
     fn row(&mut self, row: &Row, stream: &str, dec: &Decoded) -> Result<(), ExportError> {
-        let time = time_text(&mut self.time, row.timestamp_us, &mut self.time_buf);
-        let text = payload_text(&row.payload, &mut self.b64);
+        let m = &row.message;
+        let time = time_text(&mut self.time, m.timestamp_us, &mut self.time_buf);
+        let text = payload_text(&m.payload, &mut self.b64);
         let json = JsonRow {
-            reception_timestamp: row.timestamp_us,
+            reception_timestamp: m.timestamp_us,
             time,
             stream,
-            topic: &row.topic,
+            topic: &m.topic,
             payload: text,
             payload_base64: text.is_none().then_some(self.b64.as_str()),
-            qos: row.qos,
-            retain: row.retain,
-            properties: raw_properties(row.properties.as_deref()),
+            qos: m.qos,
+            retain: m.retain,
+            properties: raw_properties(m.properties.as_deref()),
         };
         self.line.clear();
         serde_json::to_writer(&mut self.line, &json).map_err(|e| self.out.err(e.into()))?;
@@ -335,15 +336,16 @@ fn cell_text(c: &Cell, out: &mut String) {
 
 impl Sink for Csv {
     fn row(&mut self, row: &Row, stream: &str, dec: &Decoded) -> Result<(), ExportError> {
-        let time = time_text(&mut self.time, row.timestamp_us, &mut self.time_buf);
-        let (payload, encoding) = match payload_text(&row.payload, &mut self.b64) {
+        let m = &row.message;
+        let time = time_text(&mut self.time, m.timestamp_us, &mut self.time_buf);
+        let (payload, encoding) = match payload_text(&m.payload, &mut self.b64) {
             Some(t) => (t, "utf8"),
             None => (self.b64.as_str(), "base64"),
         };
-        let ts = row.timestamp_us.to_string();
-        let qos = [b'0' + row.qos.min(9)];
-        let retain: &[u8] = if row.retain { b"true" } else { b"false" };
-        let props = row.properties.as_deref().unwrap_or_default();
+        let ts = m.timestamp_us.to_string();
+        let qos = [b'0' + m.qos.min(9)];
+        let retain: &[u8] = if m.retain { b"true" } else { b"false" };
+        let props = m.properties.as_deref().unwrap_or_default();
         if dec.active {
             self.record.resize(dec.cells.len() + 2, String::new());
             let (head, cells) = self.record.split_at_mut(2);
@@ -359,7 +361,7 @@ impl Sink for Csv {
             ts.as_bytes(),
             time.as_bytes(),
             stream.as_bytes(),
-            row.topic.as_bytes(),
+            m.topic.as_bytes(),
             payload.as_bytes(),
             encoding.as_bytes(),
             &qos,
@@ -430,17 +432,8 @@ impl SqliteSink {
 
 impl Sink for SqliteSink {
     fn row(&mut self, row: &Row, stream: &str, dec: &Decoded) -> Result<(), ExportError> {
-        let stored = ExportRow {
-            timestamp_us: row.timestamp_us,
-            topic: &row.topic,
-            payload: &row.payload,
-            qos: row.qos,
-            retain: row.retain,
-            stream,
-            properties: row.properties.as_deref(),
-        };
         if !dec.active {
-            self.0.insert(&stored, &[])?;
+            self.0.insert(&row.message, stream, &[])?;
             return Ok(());
         }
         let value = dec.value_text();
@@ -459,7 +452,7 @@ impl Sink for SqliteSink {
             Cell::Bool(b) => export_file::Cell::Int(i64::from(*b)),
             Cell::Text(t) => export_file::Cell::Text(t),
         }));
-        self.0.insert(&stored, &cells)?;
+        self.0.insert(&row.message, stream, &cells)?;
         Ok(())
     }
 

@@ -13,7 +13,7 @@
 
 use super::state::{DEFAULT_MAX_TOPICS, MAX_MAX_TOPICS, Scope, TopicTable, payload_hash};
 use super::{Filter, Options, Verdict};
-use crate::store::Message;
+use crate::message::Message;
 
 /// Upper limit for `heartbeat-seconds`.
 const MAX_SECONDS: u64 = u32::MAX as u64;

@@ -7,7 +7,7 @@
 
 use super::{Filter, Options, Verdict};
 use crate::mqtt::topic;
-use crate::store::Message;
+use crate::message::Message;
 
 /// Drops messages on matching topics.
 #[derive(Debug)]

@@ -9,7 +9,7 @@
 //! ```
 
 use super::{Filter, Options, Verdict};
-use crate::store::Message;
+use crate::message::Message;
 
 /// The largest payload MQTT can carry.
 const MAX_LIMIT: u64 = 268_435_455;

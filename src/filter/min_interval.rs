@@ -11,7 +11,7 @@
 
 use super::state::{DEFAULT_MAX_TOPICS, MAX_MAX_TOPICS, Scope, TopicTable};
 use super::{Filter, Options, Verdict};
-use crate::store::Message;
+use crate::message::Message;
 
 /// Upper limit for `seconds`.
 const MAX_SECONDS: u64 = u32::MAX as u64;

@@ -22,7 +22,7 @@ pub mod state;
 
 pub use options::{OptionProblem, Options, Value};
 
-use crate::store::Message;
+use crate::message::Message;
 
 /// What a filter decides about one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +43,7 @@ pub enum Verdict {
 ///
 /// ```
 /// use attic::filter::{Filter, Verdict};
-/// use attic::store::Message;
+/// use attic::message::Message;
 ///
 /// /// Drops messages with an empty payload.
 /// struct DropEmpty;

@@ -13,10 +13,29 @@
 //! broker and only its PUBREL is sent again. Pure state: no socket, no clock.
 
 use std::collections::VecDeque;
+use std::fmt;
 
 use bytes::{Bytes, BytesMut};
 
-use super::framing::{self, Ack};
+use super::framing::{self, Ack, EncodeError};
+
+/// An ack for a packet id that is not in flight at that stage: a protocol
+/// error that ends the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownPacketId {
+    /// The ack's packet type (`PUBACK`, `PUBREC`, `PUBCOMP`, `UNSUBACK`).
+    pub packet: &'static str,
+    /// Its packet id.
+    pub pkid: u16,
+}
+
+impl fmt::Display for UnknownPacketId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} for unknown packet id {}", self.packet, self.pkid)
+    }
+}
+
+impl std::error::Error for UnknownPacketId {}
 
 /// Where one publish is in its handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,14 +104,12 @@ impl Outflight {
         qos: u8,
         retain: bool,
         out: &mut BytesMut,
-    ) -> Result<(), String> {
+    ) -> Result<(), EncodeError> {
         if qos == 0 {
-            return framing::encode_publish(topic, &payload, 0, retain, 0, out)
-                .map_err(|e| e.to_string());
+            return framing::encode_publish(topic, &payload, 0, retain, 0, out);
         }
         let pkid = self.next_pkid();
-        framing::encode_publish(topic, &payload, qos, retain, pkid, out)
-            .map_err(|e| e.to_string())?;
+        framing::encode_publish(topic, &payload, qos, retain, pkid, out)?;
         let stage = if qos == 2 {
             Awaiting::Rec
         } else {
@@ -110,7 +127,7 @@ impl Outflight {
     }
 
     /// PUBACK: a QoS 1 publish is done.
-    pub fn on_puback(&mut self, pkid: u16) -> Result<(), String> {
+    pub fn on_puback(&mut self, pkid: u16) -> Result<(), UnknownPacketId> {
         let i = self.find(pkid, Awaiting::Ack, "PUBACK")?;
         self.entries.remove(i);
         Ok(())
@@ -118,10 +135,15 @@ impl Outflight {
 
     /// PUBREC: the broker has a QoS 2 publish; PUBREL goes out. A repeated
     /// PUBREC gets the PUBREL again.
-    pub fn on_pubrec(&mut self, pkid: u16, out: &mut BytesMut) -> Result<(), String> {
+    pub fn on_pubrec(&mut self, pkid: u16, out: &mut BytesMut) -> Result<(), UnknownPacketId> {
         let i = match self.position(pkid) {
             Some(i) if self.entries[i].stage != Awaiting::Ack => i,
-            _ => return Err(format!("PUBREC for unknown packet id {pkid}")),
+            _ => {
+                return Err(UnknownPacketId {
+                    packet: "PUBREC",
+                    pkid,
+                });
+            }
         };
         self.entries[i].stage = Awaiting::Comp;
         framing::encode_ack(Ack::PubRel, pkid, out);
@@ -129,7 +151,7 @@ impl Outflight {
     }
 
     /// PUBCOMP: a QoS 2 publish is done.
-    pub fn on_pubcomp(&mut self, pkid: u16) -> Result<(), String> {
+    pub fn on_pubcomp(&mut self, pkid: u16) -> Result<(), UnknownPacketId> {
         let i = self.find(pkid, Awaiting::Comp, "PUBCOMP")?;
         self.entries.remove(i);
         Ok(())
@@ -137,13 +159,12 @@ impl Outflight {
 
     /// After a reconnect: everything in flight goes out again, in order
     /// (PUBLISH with DUP, or PUBREL).
-    pub fn resend(&mut self, out: &mut BytesMut) -> Result<(), String> {
+    pub fn resend(&mut self, out: &mut BytesMut) -> Result<(), EncodeError> {
         for e in &self.entries {
             match e.stage {
                 Awaiting::Comp => framing::encode_ack(Ack::PubRel, e.pkid, out),
                 _ => {
-                    framing::encode_publish_dup(&e.topic, &e.payload, e.qos, e.retain, e.pkid, out)
-                        .map_err(|err| err.to_string())?
+                    framing::encode_publish_dup(&e.topic, &e.payload, e.qos, e.retain, e.pkid, out)?
                 }
             }
         }
@@ -154,10 +175,15 @@ impl Outflight {
         self.entries.iter().position(|e| e.pkid == pkid)
     }
 
-    fn find(&self, pkid: u16, stage: Awaiting, what: &str) -> Result<usize, String> {
+    fn find(
+        &self,
+        pkid: u16,
+        stage: Awaiting,
+        packet: &'static str,
+    ) -> Result<usize, UnknownPacketId> {
         match self.position(pkid) {
             Some(i) if self.entries[i].stage == stage => Ok(i),
-            _ => Err(format!("{what} for unknown packet id {pkid}")),
+            _ => Err(UnknownPacketId { packet, pkid }),
         }
     }
 

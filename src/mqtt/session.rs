@@ -26,14 +26,17 @@ use super::acks::Acks;
 use super::backoff::{Backoff, Failure, STABLE};
 use super::framing::{self, Ack, Decoder, Incoming};
 use super::identity::{self, TakeoverWatch};
-use super::outflight::Outflight;
+use super::outflight::{Outflight, UnknownPacketId};
 
 mod answer;
+mod error;
 mod publish;
 mod resume;
 use bytes::{Bytes, BytesMut};
+use std::fmt;
 use std::time::{Duration, Instant};
 pub mod v5;
+pub use error::SessionError;
 
 /// Packet id of our one SUBSCRIBE per connection.
 const SUBSCRIBE_PKID: u16 = 1;
@@ -266,19 +269,18 @@ impl Session {
                 events.push(Event::OpenTransport);
             }
             State::Transport { since } if now >= since + self.connect_timeout() => {
-                self.fail(now, "TCP connect timed out", events);
+                self.fail(now, &SessionError::ConnectTimeout, events);
             }
             State::AwaitConnAck { since } if now >= since + self.connect_timeout() => {
                 let why = answer::no_connack(self.connect_timeout(), self.v5.is_some());
-                self.fail(now, &why, events);
+                self.fail(now, &SessionError::NoConnAck(why), events);
             }
             State::Up { .. } => {
                 if now >= self.last_recv + ka.mul_f32(1.5) {
                     let secs = now.saturating_duration_since(self.last_recv).as_secs_f32();
-                    let why = if self.ping_outstanding {
-                        format!("no PINGRESP and no bytes for {secs:.1} s")
-                    } else {
-                        format!("no bytes from the broker for {secs:.1} s")
+                    let why = SessionError::Silent {
+                        secs,
+                        ping_outstanding: self.ping_outstanding,
                     };
                     self.fail(now, &why, events);
                 } else if !self.ping_outstanding && now >= self.last_sent + ka {
@@ -299,7 +301,7 @@ impl Session {
         self.outbox.clear();
         self.decoder.reset();
         if let Err(e) = self.encode_connect() {
-            self.fail(now, &e.to_string(), events);
+            self.fail(now, &SessionError::Encode(e), events);
             return;
         }
         self.last_sent = now;
@@ -315,7 +317,7 @@ impl Session {
                 let why = identity::takeover_warning(&self.cfg.client_id);
                 log::warn!("[{}] {why}", self.cfg.name);
             }
-            self.fail(now, why, events);
+            self.fail(now, &why, events);
         }
     }
 
@@ -331,7 +333,7 @@ impl Session {
         self.acks.rolled_back();
         if self.wants_transport() {
             self.takeover.on_close(now, false);
-            self.fail(now, why, events);
+            self.fail(now, &why, events);
         }
     }
 
@@ -367,7 +369,7 @@ impl Session {
                 }
                 Ok(None) => return,
                 Err(e) => {
-                    self.fail(now, &e.to_string(), events);
+                    self.fail(now, &SessionError::Protocol(e), events);
                     return;
                 }
             }
@@ -379,7 +381,7 @@ impl Session {
         p: Incoming,
         now: Instant,
         events: &mut Vec<Event>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SessionError> {
         let up = matches!(self.state, State::Up { .. });
         match p {
             Incoming::ConnAck {
@@ -387,13 +389,13 @@ impl Session {
                 code,
             } => {
                 if !matches!(self.state, State::AwaitConnAck { .. }) {
-                    return Err("second CONNACK".into());
+                    return Err(SessionError::SecondConnAck);
                 }
                 if code != 0 {
-                    return Err(format!(
+                    return Err(SessionError::Refused(format!(
                         "broker refused the connection: {}",
                         answer::refusal(code)
-                    ));
+                    )));
                 }
                 self.stats.connections += 1;
                 self.stats.session_present = session_present;
@@ -408,7 +410,7 @@ impl Session {
                 self.log_session_present(session_present);
                 let resubscribe = !session_present && !self.cfg.filters.is_empty();
                 if resubscribe {
-                    self.encode_subscribe().map_err(|e| e.to_string())?;
+                    self.encode_subscribe()?;
                     self.last_sent = now;
                 } else {
                     if !self.cfg.filters.is_empty() {
@@ -436,14 +438,14 @@ impl Session {
                     suback_pending: true,
                 } = self.state
                 else {
-                    return Err(format!("SUBACK {pkid} for no SUBSCRIBE"));
+                    return Err(SessionError::UnaskedSubAck { pkid });
                 };
                 if pkid != SUBSCRIBE_PKID || granted.len() != self.cfg.filters.len() {
-                    return Err(format!(
-                        "SUBACK {pkid} with {} codes for SUBSCRIBE {SUBSCRIBE_PKID} of {} filters",
-                        granted.len(),
-                        self.cfg.filters.len()
-                    ));
+                    return Err(SessionError::SubAckMismatch {
+                        pkid,
+                        codes: granted.len(),
+                        filters: self.cfg.filters.len(),
+                    });
                 }
                 for (i, (filter, g)) in self.cfg.filters.iter().zip(&granted).enumerate() {
                     match g {
@@ -492,7 +494,7 @@ impl Session {
                 pkid,
             } => {
                 if !up {
-                    return Err("PUBLISH before CONNACK".into());
+                    return Err(SessionError::BeforeConnAck("PUBLISH"));
                 }
                 if self.accept_publish(qos, pkid) {
                     events.push(Event::Message(Delivery {
@@ -511,7 +513,7 @@ impl Session {
                 payload_len,
             } => {
                 if !up {
-                    return Err("PUBLISH before CONNACK".into());
+                    return Err(SessionError::BeforeConnAck("PUBLISH"));
                 }
                 if self.accept_publish(qos, pkid) {
                     events.push(Event::Oversize { topic, payload_len });
@@ -519,7 +521,7 @@ impl Session {
             }
             Incoming::PubRel(pkid) => {
                 if !up {
-                    return Err("PUBREL before CONNACK".into());
+                    return Err(SessionError::BeforeConnAck("PUBREL"));
                 }
                 // Unknown ids are completed too: after a reconnect the
                 // broker may resend a PUBREL for an id we acknowledged on
@@ -539,8 +541,14 @@ impl Session {
                 self.last_sent = now;
             }
             Incoming::PubComp(id) => self.outflight.on_pubcomp(id)?,
-            Incoming::UnsubAck(id) => return Err(format!("UNSUBACK for unknown packet id {id}")),
-            Incoming::Unexpected(kind) => return Err(format!("{kind} packet from the broker")),
+            Incoming::UnsubAck(pkid) => {
+                return Err(UnknownPacketId {
+                    packet: "UNSUBACK",
+                    pkid,
+                }
+                .into());
+            }
+            Incoming::Unexpected(kind) => return Err(SessionError::ServerBound(kind)),
         }
         Ok(())
     }
@@ -570,7 +578,7 @@ impl Session {
     }
 
     /// Closes the connection after an error and schedules the next attempt.
-    fn fail(&mut self, now: Instant, why: &str, events: &mut Vec<Event>) {
+    fn fail(&mut self, now: Instant, why: &dyn fmt::Display, events: &mut Vec<Event>) {
         if let State::Up { since, .. } = self.state
             && now.saturating_duration_since(since) >= STABLE
         {
@@ -593,7 +601,7 @@ impl Session {
             delay.as_secs_f32()
         );
         self.stats.failures += 1;
-        self.stats.last_close = why.to_owned();
+        self.stats.last_close = why.to_string();
         self.decoder.reset();
         self.outbox.clear();
         // Unsent acks die with the connection: the broker redelivers those

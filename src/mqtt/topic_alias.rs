@@ -6,6 +6,57 @@
 //! empty topic and an alias uses it. The real topic is what gets stored.
 //! It must not know about framing or sockets.
 
+use std::fmt;
+
+/// A PUBLISH whose topic alias cannot be resolved: a protocol error that
+/// ends the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicAliasError {
+    /// An empty topic and no alias.
+    EmptyTopic,
+    /// An alias although we announced a maximum of 0.
+    NoneOffered {
+        /// The alias used.
+        alias: u16,
+    },
+    /// Alias 0, or one above the maximum we announced.
+    OutOfRange {
+        /// The alias used.
+        alias: u16,
+        /// The maximum we announced.
+        maximum: u16,
+    },
+    /// An empty topic with an alias this connection never defined.
+    Undefined {
+        /// The alias used.
+        alias: u16,
+    },
+}
+
+impl fmt::Display for TopicAliasError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TopicAliasError::EmptyTopic => {
+                f.write_str("PUBLISH with an empty topic and no topic alias")
+            }
+            TopicAliasError::NoneOffered { alias } => write!(
+                f,
+                "the broker used topic alias {alias} although Attic offered none (`topic-alias-maximum: 0`); nothing stored from it"
+            ),
+            TopicAliasError::OutOfRange { alias, maximum } => write!(
+                f,
+                "topic alias {alias} outside 1..={maximum} (the maximum we announced)"
+            ),
+            TopicAliasError::Undefined { alias } => write!(
+                f,
+                "topic alias {alias} with an empty topic, but this connection never defined it; nothing stored from it"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TopicAliasError {}
+
 /// The aliases of one connection.
 #[derive(Debug, Clone)]
 pub struct AliasTable {
@@ -32,31 +83,31 @@ impl AliasTable {
     /// The topic a PUBLISH is about. `Err` is a protocol error that ends
     /// the connection (alias 0 or above the maximum, unknown alias, empty
     /// topic without alias).
-    pub fn resolve(&mut self, topic: String, alias: Option<u16>) -> Result<String, String> {
+    pub fn resolve(
+        &mut self,
+        topic: String,
+        alias: Option<u16>,
+    ) -> Result<String, TopicAliasError> {
         let Some(alias) = alias else {
             if topic.is_empty() {
-                return Err("PUBLISH with an empty topic and no topic alias".into());
+                return Err(TopicAliasError::EmptyTopic);
             }
             return Ok(topic);
         };
         if self.maximum == 0 {
-            return Err(format!(
-                "the broker used topic alias {alias} although Attic offered none (`topic-alias-maximum: 0`); nothing stored from it"
-            ));
+            return Err(TopicAliasError::NoneOffered { alias });
         }
         if alias == 0 || alias > self.maximum {
-            return Err(format!(
-                "topic alias {alias} outside 1..={} (the maximum we announced)",
-                self.maximum
-            ));
+            return Err(TopicAliasError::OutOfRange {
+                alias,
+                maximum: self.maximum,
+            });
         }
         let i = usize::from(alias - 1);
         if topic.is_empty() {
             return match self.topics.get(i) {
                 Some(Some(t)) => Ok(t.clone()),
-                _ => Err(format!(
-                    "topic alias {alias} with an empty topic, but this connection never defined it; nothing stored from it"
-                )),
+                _ => Err(TopicAliasError::Undefined { alias }),
             };
         }
         if self.topics.len() <= i {
@@ -105,7 +156,7 @@ mod tests {
     fn with_no_maximum_announced_every_alias_is_refused() {
         let mut t = AliasTable::new(0);
         let e = t.resolve("a".into(), Some(1)).unwrap_err();
-        assert!(e.contains("offered none"), "{e}");
+        assert!(e.to_string().contains("offered none"), "{e}");
         assert!(t.resolve(String::new(), Some(1)).is_err());
     }
 

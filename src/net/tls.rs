@@ -15,7 +15,7 @@
 //! sends CONNECT as soon as TCP is up, and the CONNACK timeout covers the
 //! handshake as well.
 
-use super::ReadOutcome;
+use super::{LinkError, ReadOutcome};
 use crate::tls::{TlsSettings, client_config, server_name, words};
 use bytes::{Buf, BytesMut};
 use rustls::{ClientConfig, ClientConnection};
@@ -91,21 +91,23 @@ impl Tls {
 
     /// A new TLS connection for a new socket. `Err` says why none can be
     /// made (a file went missing since start-up, ...).
-    pub fn start(&mut self) -> Result<(), String> {
+    pub fn start(&mut self) -> Result<(), LinkError> {
         self.conn = None;
         self.failed = false;
         self.announced = false;
         let config = match &self.config {
             Some(c) => Arc::clone(c),
             None => {
-                let c = client_config(&self.settings).map_err(|e| format!("TLS setup: {e}"))?;
+                let c = client_config(&self.settings)
+                    .map_err(|e| LinkError::TlsSetup(e.to_string()))?;
                 self.config = Some(Arc::clone(&c));
                 c
             }
         };
-        let name =
-            server_name(&self.settings.server_name).map_err(|e| format!("TLS setup: {e}"))?;
-        let conn = ClientConnection::new(config, name).map_err(|e| format!("TLS setup: {e}"))?;
+        let name = server_name(&self.settings.server_name)
+            .map_err(|e| LinkError::TlsSetup(e.to_string()))?;
+        let conn =
+            ClientConnection::new(config, name).map_err(|e| LinkError::TlsSetup(e.to_string()))?;
         self.conn = Some(conn);
         Ok(())
     }

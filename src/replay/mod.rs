@@ -26,11 +26,11 @@ pub mod pace;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use mio::{Events, Poll, Token, Waker};
 
 use crate::config::Config;
 use crate::connection::Connection;
+use crate::event_loop;
 use crate::mqtt::session::{Event, Session, SessionConfig};
 use crate::net::Link;
 use crate::progress::Progress;
@@ -175,7 +175,7 @@ pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, Re
             if next.is_none() && !exhausted {
                 match rows.next_row().map_err(ReplayError::Select)? {
                     Some(row) => {
-                        let due = pace.due(row.timestamp_us, now);
+                        let due = pace.due(row.message.timestamp_us, now);
                         next = Some((row, due));
                     }
                     None => exhausted = true,
@@ -187,10 +187,11 @@ pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, Re
             if *due > now {
                 break;
             }
-            let topic = format!("{}{}", opts.topic_prefix, row.topic);
-            let qos = opts.qos.unwrap_or(row.qos);
-            let retain = opts.retain_as_stored && row.retain;
-            let payload = Bytes::copy_from_slice(&row.payload);
+            let m = &row.message;
+            let topic = format!("{}{}", opts.topic_prefix, m.topic);
+            let qos = opts.qos.unwrap_or(m.qos);
+            let retain = opts.retain_as_stored && m.retain;
+            let payload = m.payload.clone();
             match conn
                 .session_mut()
                 .publish_message(&topic, payload, qos, retain, now)
@@ -205,7 +206,7 @@ pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, Re
                     summary.skipped += 1;
                 }
             }
-            progress.show(summary.published, row.timestamp_us);
+            progress.show(summary.published, m.timestamp_us);
             next = None;
             sent += 1;
         }
@@ -228,25 +229,18 @@ pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, Re
         }
         // Wait for the broker, a signal, the next due row or a session
         // timer; after a full burst, only look at the sockets and go on.
-        let mut deadline = conn.next_deadline();
-        if sent >= BURST {
-            deadline = Some(now);
-        }
-        if let Some((_, due)) = next
+        let row_due = next
             .as_ref()
             .filter(|_| !held && conn.is_connected() && drain_until.is_none())
-        {
-            deadline = Some(deadline.map_or(*due, |d| d.min(*due)));
-        }
-        if let Some(until) = drain_until {
-            deadline = Some(deadline.map_or(until, |d| d.min(until)));
-        }
-        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        if let Err(e) = poll.poll(&mut events, timeout) {
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(io("poll", e));
-            }
-        }
+            .map(|(_, due)| *due);
+        let deadline = if sent >= BURST {
+            event_loop::earliest([Some(now), row_due, drain_until])
+        } else {
+            event_loop::earliest([conn.next_deadline(), row_due, drain_until])
+        };
+        let timeout = event_loop::timeout(deadline, Instant::now());
+        // Interrupted by a signal: the signalfd brings it.
+        event_loop::wait(&mut poll, &mut events, timeout).map_err(|e| io("poll", e))?;
         let now = Instant::now();
         for ev in events.iter() {
             match ev.token() {

@@ -20,32 +20,24 @@ use std::fmt;
 use std::path::PathBuf;
 
 use crate::config::Config;
+use crate::message::Message;
 use crate::mqtt::topic::{self, topic_filter_problem};
 use crate::store::StoreError;
 use crate::store::reader::FileReader;
 
-/// One stored row, with the index of its stream in [`Plan::streams`].
+/// One stored row: the message as read back, and the index of its stream
+/// in [`Plan::streams`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
-    /// `reception_timestamp`, unix µs.
-    pub timestamp_us: i64,
     /// Index into the plan's stream names.
     pub stream: usize,
-    /// The topic.
-    pub topic: String,
-    /// The payload bytes exactly as stored.
-    pub payload: Vec<u8>,
-    /// Stored QoS (0..=2).
-    pub qos: u8,
-    /// Stored retain flag.
-    pub retain: bool,
-    /// The stored MQTT 5 properties (JSON object text), if any.
-    pub properties: Option<String>,
+    /// The stored message (`timestamp_us` is `reception_timestamp`).
+    pub message: Message,
 }
 
 impl merge::Timestamped for Row {
     fn timestamp_us(&self) -> i64 {
-        self.timestamp_us
+        self.message.timestamp_us
     }
 }
 
@@ -202,14 +194,9 @@ impl merge::Source for FileRows {
     type Error = SelectError;
     fn next_row(&mut self) -> Result<Option<Row>, SelectError> {
         let row = self.reader.next_row().map_err(SelectError::Store)?;
-        Ok(row.map(|r| Row {
-            timestamp_us: r.timestamp_us,
+        Ok(row.map(|message| Row {
             stream: self.stream,
-            topic: r.topic,
-            payload: r.payload,
-            qos: r.qos,
-            retain: r.retain,
-            properties: r.properties,
+            message,
         }))
     }
 }

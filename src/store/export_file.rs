@@ -16,6 +16,7 @@ use rusqlite::Connection;
 
 use super::StoreError;
 use super::writer::{APPLICATION_ID, FORMAT_VERSION};
+use crate::message::Message;
 
 /// Rows per transaction.
 const BATCH: u64 = 100_000;
@@ -76,25 +77,6 @@ pub fn incomplete_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".incomplete");
     path.with_file_name(name)
-}
-
-/// The stored columns of one exported row.
-#[derive(Debug, Clone, Copy)]
-pub struct ExportRow<'a> {
-    /// `reception_timestamp`, unix µs.
-    pub timestamp_us: i64,
-    /// The topic.
-    pub topic: &'a str,
-    /// The payload.
-    pub payload: &'a [u8],
-    /// QoS.
-    pub qos: u8,
-    /// Retain flag.
-    pub retain: bool,
-    /// The stream folder.
-    pub stream: &'a str,
-    /// MQTT 5 properties (JSON text) or `None`.
-    pub properties: Option<&'a str>,
 }
 
 /// An export file being written.
@@ -187,18 +169,23 @@ impl ExportFile {
         })
     }
 
-    /// Adds one row: the stored columns, the stream, the properties and
-    /// one cell per extra column.
-    pub fn insert(&mut self, row: &ExportRow<'_>, extra: &[Cell<'_>]) -> Result<(), StoreError> {
+    /// Adds one row: the stored columns of `message`, its `stream`, the
+    /// properties and one cell per extra column.
+    pub fn insert(
+        &mut self,
+        message: &Message,
+        stream: &str,
+        extra: &[Cell<'_>],
+    ) -> Result<(), StoreError> {
         let r = self.conn.prepare_cached(&self.insert).and_then(|mut stmt| {
             let fixed: [&dyn rusqlite::ToSql; 7] = [
-                &row.timestamp_us,
-                &row.topic,
-                &row.payload,
-                &row.qos,
-                &row.retain,
-                &row.stream,
-                &row.properties,
+                &message.timestamp_us,
+                &message.topic,
+                &message.payload.as_ref(),
+                &message.qos,
+                &message.retain,
+                &stream,
+                &message.properties,
             ];
             let params = fixed
                 .into_iter()

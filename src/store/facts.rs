@@ -81,8 +81,9 @@ pub fn read_facts(path: &Path) -> FileFacts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::Message;
+    use crate::store::Durability;
     use crate::store::writer::{FileMeta, Writer};
-    use crate::store::{Durability, Message};
     use std::time::Duration;
 
     #[test]

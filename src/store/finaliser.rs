@@ -227,7 +227,7 @@ where
 mod tests {
     use super::*;
     use crate::layout as rotation;
-    use crate::store::Message;
+    use crate::message::Message;
     use crate::store::StoreError;
     use crate::store::writer::{FileMeta, Writer};
     use mio::{Events, Poll, Token};

@@ -28,9 +28,10 @@
 //!      +----------> failing: held, retry every STORE_RETRY --ok--> Recovered
 //! ```
 
+use super::StoreError;
 use super::writer::Writer;
-use super::{Message, StoreError};
 use crate::counters::Counters;
+use crate::message::Message;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

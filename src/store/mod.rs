@@ -29,23 +29,6 @@ pub enum Durability {
     PowerSafe,
 }
 
-/// One received message, as it will be stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
-    /// Unix microseconds of the local clock when the message was read.
-    pub timestamp_us: i64,
-    /// The topic exactly as the broker delivered it.
-    pub topic: String,
-    /// The payload, byte for byte (shares the read buffer; no copy).
-    pub payload: bytes::Bytes,
-    /// QoS the message was delivered with (0, 1 or 2).
-    pub qos: u8,
-    /// The retain flag as delivered.
-    pub retain: bool,
-    /// MQTT 5 properties as JSON (the `properties` column); `None` = NULL.
-    pub properties: Option<String>,
-}
-
 /// Errors of the storage layer. Each names the file it concerns.
 #[derive(Debug)]
 pub enum StoreError {

@@ -21,24 +21,7 @@ use super::writer::BrokerSession;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use super::StoreError;
-
-/// One stored row, as read back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredRow {
-    /// `reception_timestamp`, unix µs.
-    pub timestamp_us: i64,
-    /// The topic.
-    pub topic: String,
-    /// The payload bytes exactly as stored.
-    pub payload: Vec<u8>,
-    /// Stored QoS (0..=2).
-    pub qos: u8,
-    /// Stored retain flag.
-    pub retain: bool,
-    /// The MQTT 5 properties as stored (a JSON object); `None` for a file
-    /// of an MQTT 3.1.1 stream and for a message without properties.
-    pub properties: Option<String>,
-}
+use crate::message::Message;
 
 /// Which topics a reader keeps.
 pub type TopicPredicate = Box<dyn Fn(&str) -> bool>;
@@ -77,7 +60,7 @@ pub struct FileReader {
     /// Largest rowid when the cursor was opened.
     last: i64,
     /// Rows read and not yet taken.
-    buffer: VecDeque<StoredRow>,
+    buffer: VecDeque<Message>,
     /// Every row up to `last` has been read.
     done: bool,
     /// The file's `data` table has the `properties` column (MQTT 5).
@@ -136,7 +119,7 @@ impl FileReader {
     }
 
     /// The next matching row, or `None` at the end of the file.
-    pub fn next_row(&mut self) -> Result<Option<StoredRow>, StoreError> {
+    pub fn next_row(&mut self) -> Result<Option<Message>, StoreError> {
         if self.buffer.is_empty() && !self.done {
             self.fill()?;
         }
@@ -199,10 +182,10 @@ impl FileReader {
             bytes += payload.len() + topic.len();
             let qos: i64 = r.get(4)?;
             let retain: i64 = r.get(5)?;
-            self.buffer.push_back(StoredRow {
+            self.buffer.push_back(Message {
                 timestamp_us: r.get(1)?,
                 topic,
-                payload,
+                payload: payload.into(),
                 qos: u8::try_from(qos.clamp(0, 2)).unwrap_or(0),
                 retain: retain != 0,
                 properties: r.get(6)?,

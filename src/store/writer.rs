@@ -34,7 +34,8 @@ pub use finalise::{finalise_closed, finalise_with, is_busy};
 pub use recovery::recover_parts;
 pub use sessions::{BrokerSession, read as read_sessions};
 
-use super::{Durability, Message, StoreError};
+use super::{Durability, StoreError};
+use crate::message::Message;
 use open::{OpenFile, open_file};
 
 /// `PRAGMA application_id` of every Attic file: "ATTC" in ASCII.

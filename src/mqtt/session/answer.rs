@@ -7,7 +7,7 @@
 //! Owns: those checks and their words. Must not: own a socket or read
 //! a clock (the session passes what it knows).
 
-use super::{Session, State};
+use super::{Session, SessionError, State};
 use std::time::Duration;
 
 /// First byte of every CONNACK (packet type 2, flags 0), in both versions.
@@ -20,7 +20,7 @@ impl Session {
     /// Before CONNACK, the first byte the broker sends must start one; a
     /// broker sends nothing else first (MQTT 3.1.1 3.2, MQTT 5 3.2). `Err`
     /// is the log line for anything else.
-    pub(super) fn check_first_bytes(&self, data: &[u8]) -> Result<(), String> {
+    pub(super) fn check_first_bytes(&self, data: &[u8]) -> Result<(), SessionError> {
         if !matches!(self.state, State::AwaitConnAck { .. }) {
             return Ok(());
         }
@@ -29,7 +29,9 @@ impl Session {
             None => self.decoder.buffered(),
         };
         match data.first() {
-            Some(&b) if buffered == 0 && b != CONNACK_BYTE1 => Err(not_mqtt(data)),
+            Some(&b) if buffered == 0 && b != CONNACK_BYTE1 => {
+                Err(SessionError::NotMqtt(not_mqtt(data)))
+            }
             _ => Ok(()),
         }
     }

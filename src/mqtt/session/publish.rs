@@ -4,6 +4,7 @@
 //! clock.
 
 use super::Session;
+use crate::mqtt::framing::EncodeError;
 use bytes::Bytes;
 use std::time::Instant;
 
@@ -44,7 +45,7 @@ impl Session {
         qos: u8,
         retain: bool,
         now: Instant,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, EncodeError> {
         if !self.is_connected() || !self.outflight.has_room(qos) {
             return Ok(false);
         }

@@ -20,7 +20,7 @@
 //! the 3.1.1 code: v5 packets are mapped onto [`Incoming`] and handed to it.
 //! Like the rest of the session it owns no socket and reads no clock.
 
-use super::{Delivery, Event, SUBSCRIBE_PKID, Session, SessionConfig, State};
+use super::{Delivery, Event, SUBSCRIBE_PKID, Session, SessionConfig, SessionError, State};
 use crate::mqtt::framing::v5::{ConnAck5, Connect5Params, Decoder5, Disconnect5, Packet5, reason};
 use crate::mqtt::framing::{self, ConnectParams, EncodeError, Incoming};
 use crate::mqtt::topic_alias::AliasTable;
@@ -228,10 +228,8 @@ impl Session {
         s
     }
 
-    fn v5_mut(&mut self) -> Result<&mut V5, String> {
-        self.v5
-            .as_deref_mut()
-            .ok_or_else(|| "MQTT 5 packet on an MQTT 3.1.1 session".to_owned())
+    fn v5_mut(&mut self) -> Result<&mut V5, SessionError> {
+        self.v5.as_deref_mut().ok_or(SessionError::NotMqtt5)
     }
 
     /// Bytes from the broker on an MQTT 5 connection (see `on_bytes`).
@@ -253,7 +251,7 @@ impl Session {
                 }
                 Ok(None) => return,
                 Err(e) => {
-                    self.fail(now, &e.to_string(), events);
+                    self.fail(now, &SessionError::Protocol(e), events);
                     return;
                 }
             }
@@ -265,13 +263,13 @@ impl Session {
         p: Packet5,
         now: Instant,
         events: &mut Vec<Event>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SessionError> {
         let up = matches!(self.state, State::Up { .. });
         match p {
             Packet5::ConnAck(c) => self.on_connack_v5(c, now, events),
             Packet5::Publish(p) => {
                 if !up {
-                    return Err("PUBLISH before CONNACK".into());
+                    return Err(SessionError::BeforeConnAck("PUBLISH"));
                 }
                 let topic = self.v5_mut()?.aliases.resolve(p.topic, p.topic_alias)?;
                 if self.accept_publish(p.qos, p.pkid) {
@@ -293,7 +291,7 @@ impl Session {
                 payload_len,
             } => {
                 if !up {
-                    return Err("PUBLISH before CONNACK".into());
+                    return Err(SessionError::BeforeConnAck("PUBLISH"));
                 }
                 let topic = self.v5_mut()?.aliases.resolve(topic, topic_alias)?;
                 self.on_packet(
@@ -320,7 +318,10 @@ impl Session {
                 if d.reason == 0x8E {
                     self.stats.suspected_takeovers += 1;
                 }
-                Err(disconnect_why(&d, &self.cfg.client_id))
+                Err(SessionError::Disconnected(disconnect_why(
+                    &d,
+                    &self.cfg.client_id,
+                )))
             }
             Packet5::Common(incoming) => self.on_packet(incoming, now, events),
         }
@@ -331,9 +332,9 @@ impl Session {
         c: ConnAck5,
         now: Instant,
         events: &mut Vec<Event>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SessionError> {
         if !matches!(self.state, State::AwaitConnAck { .. }) {
-            return Err("second CONNACK".into());
+            return Err(SessionError::SecondConnAck);
         }
         if c.reason != 0 {
             let mut why = format!(
@@ -349,7 +350,7 @@ impl Session {
                 c.reason_string.as_deref(),
                 c.server_reference.as_deref(),
             ));
-            return Err(why);
+            return Err(SessionError::Refused(why));
         }
         let name = self.cfg.name.clone();
         if let Some(id) = c.assigned_client_identifier {

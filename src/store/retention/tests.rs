@@ -400,8 +400,9 @@ fn set_mtime(path: &Path, t: i64) {
 #[test]
 fn writer_recovery_retention_and_export_agree_on_one_name_a_1970_one_included() {
     use crate::layout;
+    use crate::message::Message;
+    use crate::store::Durability;
     use crate::store::writer::{FileMeta, Writer, recover_parts};
-    use crate::store::{Durability, Message};
     let t = Tmp::new("one-name");
     let c = config(&t.0, "retention: { max-age-days: 2 }\n", &[("s", "")]);
     let stream = t.0.join("s");

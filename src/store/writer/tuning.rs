@@ -147,7 +147,7 @@ const INDEX_BUILD_CACHE_KIB: u32 = 256;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Message;
+    use crate::message::Message;
     use crate::store::writer::{FileMeta, Writer, recover_parts};
     use rusqlite::OpenFlags;
     use std::path::{Path, PathBuf};

@@ -742,6 +742,8 @@ fn stored(sub: &Sub) -> Stored {
                         s.parts_left += 1;
                     } else if !p.to_string_lossy().ends_with(".sqlite.part-wal")
                         && !p.to_string_lossy().ends_with(".sqlite.part-shm")
+                        // The stream folder's lock, kept there on purpose.
+                        && p.file_name().is_none_or(|n| n != "attic.lock")
                     {
                         eprintln!("ingest: unexpected file left: {}", p.display());
                     }

@@ -1,7 +1,8 @@
 //! One broker connection: a sans-IO [`Session`] joined to its socket
-//! ([`Link`]). Every kind of connection wraps it: a stream (subscribe and
-//! store), the report publisher (publish at QoS 0), and any later
-//! publish-side connection.
+//! ([`Link`]). Every publish-side connection wraps it: the report
+//! publisher (publish at QoS 0), `attic replay`, and any later one. (A
+//! stream's session lives in its `stream::core`, whose actions the stream
+//! carries out against its own `Link`.)
 //!
 //! Owns: the plumbing between the two halves. The session's commands
 //! (`OpenTransport`, `CloseTransport`) are carried out here, at once, and a
@@ -16,7 +17,7 @@
 //!   loop --ready/timer/now--> Connection --bytes--> Session
 //!                              |  ^   ^                |
 //!                    Link <----+  |   +-- commands ----+
-//!                     (socket)    +------ notices --> owner (Stream, Publisher)
+//!                     (socket)    +------ notices --> owner (Publisher, replay)
 //! ```
 
 use crate::config::BrokerConfig;
@@ -76,10 +77,43 @@ impl Connection {
         &self.session
     }
 
-    /// The protocol state, for calls that emit no events (`release_acks`,
-    /// `publish`, `shutdown`). Call [`Connection::flush`] afterwards.
-    pub fn session_mut(&mut self) -> &mut Session {
-        &mut self.session
+    /// Queues one QoS 0 PUBLISH; false while not connected. Call
+    /// [`Connection::flush`] afterwards.
+    pub fn publish(&mut self, topic: &str, payload: &[u8], now: Instant) -> bool {
+        self.session.publish(topic, payload, now)
+    }
+
+    /// Queues one PUBLISH at `qos` within the in-flight window: true if
+    /// queued, false if not connected or the window is full, an error if
+    /// it cannot be encoded. Call [`Connection::flush`] afterwards.
+    pub fn publish_message(
+        &mut self,
+        topic: &str,
+        payload: bytes::Bytes,
+        qos: u8,
+        retain: bool,
+        now: Instant,
+    ) -> Result<bool, String> {
+        self.session
+            .publish_message(topic, payload, qos, retain, now)
+    }
+
+    /// Queues the acks of everything received so far (a publish-only
+    /// connection stores nothing, so it acknowledges at once). Call
+    /// [`Connection::flush`] afterwards.
+    pub fn release_acks(&mut self, now: Instant) {
+        self.session.release_acks(now);
+    }
+
+    /// Stops the session for good: DISCONNECT queued if connected. Call
+    /// [`Connection::flush`] afterwards.
+    pub fn shutdown(&mut self) {
+        self.session.shutdown();
+    }
+
+    /// Bytes queued in the outbox and not yet written.
+    pub fn queued_bytes(&mut self) -> usize {
+        self.session.outbox().len()
     }
 
     /// The socket exists (connecting or connected).

@@ -637,6 +637,7 @@ fn shutdown_ends_the_sessions_row_commits_acks_and_disconnects() {
 #[test]
 fn a_stop_while_storage_fails_gives_up_the_held_messages_unacked() {
     let mut rig = Rig::connected(1);
+    rig.tally.record_files();
     rig.store.insert_fails = Fail::Keep;
     let t = rig.t0 + Duration::from_millis(1);
     rig.read_turn(&[publish("a/1", 1, 1)], t);
@@ -645,5 +646,11 @@ fn a_stop_while_storage_fails_gives_up_the_held_messages_unacked() {
     core.shutdown(tn, &mut books);
     assert!(rig.store.abandoned);
     assert_eq!(rig.counters.lost, 1);
+    assert_eq!(
+        rig.tally.files(),
+        [PathBuf::from("fake.part")],
+        "left for recovery"
+    );
+    assert_eq!(rig.tally.span(), None);
     assert!(matches!(rig.sent()[..], [Packet::Disconnect]));
 }

@@ -267,7 +267,6 @@ impl Stream {
         self.carry_out(registry, now);
         self.core.coalesce_after_read_turn(total, now);
         self.carry_out(registry, now);
-        self.read_if_requested(registry, buf, now);
     }
 
     /// Commits what was inserted; on success, releases the held

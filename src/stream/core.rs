@@ -314,9 +314,9 @@ impl Core {
 
     /// The read turn is over: if acks wait, commit at once (so that the
     /// broker's in-flight window reopens), then write the outbox.
-    pub fn end_read_turn<S: Storage>(&mut self, t: Now, books: &mut Books<'_, S>) {
+    pub fn end_read_turn<S: Storage>(&mut self, now: Instant, books: &mut Books<'_, S>) {
         if self.session.pending_acks() > 0 {
-            self.commit(t.at, books);
+            self.commit(now, books);
         }
         self.flush();
     }

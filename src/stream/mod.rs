@@ -261,9 +261,8 @@ impl Stream {
                 }
             }
         }
-        let t = at(now);
         let (core, mut books) = self.parts();
-        core.end_read_turn(t, &mut books);
+        core.end_read_turn(now, &mut books);
         self.carry_out(registry, now);
         self.core.coalesce_after_read_turn(total, now);
         self.carry_out(registry, now);

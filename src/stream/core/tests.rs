@@ -248,9 +248,8 @@ impl Rig {
             total += b.len();
             self.bytes(b, at);
         }
-        let t = self.now(at);
         let (core, mut books) = self.parts();
-        core.end_read_turn(t, &mut books);
+        core.end_read_turn(at, &mut books);
         self.core.coalesce_after_read_turn(total, at);
         self.actions()
     }
@@ -308,9 +307,8 @@ fn after_a_read_turn_with_acks_waiting_it_commits_at_once_and_releases_them_in_a
     assert_eq!(rig.store.pending.len(), 3);
     assert!(rig.pubacks().is_empty(), "no ack before the commit");
     // The end of the turn commits without waiting for commit-interval-ms.
-    let tn = rig.now(t);
     let (core, mut books) = rig.parts();
-    core.end_read_turn(tn, &mut books);
+    core.end_read_turn(t, &mut books);
     assert_eq!(rig.store.committed_topics(), ["a/3", "a/1", "a/2"]);
     assert_eq!(rig.pubacks(), [3, 1, 2]);
     assert_eq!(rig.actions(), [Action::Flush]);

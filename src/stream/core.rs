@@ -421,14 +421,21 @@ impl Core {
     /// messages are stored, oversize ones counted, read state follows the
     /// transport.
     fn handle_events<S: Storage>(&mut self, t: Now, books: &mut Books<'_, S>) {
+        if self.events.is_empty() {
+            return;
+        }
         let mut batch = std::mem::take(&mut self.events);
         // Handling an event may raise more: loop until none are left.
-        while !batch.is_empty() {
+        loop {
             for ev in batch.drain(..) {
                 self.on_event(ev, t, books);
             }
+            if self.events.is_empty() {
+                break;
+            }
             std::mem::swap(&mut batch, &mut self.events);
         }
+        // Keep the allocation for the next read.
         self.events = batch;
     }
 

@@ -121,17 +121,6 @@ impl Connection {
         self.link.is_open()
     }
 
-    /// While its owner does not read (storage fails): bytes waiting in
-    /// the socket show that the broker is there, so its silence is not
-    /// taken for a dead connection.
-    pub fn note_unread_bytes(&mut self, now: Instant) {
-        if self.link.has_unread_bytes() {
-            // Bytes have arrived, none of them read yet: an empty read. It
-            // decodes nothing, and the session's silence clock restarts.
-            self.session.on_bytes(&[], now, &mut self.fresh);
-        }
-    }
-
     /// The broker accepted us (CONNACK) and the connection is up.
     pub fn is_connected(&self) -> bool {
         self.session.is_connected()
@@ -152,11 +141,6 @@ impl Connection {
     /// `into`'s old allocation behind for reuse.
     pub fn take_events(&mut self, into: &mut Vec<Event>) {
         std::mem::swap(&mut self.events, into);
-    }
-
-    /// True if events wait for the owner.
-    pub fn has_events(&self) -> bool {
-        !self.events.is_empty()
     }
 
     /// The socket is ready: finishes a nonblocking connect. True if the
@@ -227,27 +211,9 @@ impl Connection {
     }
 
     /// The transport failed: tell the session and carry out what follows.
-    pub fn down(&mut self, registry: &Registry, now: Instant, why: &str) {
+    fn down(&mut self, registry: &Registry, now: Instant, why: &str) {
         self.session.on_transport_down(now, why, &mut self.fresh);
         self.execute(registry, now);
-    }
-
-    /// Takes the socket out of the poll set (coalescing); false if there
-    /// is no socket to park.
-    pub fn park(&mut self, registry: &Registry) -> bool {
-        self.link.park(registry)
-    }
-
-    /// Puts a parked socket back into the poll set; a failure is a
-    /// transport failure.
-    pub fn unpark(&mut self, registry: &Registry, now: Instant) -> bool {
-        match self.link.unpark(registry) {
-            Ok(()) => true,
-            Err(why) => {
-                self.down(registry, now, &why);
-                false
-            }
-        }
     }
 
     /// Closes the socket (end of the stop sequence).

@@ -1,7 +1,8 @@
 //! One broker connection: a sans-IO [`Session`] joined to its socket
-//! ([`Link`]). Every kind of connection wraps it: a stream (subscribe and
-//! store), the report publisher (publish at QoS 0), and any later
-//! publish-side connection.
+//! ([`Link`]). Every publish-side connection wraps it: the report
+//! publisher (publish at QoS 0), `attic replay`, and any later one. (A
+//! stream's session lives in its `stream::core`, whose actions the stream
+//! carries out against its own `Link`.)
 //!
 //! Owns: the plumbing between the two halves. The session's commands
 //! (`OpenTransport`, `CloseTransport`) are carried out here, at once, and a
@@ -16,10 +17,11 @@
 //!   loop --ready/timer/now--> Connection --bytes--> Session
 //!                              |  ^   ^                |
 //!                    Link <----+  |   +-- commands ----+
-//!                     (socket)    +------ notices --> owner (Stream, Publisher)
+//!                     (socket)    +------ notices --> owner (Publisher, replay)
 //! ```
 
 use crate::config::BrokerConfig;
+use crate::mqtt::framing::EncodeError;
 use crate::mqtt::session::{Event, Session};
 use crate::net::{Link, LinkError, ReadOutcome};
 use crate::resolve::{Answer, ResolverHandle};
@@ -76,26 +78,48 @@ impl Connection {
         &self.session
     }
 
-    /// The protocol state, for calls that emit no events (`release_acks`,
-    /// `publish`, `shutdown`). Call [`Connection::flush`] afterwards.
-    pub fn session_mut(&mut self) -> &mut Session {
-        &mut self.session
+    /// Queues one QoS 0 PUBLISH; false while not connected. Call
+    /// [`Connection::flush`] afterwards.
+    pub fn publish(&mut self, topic: &str, payload: &[u8], now: Instant) -> bool {
+        self.session.publish(topic, payload, now)
+    }
+
+    /// Queues one PUBLISH at `qos` within the in-flight window: true if
+    /// queued, false if not connected or the window is full, an error if
+    /// it cannot be encoded. Call [`Connection::flush`] afterwards.
+    pub fn publish_message(
+        &mut self,
+        topic: &str,
+        payload: bytes::Bytes,
+        qos: u8,
+        retain: bool,
+        now: Instant,
+    ) -> Result<bool, EncodeError> {
+        self.session
+            .publish_message(topic, payload, qos, retain, now)
+    }
+
+    /// Queues the acks of everything received so far (a publish-only
+    /// connection stores nothing, so it acknowledges at once). Call
+    /// [`Connection::flush`] afterwards.
+    pub fn release_acks(&mut self, now: Instant) {
+        self.session.release_acks(now);
+    }
+
+    /// Stops the session for good: DISCONNECT queued if connected. Call
+    /// [`Connection::flush`] afterwards.
+    pub fn shutdown(&mut self) {
+        self.session.shutdown();
+    }
+
+    /// Bytes queued in the outbox and not yet written.
+    pub fn queued_bytes(&mut self) -> usize {
+        self.session.outbox().len()
     }
 
     /// The socket exists (connecting or connected).
     pub fn is_open(&self) -> bool {
         self.link.is_open()
-    }
-
-    /// While its owner does not read (storage fails): bytes waiting in
-    /// the socket show that the broker is there, so its silence is not
-    /// taken for a dead connection.
-    pub fn note_unread_bytes(&mut self, now: Instant) {
-        if self.link.has_unread_bytes() {
-            // Bytes have arrived, none of them read yet: an empty read. It
-            // decodes nothing, and the session's silence clock restarts.
-            self.session.on_bytes(&[], now, &mut self.fresh);
-        }
     }
 
     /// The broker accepted us (CONNACK) and the connection is up.
@@ -118,11 +142,6 @@ impl Connection {
     /// `into`'s old allocation behind for reuse.
     pub fn take_events(&mut self, into: &mut Vec<Event>) {
         std::mem::swap(&mut self.events, into);
-    }
-
-    /// True if events wait for the owner.
-    pub fn has_events(&self) -> bool {
-        !self.events.is_empty()
     }
 
     /// The socket is ready: finishes a nonblocking connect. True if the
@@ -193,28 +212,10 @@ impl Connection {
     }
 
     /// The transport failed: tell the session and carry out what follows.
-    pub fn down(&mut self, registry: &Registry, now: Instant, why: &LinkError) {
+    fn down(&mut self, registry: &Registry, now: Instant, why: &LinkError) {
         self.session
             .on_transport_down(now, &why.to_string(), &mut self.fresh);
         self.execute(registry, now);
-    }
-
-    /// Takes the socket out of the poll set (coalescing); false if there
-    /// is no socket to park.
-    pub fn park(&mut self, registry: &Registry) -> bool {
-        self.link.park(registry)
-    }
-
-    /// Puts a parked socket back into the poll set; a failure is a
-    /// transport failure.
-    pub fn unpark(&mut self, registry: &Registry, now: Instant) -> bool {
-        match self.link.unpark(registry) {
-            Ok(()) => true,
-            Err(why) => {
-                self.down(registry, now, &why);
-                false
-            }
-        }
     }
 
     /// Closes the socket (end of the stop sequence).

@@ -30,8 +30,9 @@
 //!               period: rotation arithmetic (periods, UTC days, the 2038 limit)
 //!   message     Message: the one shape of a message, from the stream to the reader (a leaf)
 //!   filter/     the per-stream filter chain: keep, drop (counted) or rewrite
-//!   connection  one session + one net::Link: commands carried out, notices to the owner
-//!   stream      a Connection + a filter chain + a gate over a writer; the socket's read state
+//!   connection  one session + one net::Link (publish-side): commands carried out, notices to the owner
+//!   stream/     core: sans-IO session + filter chain + gate, the read state, commit and ack
+//!               rules -> actions; mod: the shell that carries them out (Link, writer, clocks)
 //!   publisher   the JSON report's own publish-only Connection
 //!   counters    per-stream counters: written by stream, read by report
 //!   file_events Closed / Finished / Recovered: one event per file, dispatched in app::file_events
@@ -68,15 +69,16 @@
 //! # Data flow
 //!
 //! ```text
-//!  broker --TCP--> Link --bytes--> Connection/session --Message--> filter chain --> gate --> writer --rows--> .sqlite.part
-//!                   ^                    |    ^                                      |
-//!                   +----acks, pings-----+    +------------ release_acks after commit+   (ack after commit)
+//!  broker --TCP--> Link --bytes--> stream core: session --Message--> filter chain --> gate --> writer --rows--> .sqlite.part
+//!                   ^                    |       ^                                      |
+//!                   +--Flush: acks, pings+       +--------- release_acks after commit --+   (ack after commit)
 //! ```
 //!
 //! One thread, one `mio::Poll`. The loop waits until the earliest deadline
-//! or a ready socket, hands bytes and `now` to the session, carries out what
-//! the session asks for (send bytes, store a message, reconnect later), and
-//! commits, acknowledges and rotates when their deadline or trigger is due.
+//! or a ready socket; a stream's shell hands bytes and `now` to its core,
+//! carries out what the core asks for (write the outbox, open or close the
+//! socket, park or resume reading), and the core commits, acknowledges and
+//! rotates when their deadline or trigger is due.
 
 pub mod app;
 pub mod atomic;

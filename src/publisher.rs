@@ -83,11 +83,7 @@ impl Publisher {
 
     /// Publishes one report at QoS 0; dropped while not connected.
     pub fn publish(&mut self, registry: &Registry, payload: &str, now: Instant) {
-        if self
-            .conn
-            .session_mut()
-            .publish(&self.topic, payload.as_bytes(), now)
-        {
+        if self.conn.publish(&self.topic, payload.as_bytes(), now) {
             self.conn.flush(registry, now);
         } else {
             self.dropped += 1;
@@ -143,7 +139,7 @@ impl Publisher {
                 break;
             }
         }
-        self.conn.session_mut().release_acks(now);
+        self.conn.release_acks(now);
         self.conn.flush(registry, now);
     }
 
@@ -166,7 +162,7 @@ impl Publisher {
 
     /// Stop: queue DISCONNECT and try once to write it, then close.
     pub fn shutdown(&mut self, registry: &Registry, now: Instant) {
-        self.conn.session_mut().shutdown();
+        self.conn.shutdown();
         self.conn.flush(registry, now);
         self.conn.close(registry);
     }

@@ -14,7 +14,8 @@
 //!
 //! Owns: that file (written atomically: `.tmp` then rename; removed when no
 //! id waits), the rule that it belongs to one client id on one broker, and
-//! handing its ids to the session and taking the session's changes.
+//! handing its ids to the session; the stream hands it the changed ids
+//! (`Action::SaveQos2Ids`) before the bytes that follow are written.
 //! Must not: decide which ids wait (that is `mqtt::session`), or fsync (a
 //! power cut may cost a duplicate row, never a lost one: a stale file is
 //! dropped when the broker reports no session).
@@ -68,15 +69,6 @@ impl Qos2State {
         } else {
             state.save(&[]);
             None
-        }
-    }
-
-    /// Saves the session's ids awaiting PUBREL if they changed; called
-    /// before the session's bytes are written, so the file is never behind
-    /// the PUBREC and PUBCOMP that follow a change.
-    pub fn save_changes(&mut self, session: &mut Session) {
-        if let Some(ids) = session.qos2_ids_to_save() {
-            self.save(&ids);
         }
     }
 

@@ -1098,7 +1098,7 @@ mod tests {
         s.on_timer(t0 + Duration::from_secs(10), &mut ev);
         sent(&mut s);
         // Storage fails: the owner stops reading, but bytes keep arriving
-        // (`Connection::note_unread_bytes` hands over an empty read).
+        // (the stream core hands over an empty read).
         s.on_bytes(&[], t0 + Duration::from_secs(14), &mut ev);
         s.on_timer(t0 + Duration::from_secs(15), &mut ev);
         assert!(ev.is_empty() && s.is_connected());

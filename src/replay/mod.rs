@@ -168,7 +168,7 @@ pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, Re
         let mut sent = 0;
         let mut held = false;
         while drain_until.is_none() && conn.is_connected() && sent < BURST {
-            if conn.session_mut().outbox().len() >= MAX_OUTBOX {
+            if conn.queued_bytes() >= MAX_OUTBOX {
                 held = true;
                 break;
             }
@@ -192,10 +192,7 @@ pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, Re
             let qos = opts.qos.unwrap_or(m.qos);
             let retain = opts.retain_as_stored && m.retain;
             let payload = m.payload.clone();
-            match conn
-                .session_mut()
-                .publish_message(&topic, payload, qos, retain, now)
-            {
+            match conn.publish_message(&topic, payload, qos, retain, now) {
                 Ok(true) => summary.published += 1,
                 Ok(false) => {
                     held = true; // window full: wait for acks
@@ -277,7 +274,7 @@ pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, Re
         scratch.clear();
         conn.take_events(&mut scratch);
     }
-    conn.session_mut().shutdown();
+    conn.shutdown();
     conn.flush(poll.registry(), Instant::now());
     conn.close(poll.registry());
     progress.clear();

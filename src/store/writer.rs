@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use rusqlite::ffi;
 
+mod batch;
 mod finalise;
 mod mqtt5;
 mod open;

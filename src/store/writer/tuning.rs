@@ -47,7 +47,7 @@ const WAL_LIMIT_BYTES: u32 = 1024 * 1024;
 
 /// SQLite page cache for all open files of the process together, in KiB.
 ///
-/// Up to four streams keep the full [`CACHE_KIB`]; with more each gets an
+/// Up to eight streams keep the full [`CACHE_KIB`]; with more each gets an
 /// equal share, at least [`CACHE_MIN_KIB`]. With the index built at
 /// finalisation an insert only touches the right edge of the table, so a
 /// small cache costs little. 100 streams of ~2.4 MB files each peaked at

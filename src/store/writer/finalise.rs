@@ -130,6 +130,7 @@ pub fn finalise_with(
     durability: Durability,
     sync_file: bool,
 ) -> Result<PathBuf, StoreError> {
+    super::tuning::configure_sqlite();
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(part, flags).map_err(|e| sqlite_err("open", part, e))?;
     conn.busy_timeout(Duration::ZERO)

@@ -237,6 +237,7 @@ pub(super) fn open_file(
 /// (rusqlite's default is 5 s): a busy file is an error at once, and the
 /// loop goes on.
 fn open_rw(path: &Path) -> rusqlite::Result<Connection> {
+    tuning::configure_sqlite();
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;

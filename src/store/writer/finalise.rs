@@ -54,10 +54,13 @@ impl Writer {
         let Some(mut file) = self.open.take() else {
             return Ok(None);
         };
-        // The statement borrows the connection: finalise it before closing.
+        // The statements belong to the connection: finalise them before
+        // closing (the commit above flushed every gathered row).
         file.insert = None;
+        file.batch.finalise_statements();
         let OpenFile {
             insert: _,
+            batch,
             conn,
             path,
             period_end_us,
@@ -70,6 +73,7 @@ impl Writer {
         if let Err((conn, source)) = (*conn).close() {
             self.open = Some(OpenFile {
                 insert: None,
+                batch,
                 conn: Box::new(conn),
                 path: path.clone(),
                 period_end_us,
@@ -126,6 +130,7 @@ pub fn finalise_with(
     durability: Durability,
     sync_file: bool,
 ) -> Result<PathBuf, StoreError> {
+    super::tuning::configure_sqlite();
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(part, flags).map_err(|e| sqlite_err("open", part, e))?;
     conn.busy_timeout(Duration::ZERO)

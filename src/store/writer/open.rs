@@ -1,28 +1,32 @@
 //! One open `.part` file: its connection, pragmas and schema, and the
-//! INSERT statement it keeps prepared (a self-referential borrow of the
-//! boxed connection, dropped first).
+//! rows and INSERT statements it keeps ([`Batch`]; an MQTT 5 file's
+//! one-row INSERT), finalised before the connection.
 //!
 //! Owns: [`OpenFile`], [`open_file`]. Must not: decide when to commit or
 //! rotate, or finalise (that is `finalise`).
 
+use super::batch::{Batch, InsertStmt, sqlite_failure};
 use super::mqtt5::{ADD_PROPERTIES_COLUMN, INSERT_SQL_V5, mqtt_version};
 use super::{APPLICATION_ID, FORMAT_VERSION, failure, io_err, sidecar, sqlite_err, sync_dir};
-use super::{FileMeta, INSERT_SQL, META_SQL, SCHEMA, STATEMENT_CACHE, tuning};
+use super::{FileMeta, META_SQL, SCHEMA, STATEMENT_CACHE, tuning};
 use crate::layout::{self, Kind};
 use crate::message::Message;
 use crate::store::{Durability, StoreError};
-use rusqlite::{Connection, OpenFlags, Statement, ffi};
+use rusqlite::{Connection, OpenFlags, ffi};
 use std::fs;
 use std::path::{Path, PathBuf};
 
 /// A `.part` file and its connection.
 #[derive(Debug)]
 pub(super) struct OpenFile {
-    /// The INSERT statement, prepared once per file and kept (see
+    /// The MQTT 5 INSERT statement, prepared once per file and kept (see
     /// [`OpenFile::insert_stmt`]). Declared before `conn` so that it is
-    /// dropped (finalised) first; `rotate` also drops it before closing.
-    pub(super) insert: Option<Statement<'static>>,
-    /// Boxed so that its address, which `insert` borrows, never moves.
+    /// dropped (finalised) first; `close` also drops it before closing.
+    pub(super) insert: Option<InsertStmt>,
+    /// The gathered rows and multi-row INSERTs of a 3.1.1 file; dropped
+    /// before `conn` like `insert`.
+    pub(super) batch: Batch,
+    /// Boxed so that its address never moves under the statements.
     pub(super) conn: Box<Connection>,
     /// Path of the `.part` file.
     pub(super) path: PathBuf,
@@ -30,7 +34,7 @@ pub(super) struct OpenFile {
     pub(super) period_end_us: i64,
     /// A `BEGIN` has been executed and not yet committed.
     pub(super) in_txn: bool,
-    /// Rows inserted in the open transaction.
+    /// Rows inserted in the open transaction (gathered ones included).
     pub(super) uncommitted: usize,
     /// Rows committed to this file (for `row_count` at finalise).
     pub(super) committed: u64,
@@ -47,6 +51,22 @@ impl OpenFile {
                 .map_err(|e| sqlite_err("begin", &self.path, e))?;
             self.in_txn = true;
         }
+        if !self.mqtt5 {
+            self.uncommitted += 1;
+            if !self.batch.push(msg) {
+                return Ok(());
+            }
+            return match self.batch.flush(&self.conn) {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    // This message is not stored; the rows before it stay
+                    // gathered (or are gone with a rolled-back transaction).
+                    self.batch.pop();
+                    self.uncommitted -= 1;
+                    Err(self.after_error("insert", e))
+                }
+            };
+        }
         match self.insert_row(msg) {
             Ok(()) => {
                 self.uncommitted += 1;
@@ -56,55 +76,48 @@ impl OpenFile {
         }
     }
 
-    /// The INSERT statement, prepared on first use and then kept for the
-    /// file's life.
+    /// The INSERT statement of an MQTT 5 file, prepared on first use and
+    /// then kept for the file's life (3.1.1 files insert through
+    /// [`Batch`]).
     ///
     /// Why not `prepare_cached`: its LRU lookup hashes the SQL text and
     /// moves the statement out of and back into the cache on every row, and
     /// the cached statement clears its bindings when returned: together
     /// 4-5 % of Attic's CPU at full speed (perf, 200,000 x 64 B). A kept
-    /// statement is only re-bound and stepped (`raw_execute` resets it).
-    pub(super) fn insert_stmt(&mut self) -> rusqlite::Result<&mut Statement<'static>> {
+    /// statement is only re-bound and stepped.
+    pub(super) fn insert_stmt(&mut self) -> rusqlite::Result<&InsertStmt> {
         if self.insert.is_none() {
-            let sql = if self.mqtt5 {
-                INSERT_SQL_V5
-            } else {
-                INSERT_SQL
-            };
-            let stmt = self.conn.prepare(sql)?;
-            // SAFETY: the statement borrows `*self.conn`, which is boxed (its
-            // address is stable however `OpenFile` moves) and outlives the
-            // statement: `insert` is declared before `conn`, so it is dropped
-            // first, and the only place `conn` leaves `OpenFile` (`rotate`)
-            // sets `insert` to `None` beforehand. The `'static` lifetime never
-            // escapes: callers only get it behind `&mut self`.
-            let stmt = unsafe { std::mem::transmute::<Statement<'_>, Statement<'static>>(stmt) };
-            self.insert = Some(stmt);
+            self.insert = Some(InsertStmt::prepare(&self.conn, INSERT_SQL_V5)?);
         }
-        match self.insert.as_mut() {
+        match self.insert.as_ref() {
             Some(stmt) => Ok(stmt),
             None => Err(rusqlite::Error::InvalidQuery),
         }
     }
 
+    /// One row of an MQTT 5 file.
     pub(super) fn insert_row(&mut self, msg: &Message) -> rusqlite::Result<()> {
-        let mqtt5 = self.mqtt5;
         let stmt = self.insert_stmt()?;
-        stmt.raw_bind_parameter(1, msg.timestamp_us)?;
-        stmt.raw_bind_parameter(2, msg.topic.as_str())?;
-        // `&[u8]` binds as a BLOB; an empty one as a zero-length BLOB, not NULL.
-        stmt.raw_bind_parameter(3, &msg.payload[..])?;
-        stmt.raw_bind_parameter(4, msg.qos)?;
-        stmt.raw_bind_parameter(5, msg.retain)?;
-        if mqtt5 {
-            stmt.raw_bind_parameter(6, msg.properties.as_deref())?;
-        }
-        stmt.raw_execute().map(drop)
+        stmt.run(|b| {
+            b.int64(1, msg.timestamp_us);
+            b.text(2, &msg.topic);
+            b.blob(3, &msg.payload);
+            b.int64(4, i64::from(msg.qos));
+            b.int64(5, i64::from(msg.retain));
+            match msg.properties.as_deref() {
+                Some(p) => b.text(6, p),
+                None => b.null(6),
+            }
+        })
+        .map_err(|rc| sqlite_failure(&self.conn, rc))
     }
 
     pub(super) fn commit(&mut self) -> Result<(), StoreError> {
         if !self.in_txn {
             return Ok(());
+        }
+        if let Err(e) = self.batch.flush(&self.conn) {
+            return Err(self.after_error("insert", e));
         }
         match self.exec_cached("COMMIT") {
             Ok(()) => {
@@ -125,6 +138,7 @@ impl OpenFile {
     ) -> StoreError {
         let path = self.path.clone();
         if self.in_txn && self.conn.is_autocommit() {
+            self.batch.clear();
             let rows = std::mem::take(&mut self.uncommitted);
             self.in_txn = false;
             if rows > 0 {
@@ -208,6 +222,7 @@ pub(super) fn open_file(
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(OpenFile {
         insert: None,
+        batch: Batch::default(),
         conn: Box::new(conn),
         path,
         period_end_us: layout::period_end_us(created_us, period_s),
@@ -223,6 +238,7 @@ pub(super) fn open_file(
 /// (rusqlite's default is 5 s): a busy file is an error at once, and the
 /// loop goes on.
 fn open_rw(path: &Path) -> rusqlite::Result<Connection> {
+    tuning::configure_sqlite();
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 /// failure is logged and the `.part` left for the next start. Only a stream
 /// folder that cannot be read is an error; a missing one is empty.
 pub fn recover_parts(stream_dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    super::tuning::configure_sqlite();
     let days = match fs::read_dir(stream_dir) {
         Ok(days) => days,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),

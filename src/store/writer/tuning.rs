@@ -47,7 +47,7 @@ const WAL_LIMIT_BYTES: u32 = 1024 * 1024;
 
 /// SQLite page cache for all open files of the process together, in KiB.
 ///
-/// Up to four streams keep the full [`CACHE_KIB`]; with more each gets an
+/// Up to eight streams keep the full [`CACHE_KIB`]; with more each gets an
 /// equal share, at least [`CACHE_MIN_KIB`]. With the index built at
 /// finalisation an insert only touches the right edge of the table, so a
 /// small cache costs little. 100 streams of ~2.4 MB files each peaked at
@@ -143,6 +143,33 @@ pub(super) fn build_index(conn: &Connection) -> rusqlite::Result<()> {
 
 /// Page cache (and in-memory sort) while the `topics` index is built, KiB.
 const INDEX_BUILD_CACHE_KIB: u32 = 256;
+
+/// The least of a sort SQLite keeps in memory before spilling it to a
+/// temporary file, in pages (`SQLITE_CONFIG_PMASZ`). SQLite's default, 250
+/// pages (1 MiB), is a floor that `cache_size` cannot lower: the index
+/// build on the finaliser thread held 1 MiB of sort beside the writing
+/// stream. 64 pages equal [`INDEX_BUILD_CACHE_KIB`].
+const SORT_MEMORY_PAGES: u32 = 64;
+
+/// Process-wide SQLite settings; they take effect only before SQLite is
+/// initialised (the first connection of the process), so every entry point
+/// of the writer that opens a connection calls this first (recovery, in
+/// `attic run`, comes before any other use of SQLite). Later calls do
+/// nothing.
+pub(super) fn configure_sqlite() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: `sqlite3_config` with the unsigned integer that
+        // SQLITE_CONFIG_PMASZ takes, once per process. It must not run
+        // while another thread uses SQLite: in `attic run` the first call
+        // is the recovery's, before the finaliser thread starts. Once SQLite
+        // is initialised it only reads its `isInit` flag and refuses
+        // (SQLITE_MISUSE), changing nothing.
+        let _ = unsafe {
+            rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_PMASZ, SORT_MEMORY_PAGES)
+        };
+    });
+}
 
 #[cfg(test)]
 mod tests {

@@ -113,5 +113,7 @@ pub mod stream;
 pub mod suggest;
 pub mod summary;
 pub mod systemd;
+#[cfg(test)]
+mod test_dir;
 pub mod time;
 pub mod tls;

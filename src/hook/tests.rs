@@ -1,24 +1,12 @@
 use super::*;
+use crate::test_dir::TempDir;
 use mio::{Events, Poll};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new() -> Self {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "attic-hooks-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(p.join("2026-12-03")).unwrap();
-        TempDir(p)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A test folder with the day folder the tests' files go into.
+fn temp_dir() -> TempDir {
+    let dir = TempDir::new("hooks");
+    std::fs::create_dir_all(dir.0.join("2026-12-03")).unwrap();
+    dir
 }
 
 fn hooks(dir: &Path, command: &[&str], keep: bool) -> Hooks {
@@ -89,7 +77,7 @@ fn backoff_doubles_from_ten_seconds_to_an_hour() {
 
 #[test]
 fn a_done_file_leaves_the_pending_list_and_a_restart_runs_only_what_is_pending() {
-    let dir = TempDir::new();
+    let dir = temp_dir();
     let log = dir.0.join("ran");
     let script = format!("echo \"$ATTIC_FILE $ATTIC_ROWS\" >> {}", log.display());
     let mut poll = Poll::new().unwrap();
@@ -134,7 +122,7 @@ fn h_dir(h: &Hooks) -> PathBuf {
 
 #[test]
 fn a_failed_run_is_retried_after_the_backoff_and_counted() {
-    let dir = TempDir::new();
+    let dir = temp_dir();
     let mut poll = Poll::new().unwrap();
     let mut h = hooks(&dir.0, &["/bin/sh", "-c", "echo nope >&2; exit 4"], false);
     let f = facts(&dir.0, 1_796_300_100_000_000);
@@ -158,7 +146,7 @@ fn a_failed_run_is_retried_after_the_backoff_and_counted() {
 
 #[test]
 fn keep_until_done_holds_pending_files_only() {
-    let dir = TempDir::new();
+    let dir = temp_dir();
     let mut poll = Poll::new().unwrap();
     let mut h = hooks(&dir.0, &["true"], true);
     let f = facts(&dir.0, 1_796_300_100_000_000);
@@ -179,7 +167,7 @@ fn keep_until_done_holds_pending_files_only() {
 
 #[test]
 fn during_the_stop_nothing_new_starts() {
-    let dir = TempDir::new();
+    let dir = temp_dir();
     let poll = Poll::new().unwrap();
     let mut h = hooks(&dir.0, &["true"], false);
     h.begin_stop();
@@ -196,7 +184,7 @@ fn during_the_stop_nothing_new_starts() {
 
 #[test]
 fn a_thousand_finished_files_with_a_slow_hook_keep_one_process_and_each_event_cheap() {
-    let dir = TempDir::new();
+    let dir = temp_dir();
     let poll = Poll::new().unwrap();
     let mut h = hooks(&dir.0, &["sleep", "30"], true);
     let mut longest = Duration::ZERO;
@@ -253,7 +241,7 @@ fn a_thousand_finished_files_with_a_slow_hook_keep_one_process_and_each_event_ch
 
 #[test]
 fn files_of_a_relative_data_folder_are_found_and_run_with_an_absolute_path() {
-    let dir = TempDir::new();
+    let dir = temp_dir();
     let cwd = std::env::current_dir().unwrap();
     let Ok(rel_dir) = dir
         .0
@@ -302,7 +290,7 @@ fn files_of_a_relative_data_folder_are_found_and_run_with_an_absolute_path() {
 
 #[test]
 fn a_file_deleted_before_its_hook_ran_is_dropped_not_retried() {
-    let dir = TempDir::new();
+    let dir = temp_dir();
     let log = dir.0.join("ran");
     let script = format!("echo \"$ATTIC_FILE\" >> {}", log.display());
     let mut poll = Poll::new().unwrap();

@@ -230,31 +230,13 @@ mod tests {
     use crate::message::Message;
     use crate::store::StoreError;
     use crate::store::writer::{FileMeta, Writer};
+    use crate::test_dir::TempDir;
     use mio::{Events, Poll, Token};
     use rusqlite::Connection;
     use std::path::Path;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     const WAKE: Token = Token(3);
-
-    struct TempDir(PathBuf);
-    impl TempDir {
-        fn new() -> Self {
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let p = std::env::temp_dir().join(format!(
-                "attic-finaliser-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            std::fs::create_dir_all(&p).unwrap();
-            TempDir(p)
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 
     fn writer(dir: &Path) -> Writer {
         Writer::new(
@@ -317,7 +299,7 @@ mod tests {
 
     #[test]
     fn closing_on_the_loop_leaves_the_checkpoint_to_the_finaliser() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("finaliser");
         let part = closed_part(&dir.0, 2000);
         let wal = PathBuf::from(format!("{}-wal", part.display()));
         let len = std::fs::metadata(&wal).map_or(0, |m| m.len());
@@ -326,7 +308,7 @@ mod tests {
 
     #[test]
     fn a_closed_file_is_finished_off_the_loop_with_every_row_and_no_wal() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("finaliser");
         let part = closed_part(&dir.0, 100);
         let mut poll = Poll::new().unwrap();
         let mut f = Finaliser::start(Arc::new(Waker::new(poll.registry(), WAKE).unwrap())).unwrap();
@@ -373,7 +355,7 @@ mod tests {
 
     #[test]
     fn a_file_a_reader_holds_is_reported_once_and_finished_when_the_reader_lets_go() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("finaliser");
         let part = closed_part(&dir.0, 10);
         // A reader with an open read transaction, as `sqlite3` would hold.
         let reader = Connection::open(&part).unwrap();
@@ -444,7 +426,7 @@ mod tests {
 
     #[test]
     fn a_part_left_unfinished_is_finished_by_recovery_with_every_row() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("finaliser");
         let part = closed_part(&dir.0, 25);
         // The finaliser never ran (stop deadline passed): recovery does it.
         let done = crate::store::writer::recover_parts(&dir.0).unwrap();

@@ -351,29 +351,8 @@ fn io_err(action: &'static str, path: &Path, source: std::io::Error) -> StoreErr
 mod tests {
     use super::*;
     use crate::layout as rotation;
+    use crate::test_dir::TempDir;
     use rusqlite::{Connection, ErrorCode, OpenFlags};
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// A fresh folder under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new() -> TempDir {
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let n = N.fetch_add(1, Ordering::Relaxed);
-            let dir =
-                std::env::temp_dir().join(format!("attic-writer-test-{}-{n}", std::process::id()));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
 
     /// 2023-11-14T22:13:20Z.
     const T0: i64 = 1_700_000_000_000_000;
@@ -436,7 +415,7 @@ mod tests {
 
     #[test]
     fn a_finalised_file_has_exactly_the_specified_schema_meta_and_application_id() {
-        let tmp = TempDir::new();
+        let tmp = TempDir::new("writer-test");
         let mut w = writer(&tmp.0, 300);
         w.insert(&msg(T0, "sensors/a", b"1")).unwrap();
         w.insert(&msg(T0 + 1, "power/b", b"2")).unwrap();
@@ -496,7 +475,7 @@ mod tests {
 
     #[test]
     fn rotate_renames_the_part_file_and_leaves_no_wal_or_shm() {
-        let tmp = TempDir::new();
+        let tmp = TempDir::new("writer-test");
         let mut w = writer(&tmp.0, 300);
         assert_eq!(w.rotate().unwrap(), None, "nothing open, nothing to rotate");
         w.insert(&msg(T0, "a", b"x")).unwrap();
@@ -515,7 +494,7 @@ mod tests {
 
     #[test]
     fn commit_counts_and_clears_the_uncommitted_rows() {
-        let tmp = TempDir::new();
+        let tmp = TempDir::new("writer-test");
         let mut w = writer(&tmp.0, 300);
         w.commit().unwrap();
         assert_eq!(w.uncommitted(), 0);
@@ -532,7 +511,7 @@ mod tests {
 
     #[test]
     fn a_message_after_the_period_end_opens_a_new_file_in_its_day_folder() {
-        let tmp = TempDir::new();
+        let tmp = TempDir::new("writer-test");
         let mut w = writer(&tmp.0, 3600);
         // 2023-11-14T23:59:59.999999Z, then exactly midnight.
         let midnight = 1_700_006_400_000_000;
@@ -556,7 +535,7 @@ mod tests {
 
     #[test]
     fn a_file_name_already_taken_is_never_reused() {
-        let tmp = TempDir::new();
+        let tmp = TempDir::new("writer-test");
         let mut w = writer(&tmp.0, 1);
         w.insert(&msg(T0, "a", b"1")).unwrap();
         let first = w.rotate().unwrap().unwrap();
@@ -569,7 +548,7 @@ mod tests {
 
     #[test]
     fn a_clock_stepped_back_starts_a_new_file_dated_by_the_new_time_and_never_reuses_a_name() {
-        let tmp = TempDir::new();
+        let tmp = TempDir::new("writer-test");
         let mut w = writer(&tmp.0, 300);
         w.insert(&msg(T0, "a", b"1")).unwrap();
         assert!(!w.belongs_after_open_file(T0 + 1));
@@ -597,7 +576,7 @@ mod tests {
 
     #[test]
     fn each_file_records_the_connections_that_were_up_while_it_was_open() {
-        let tmp = TempDir::new();
+        let tmp = TempDir::new("writer-test");
         let mut w = writer(&tmp.0, 300);
         let up = |at: i64, present: bool| BrokerSession {
             connected_us: at,
@@ -644,7 +623,7 @@ mod tests {
 
     #[test]
     fn payload_bytes_and_columns_round_trip_exactly() {
-        let tmp = TempDir::new();
+        let tmp = TempDir::new("writer-test");
         let mut w = writer(&tmp.0, 300);
         let big: Vec<u8> = (0..1 << 20).map(|i: u32| (i * 7 % 256) as u8).collect();
         let payloads: [&[u8]; 4] = [b"", b"\0a\0\xff\xfe", "é€".as_bytes(), &big];
@@ -693,7 +672,7 @@ mod tests {
 
     #[test]
     fn recovery_keeps_exactly_the_committed_rows_of_a_crashed_file() {
-        let tmp = TempDir::new();
+        let tmp = TempDir::new("writer-test");
         let live = tmp.0.join("live");
         let crashed = tmp.0.join("crashed");
         let mut w = writer(&live, 300);
@@ -734,7 +713,7 @@ mod tests {
 
     #[test]
     fn recovery_removes_empty_parts_and_sets_corrupt_ones_aside() {
-        let tmp = TempDir::new();
+        let tmp = TempDir::new("writer-test");
         let day = tmp.0.join("2023-11-14");
         fs::create_dir_all(&day).unwrap();
         let part = |k: i64| day.join(rotation::part_name(k));
@@ -778,7 +757,7 @@ mod tests {
 
     #[test]
     fn an_unwritable_folder_gives_a_store_error() {
-        let tmp = TempDir::new();
+        let tmp = TempDir::new("writer-test");
         let file = tmp.0.join("not-a-folder");
         fs::write(&file, b"").unwrap();
         let mut w = writer(&file.join("stream"), 300);
@@ -799,7 +778,7 @@ mod tests {
 
     #[test]
     fn a_full_database_fails_the_insert_and_the_writer_carries_on_once_space_returns() {
-        let tmp = TempDir::new();
+        let tmp = TempDir::new("writer-test");
         let mut w = writer(&tmp.0, 300);
         w.insert(&msg(T0, "a", b"first")).unwrap();
         w.commit().unwrap();
@@ -844,7 +823,7 @@ mod tests {
     #[test]
     #[ignore = "measurement, not a check; run in release"]
     fn insert_rate_of_64_byte_messages() {
-        let tmp = TempDir::new();
+        let tmp = TempDir::new("writer-test");
         let mut w = writer(&tmp.0, 3600);
         let n = 200_000i64;
         let msgs: Vec<Message> = (0..n)

@@ -334,27 +334,9 @@ mod tests {
     use super::*;
     use crate::store::writer::{FileMeta, Writer};
     use crate::store::{Durability, StoreError};
+    use crate::test_dir::TempDir;
     use rusqlite::OpenFlags;
-    use std::path::PathBuf;
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
-
-    struct TempDir(PathBuf);
-    impl TempDir {
-        fn new() -> TempDir {
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let n = N.fetch_add(1, Ordering::Relaxed);
-            let dir = std::env::temp_dir().join(format!("attic-batch-{}-{n}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 
     fn msg(i: usize, payload: Vec<u8>) -> Message {
         Message {
@@ -382,7 +364,7 @@ mod tests {
     #[test]
     fn every_row_count_reaches_the_file_in_order_at_commit() {
         for n in [0, 1, 3, 4, 15, 16, 17, 21, 37] {
-            let tmp = TempDir::new();
+            let tmp = TempDir::new("batch");
             let mut w = Writer::new(
                 tmp.0.clone(),
                 Duration::from_secs(3600),
@@ -423,7 +405,7 @@ mod tests {
 
     #[test]
     fn rows_gathered_before_a_failed_flush_are_stored_once_and_in_order_when_space_returns() {
-        let tmp = TempDir::new();
+        let tmp = TempDir::new("batch");
         let mut w = Writer::new(
             tmp.0.clone(),
             Duration::from_secs(3600),

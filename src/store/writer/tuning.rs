@@ -176,26 +176,10 @@ mod tests {
     use super::*;
     use crate::message::Message;
     use crate::store::writer::{FileMeta, Writer, recover_parts};
+    use crate::test_dir::TempDir;
     use rusqlite::OpenFlags;
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
     use std::time::Duration;
-
-    struct TempDir(PathBuf);
-    impl TempDir {
-        fn new() -> TempDir {
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let n = N.fetch_add(1, Ordering::Relaxed);
-            let dir = std::env::temp_dir().join(format!("attic-tuning-{}-{n}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 
     fn writer(dir: &Path) -> Writer {
         Writer::new(
@@ -256,7 +240,7 @@ mod tests {
 
     #[test]
     fn the_open_part_has_no_index_and_the_finished_file_indexes_every_row() {
-        let tmp = TempDir::new();
+        let tmp = TempDir::new("tuning");
         let mut w = writer(&tmp.0);
         for i in 0..700 {
             w.insert(&msg(i)).unwrap();
@@ -278,7 +262,7 @@ mod tests {
 
     #[test]
     fn a_part_left_by_a_crash_gets_the_same_index_at_recovery() {
-        let tmp = TempDir::new();
+        let tmp = TempDir::new("tuning");
         let mut w = writer(&tmp.0);
         for i in 0..350 {
             w.insert(&msg(i)).unwrap();

@@ -413,11 +413,7 @@ fn exports_of_a_two_stream_recording_match_the_files_row_by_row() {
 
 #[test]
 fn include_open_reads_committed_rows_while_attic_keeps_storing() {
-    // The publisher outruns a debug build on a loaded machine: with
-    // mosquitto's default queue of 1,000 messages per client the broker
-    // itself then drops QoS 1 messages for Attic ("Outgoing messages are
-    // being dropped"), which is not what this test is about.
-    let broker = Mosquitto::builder().max_queued_messages(100_000).start();
+    let broker = Mosquitto::start();
     let dir = TempDir::new("export-open");
     let data = dir.join("data");
     // One-hour files: everything stays in `.part` files while Attic runs.
